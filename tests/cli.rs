@@ -407,7 +407,7 @@ fn rmi_refuses_an_image_a_container_uses() {
     );
     // forced: the name goes, the content stays for the container
     let out = c.ok(&["rmi", "-f", "app:1"]);
-    assert!(out.starts_with("Untagged: app:1\n"), "{out}");
+    assert_text(&out, &format!("Untagged: app:1\nDeleted: {id}\n"));
     assert!(c.store().read_blob(&id).is_ok());
 }
 

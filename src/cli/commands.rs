@@ -116,7 +116,12 @@ pub struct History {
 
 /// Manage images (image ls, rm, inspect, history, tag, save, load, import, prune, tree).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "image")]
+#[argh(
+    subcommand,
+    name = "image",
+    note = "Also: image ls = images, image rm = rmi, image inspect, history, tag, save, \
+            load, import = the commands of those names."
+)]
 pub struct ImageGroup {
     #[argh(subcommand)]
     pub command: ImageCommand,
