@@ -131,6 +131,14 @@ pub struct PruneReport {
     pub reclaimed: u64,
 }
 
+// save / load / import live in `archive.rs` (helper "store"), as plain functions over the
+// store and the types below; the `Engine` methods that call them (and resolve names
+// first) are here once it lands:
+//   archive::save(store: &Store, images: &[Resolved], format: SaveFormat, out: &mut dyn Write)
+//   archive::load(store: &Store, input: Input) -> Vec<LoadedImage>
+//   archive::import(store: &Store, input: Input, req: &ImportRequest) -> Digest (the image ID)
+// each returning its own error type, converted into `EngineError::Archive`.
+
 /// The archive format `save` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SaveFormat {
