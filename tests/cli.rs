@@ -341,6 +341,35 @@ fn images_lists_tags_and_dangling_images_like_docker() {
 }
 
 #[test]
+fn images_and_history_take_docker_formats() {
+    let c = Camada::new();
+    let id = c.simple("app:1", b"x");
+    c.ok(&["tag", "app:1", "app:2"]);
+    assert_text(
+        &c.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]),
+        &format!("app:1 {0}\napp:2 {0}\n", id.short()),
+    );
+    assert_text(
+        &c.ok(&["images", "--format=table {{.Tag}}\\t{{.Size}}", "app:2"]),
+        "TAG       SIZE\n2         2.56kB\n",
+    );
+    let json = c.ok(&["images", "--format", "json", "app:1"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["Repository"], "app");
+    assert_eq!(v["CreatedAt"], "2020-01-01 00:00:00 +0000 UTC");
+    let raw = c.ok(&[
+        "history",
+        "-H=false",
+        "--format",
+        "{{.CreatedSince}} {{.Size}}",
+        "app:1",
+    ]);
+    assert_text(&raw, "2020-01-01T00:00:00Z 2560\n");
+    let e = c.fails(&["images", "--format", "{{.Nope"]);
+    assert!(e.starts_with("Error: template parsing error"), "{e}");
+}
+
+#[test]
 fn tag_errors() {
     let c = Camada::new();
     assert_eq!(

@@ -38,11 +38,11 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         })
     };
     match words.as_slice() {
-        ["images"] => s("aq", "", &[]),
+        ["images"] => s("aq", "", &["format"]),
         ["tag"] => s("", "", &[]),
         ["rmi"] => s("f", "", &[]),
         ["inspect"] => s("", "f", &["format", "type"]),
-        ["history"] => s("qH", "", &["format"]),
+        ["history"] => s("q", "H", &["format", "human"]),
         ["save"] => s("", "o", &["output", "format"]),
         ["load"] => s("q", "i", &["input"]),
         ["import"] => s("", "cm", &["change", "message"]),
@@ -239,7 +239,8 @@ fn expand_short(group: &str, spec: &FlagSpec) -> Option<(Vec<String>, bool)> {
             if rest.is_empty() {
                 return Some((words, true));
             }
-            words.push(rest.to_string());
+            // `-H=false` as well as `-Hfalse`
+            words.push(rest.strip_prefix('=').unwrap_or(rest).to_string());
             return Some((words, false));
         } else {
             return None;
@@ -292,7 +293,7 @@ mod tests {
         );
         assert_eq!(argv("inspect -f{{.Id}} x"), "inspect -f {{.Id}} x");
         assert_eq!(argv("save -oout.tar x"), "save -o out.tar x");
-        assert_eq!(argv("save -o out.tar x"), "save -o out.tar x");
+        assert_eq!(argv("history -H=false x"), "history -H false x");
         assert_eq!(argv("--root=/r images"), "--root /r images");
         assert_eq!(
             argv("--root /r --runroot /x images -a"),

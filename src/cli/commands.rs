@@ -51,6 +51,10 @@ pub struct Images {
     /// don't truncate output
     #[argh(switch)]
     pub no_trunc: bool,
+    /// format the output with a Go template ('{{.Repository}}:{{.Tag}}', 'table ...'),
+    /// or 'json'
+    #[argh(option)]
+    pub format: Option<String>,
     /// only images of this repository (REPO or REPO:TAG)
     #[argh(positional, arg_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,
@@ -109,6 +113,10 @@ pub struct History {
     /// print sizes and dates in human readable format (default true)
     #[argh(option, short = 'H', default = "true")]
     pub human: bool,
+    /// format the output with a Go template ('{{.ID}} {{.CreatedBy}}', 'table ...'), or
+    /// 'json'
+    #[argh(option)]
+    pub format: Option<String>,
     /// the image (name, ID or ID prefix)
     #[argh(positional, arg_name = "IMAGE")]
     pub image: String,
