@@ -750,6 +750,10 @@ fn bad_command_lines_are_one_error_line_and_125() {
         "Error: 'frobnicate' is not a camada command"
     );
     assert_eq!(
+        c.fails(&["image", "frob", "-x"]),
+        "Error: 'image frob' is not a camada command"
+    );
+    assert_eq!(
         c.fails(&["images", "--bogus"]),
         "Error: unknown flag: --bogus"
     );
