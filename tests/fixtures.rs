@@ -540,3 +540,31 @@ fn engine_error_wants_exit_125_and_one_error_line() {
     assert!(!ok("echo 'Error: a' >&2; echo 'Error: b' >&2; exit 125"));
     assert!(!ok("echo 'no such image' >&2; exit 125"));
 }
+
+#[test]
+fn a_program_the_user_cannot_reach_is_run_from_a_copy() {
+    let Some(c) = Camada::as_user() else { return };
+    if c.user().is_none() {
+        return; // not root: the current user can run what it built
+    }
+    // A directory only root can enter, like a clone under /root.
+    let private = tempfile::tempdir().unwrap();
+    fs::set_permissions(private.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let echo = private.path().join("echo-helper");
+    fs::copy(tool("echo"), &echo).unwrap();
+    let runnable = c.executable(&echo);
+    assert_ne!(runnable, echo);
+    let mut cmd = c.command(&runnable);
+    cmd.arg("reached");
+    c.exec(cmd).success().stdout_is("reached\n");
+}
+
+#[test]
+fn the_unprivileged_user_can_make_a_user_namespace() {
+    let Some(c) = Camada::as_user() else { return };
+    if common::require("unprivileged user namespaces", c.userns_usable()) {
+        let mut cmd = c.command("unshare");
+        cmd.args(["--user", "--map-root-user", "id", "-u"]);
+        c.exec(cmd).success().stdout_is("0\n");
+    }
+}

@@ -11,6 +11,28 @@
 //! missing prerequisite fails the test. Skips are only for what the machine truly lacks (not
 //! root, so no test user can be made); each one is printed past the test's output capture and
 //! listed in `target/tmp/skipped.log`, which `tests/run` shows at the end.
+//!
+//! ```text
+//! mod common;
+//! use common::{Camada, require};
+//!
+//! #[test]
+//! fn lists_the_base_image() {
+//!     let c = Camada::new();                      // as the current user (root on CI)
+//!     let base = c.load_base();                   // fixtures/mkbase, built once per run
+//!     c.run(["images", "-q"]).success().stdout_is(&format!("{}\n", base.short_id()));
+//!     c.run(["rmi", "nope"]).engine_error().stderr_has("nope");
+//! }
+//!
+//! #[test]
+//! fn rootless() {
+//!     let Some(c) = Camada::as_user() else { return };   // camadatest via setpriv
+//!     if !require("FUSE", common::fuse_usable()) { return; }
+//!     if !require("user namespaces", c.userns_usable()) { return; }
+//!     let helper = c.executable(Path::new(env!("CARGO_BIN_EXE_x")));  // reachable by the user
+//!     c.exec(c.command(helper)).success();
+//! }
+//! ```
 #![allow(dead_code, unused_imports)] // each test file uses its own part of this module
 
 mod base;
@@ -21,11 +43,12 @@ pub use base::{BaseImage, base_image, fixtures_dir};
 pub use run::{Run, diff_lines};
 pub use user::{TestUser, fuse_usable, test_user};
 
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The camada binary cargo built for these tests.
@@ -108,30 +131,35 @@ pub fn tool(name: &str) -> PathBuf {
     );
 }
 
-/// The camada binary as seen by the test user: [`BIN`] itself when that user can execute it,
-/// else a copy in a world-readable temp dir (e.g. a clone under /root, which is 0700).
-fn bin_for(user: &TestUser) -> PathBuf {
-    static FOR_USER: OnceLock<PathBuf> = OnceLock::new();
-    FOR_USER
-        .get_or_init(|| {
-            let reachable = user
-                .command("test")
-                .args(["-x", BIN])
-                .status()
-                .is_ok_and(|s| s.success());
-            if reachable {
-                return PathBuf::from(BIN);
-            }
-            let copy = user::shared_copy(Path::new(BIN));
-            loud(&format!(
-                "note: {BIN} is not executable by user {} (a parent directory lacks o+x, \
-                 e.g. /root is 0700); running a copy: {}",
-                user.name,
-                copy.display()
-            ));
-            copy
-        })
-        .clone()
+/// `program` as the test user can run it: the path itself when that user can execute it, else
+/// a copy in a world-readable temp dir (e.g. a clone under /root, which is 0700). Said once.
+fn executable_by(user: &TestUser, program: &Path) -> PathBuf {
+    static SEEN: Mutex<BTreeMap<PathBuf, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = seen.get(program) {
+        return p.clone();
+    }
+    let reachable = user
+        .command("test")
+        .arg("-x")
+        .arg(program)
+        .status()
+        .is_ok_and(|s| s.success());
+    let path = if reachable {
+        program.to_path_buf()
+    } else {
+        let copy = user::shared_copy(program);
+        loud(&format!(
+            "note: {} is not executable by user {} (a parent directory lacks o+x, \
+             e.g. /root is 0700); running a copy: {}",
+            program.display(),
+            user.name,
+            copy.display()
+        ));
+        copy
+    };
+    seen.insert(program.to_path_buf(), path.clone());
+    path
 }
 
 /// The camada binary with a store of its own in a fresh temp dir, removed when dropped.
@@ -175,7 +203,10 @@ impl Camada {
         };
         // Rootless runs need /dev/fuse; a failure here shows again in require_fuse().
         let _ = fuse_usable();
-        Some(Camada::make(Some(user), bin_for(user)))
+        Some(Camada::make(
+            Some(user),
+            executable_by(user, Path::new(BIN)),
+        ))
     }
 
     fn make(user: Option<&'static TestUser>, bin: PathBuf) -> Camada {
@@ -235,6 +266,33 @@ impl Camada {
     /// True when the commands run without root (as_user, or tests not run as root).
     pub fn unprivileged(&self) -> bool {
         self.uid() != 0
+    }
+
+    /// `program` (a test helper binary, say) at a path this Camada's user can execute.
+    pub fn executable(&self, program: &Path) -> PathBuf {
+        match self.user {
+            Some(u) => executable_by(u, program),
+            None => program.to_path_buf(),
+        }
+    }
+
+    /// Ok when this Camada's user can make a user namespace (`unshare --user
+    /// --map-root-user true`): what every rootless container needs from the kernel.
+    pub fn userns_usable(&self) -> Result<(), String> {
+        let mut cmd = self.command("unshare");
+        cmd.args(["--user", "--map-root-user", "true"]);
+        let out = cmd
+            .output()
+            .map_err(|e| format!("running unshare: {e} (apt-get install util-linux)"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "uid {} cannot create a user namespace: {} (is kernel.unprivileged_userns_clone or \
+             user.max_user_namespaces 0?)",
+            self.uid(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 
     /// Adds an environment variable to every later command.
