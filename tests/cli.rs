@@ -5,7 +5,10 @@
 //! manifest via image::build_image, recorded with Store::update), so these tests need no
 //! archive or registry.
 
+mod common;
+
 use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -818,4 +821,24 @@ fn concurrent_tags_are_never_lost() {
         assert!(ch.wait().unwrap().success());
     }
     assert_eq!(c.ok(&["images", "-q"]).lines().count(), 9);
+}
+
+#[test]
+fn image_commands_work_as_an_unprivileged_user() {
+    let Some(u) = common::Camada::as_user() else {
+        return;
+    };
+    u.run(["images"])
+        .success()
+        .stdout_is("REPOSITORY   TAG       IMAGE ID   CREATED   SIZE\n");
+    let meta = fs::metadata(u.root()).unwrap();
+    assert_eq!(meta.uid(), u.uid(), "the store belongs to the user");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    let info = u.ok(["info"]);
+    assert!(info.contains(&format!("(uid {},", u.uid())), "{info}");
+    u.ok(["image", "prune", "-f"]);
+    u.ok(["system", "df"]);
+    u.run(["rmi", "nosuch"])
+        .engine_error()
+        .stderr_is("Error: No such image: nosuch\n");
 }
