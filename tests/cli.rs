@@ -661,6 +661,9 @@ fn image_tree_shows_what_each_layer_adds_changes_deletes() {
         c.fails(&["image", "tree", "nosuch"]),
         "Error: No such image: nosuch"
     );
+    let id = c.ok(&["images", "-q"]);
+    let by_id = c.ok(&["image", "tree", id.trim()]);
+    assert!(by_id.starts_with("app:1  "), "{by_id}");
 }
 
 #[test]
