@@ -5,7 +5,10 @@
 //! manifest via image::build_image, recorded with Store::update), so these tests need no
 //! archive or registry.
 
+mod common;
+
 use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -658,6 +661,9 @@ fn image_tree_shows_what_each_layer_adds_changes_deletes() {
         c.fails(&["image", "tree", "nosuch"]),
         "Error: No such image: nosuch"
     );
+    let id = c.ok(&["images", "-q"]);
+    let by_id = c.ok(&["image", "tree", id.trim()]);
+    assert!(by_id.starts_with("app:1  "), "{by_id}");
 }
 
 #[test]
@@ -750,6 +756,10 @@ fn bad_command_lines_are_one_error_line_and_125() {
         "Error: 'frobnicate' is not a camada command"
     );
     assert_eq!(
+        c.fails(&["image", "frob", "-x"]),
+        "Error: 'image frob' is not a camada command"
+    );
+    assert_eq!(
         c.fails(&["images", "--bogus"]),
         "Error: unknown flag: --bogus"
     );
@@ -814,4 +824,24 @@ fn concurrent_tags_are_never_lost() {
         assert!(ch.wait().unwrap().success());
     }
     assert_eq!(c.ok(&["images", "-q"]).lines().count(), 9);
+}
+
+#[test]
+fn image_commands_work_as_an_unprivileged_user() {
+    let Some(u) = common::Camada::as_user() else {
+        return;
+    };
+    u.run(["images"])
+        .success()
+        .stdout_is("REPOSITORY   TAG       IMAGE ID   CREATED   SIZE\n");
+    let meta = fs::metadata(u.root()).unwrap();
+    assert_eq!(meta.uid(), u.uid(), "the store belongs to the user");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    let info = u.ok(["info"]);
+    assert!(info.contains(&format!("(uid {},", u.uid())), "{info}");
+    u.ok(["image", "prune", "-f"]);
+    u.ok(["system", "df"]);
+    u.run(["rmi", "nosuch"])
+        .engine_error()
+        .stderr_is("Error: No such image: nosuch\n");
 }

@@ -91,7 +91,8 @@ pub struct Expanded {
     pub command: Vec<String>,
     /// The command's arguments, expanded.
     pub args: Vec<String>,
-    /// Whether the command is one camada knows (for the "not a camada command" error).
+    /// Whether this table knows the command's flags. An unknown command's arguments are
+    /// passed to argh untouched (argh decides whether the command exists).
     pub known: bool,
 }
 
@@ -151,7 +152,7 @@ pub fn expand(args: &[String]) -> Expanded {
     let Some(spec) = spec(&command) else {
         return Expanded {
             globals,
-            known: command.is_empty(),
+            known: false,
             command,
             args: rest.to_vec(),
         };
@@ -330,7 +331,6 @@ mod tests {
         assert!(!e.known);
         assert_eq!(e.command, v("frobnicate"));
         assert!(expand(&v("images")).known);
-        assert!(expand(&[]).known);
-        assert!(expand(&v("--help")).known);
+        assert_eq!(argv("frobnicate -xy --a=b"), "frobnicate -xy --a=b");
     }
 }

@@ -108,12 +108,6 @@ fn one_line(s: &str) -> String {
 pub fn run(args: &[String]) -> Result<(), CliError> {
     let expanded = argv::expand(args);
     let command_name = expanded.command.join(" ");
-    if !expanded.known {
-        return Err(CliError::usage(
-            format!("'{command_name}' is not a camada command"),
-            "",
-        ));
-    }
     if expanded.command.is_empty() && expanded.globals.iter().all(|g| g != "--help") {
         return Err(CliError::usage("no command given", ""));
     }
@@ -128,10 +122,23 @@ pub fn run(args: &[String]) -> Result<(), CliError> {
                     writeln!(out, "{}", early.output)?;
                     Ok(())
                 }
-                Err(()) => Err(CliError::usage(
-                    usage_message(&early.output, &command_name),
-                    &command_name,
-                )),
+                Err(()) => {
+                    let unknown = format!(
+                        "Unrecognized argument: {}",
+                        expanded.command.last().map_or("", String::as_str)
+                    );
+                    if !expanded.command.is_empty() && early.output.trim() == unknown {
+                        let hint = expanded.command[..expanded.command.len() - 1].join(" ");
+                        return Err(CliError::usage(
+                            format!("'{command_name}' is not a camada command"),
+                            &hint,
+                        ));
+                    }
+                    Err(CliError::usage(
+                        usage_message(&early.output, &command_name),
+                        &command_name,
+                    ))
+                }
             };
         }
     };

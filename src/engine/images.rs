@@ -31,7 +31,7 @@ fn created(c: &ImageConfig) -> Option<i64> {
 }
 
 /// The tags (full references) of image `id`, over all its manifests, sorted.
-fn tags_of_id(db: &ImageDb, id: &Digest) -> Vec<String> {
+pub(super) fn tags_of_id(db: &ImageDb, id: &Digest) -> Vec<String> {
     let mut tags: Vec<String> = db
         .manifests_of(id)
         .iter()
