@@ -4,6 +4,8 @@
 //! The worker processes are this test binary run again with `CAMADA_STORE_WORKER` set: the
 //! `worker` test does the work in the child and nothing in a normal run.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -207,4 +209,83 @@ fn a_slow_update_does_not_lose_a_concurrent_one() {
     let db = store.images().unwrap();
     assert!(db.tags.contains_key("docker.io/library/slow:1"));
     assert!(db.tags.contains_key("docker.io/library/quick:0"));
+}
+
+/// An imported one-layer image tagged `base` in the store of `c` (made as root, then
+/// handed to `c`'s user).
+fn store_with_image(c: &common::Camada) -> Digest {
+    let env = Env {
+        home: Some(c.home()),
+        ..Env::default()
+    };
+    let p = Paths::resolve(Some(&c.root()), Some(&c.runroot()), &env).unwrap();
+    let store = Store::open(&p).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "hi", &b"hi"[..]).unwrap();
+    let tarball = c.dir().join("rootfs.tar");
+    fs::write(&tarball, b.into_inner().unwrap()).unwrap();
+    let id = camada::engine::archive::import(
+        &store,
+        camada::engine::Input::File(tarball),
+        &camada::engine::ImportRequest {
+            reference: Some("base".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    if let Some(u) = c.user() {
+        u.chown_tree(&c.root());
+    }
+    id
+}
+
+/// `camada tag` run N times at once (the real binary, separate processes).
+fn parallel_tags(c: &common::Camada) {
+    let id = store_with_image(c);
+    let n = 8;
+    let children: Vec<Child> = (0..n)
+        .map(|i| {
+            c.cmd(["tag", "base", &format!("t{i}:v{i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "camada tag failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db: camada::store::ImageDb =
+        serde_json::from_slice(&fs::read(c.root().join("images.json")).unwrap()).unwrap();
+    for i in 0..n {
+        let name = format!("docker.io/library/t{i}:v{i}");
+        let m = db
+            .tags
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} was lost"));
+        assert_eq!(db.images[m].config, id);
+    }
+    assert_eq!(db.tags.len(), n + 1);
+    assert_eq!(fs::read_dir(c.root().join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn parallel_camada_tag_never_loses_a_tag() {
+    parallel_tags(&common::Camada::new());
+}
+
+#[test]
+fn parallel_camada_tag_as_the_unprivileged_user() {
+    let Some(c) = common::Camada::as_user() else {
+        return;
+    };
+    parallel_tags(&c);
 }
