@@ -289,3 +289,54 @@ fn parallel_camada_tag_as_the_unprivileged_user() {
     };
     parallel_tags(&c);
 }
+
+/// Ingests a tar of `files` (path, content; `.wh.` names are whiteouts) as a layer.
+fn layer(store: &Store, files: &[(&str, &[u8])]) -> camada::digest::DiffId {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    let bytes = b.into_inner().unwrap();
+    let stage = store.stage_layer().unwrap();
+    let (tar, idx) = stage.create_files().unwrap();
+    let got = camada::layer::ingest(&bytes[..], tar, idx).unwrap();
+    stage.commit(&got.diff_id).unwrap();
+    got.diff_id
+}
+
+#[test]
+fn chain_index_is_merged_once_and_cached() {
+    let t = tempfile::tempdir().unwrap();
+    let store = Store::open(&paths(t.path())).unwrap();
+    let l0 = layer(&store, &[("etc/a", b"a0"), ("etc/b", b"b0")]);
+    let l1 = layer(&store, &[("etc/a", b"a1"), ("etc/.wh.b", b"")]);
+    let chain = [l0.clone(), l1.clone()];
+    // several commands (threads) want it at once: all get the same complete file
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| store.chain_index(&chain).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (id, path) = results[0].clone();
+    assert!(results.iter().all(|r| *r == (id.clone(), path.clone())));
+    assert_eq!(Some(id.clone()), camada::digest::chain_id(&chain));
+    assert_eq!(path, store.paths().chain_index(&id));
+    let bytes = fs::read(&path).unwrap();
+    let index = camada::tarindex::Index::open(&bytes[..]).unwrap();
+    let a = index.lookup(b"etc/a").expect("etc/a");
+    assert_eq!(index.get(a).unwrap().layer(), 1, "the upper etc/a wins");
+    assert!(index.lookup(b"etc/b").is_none(), "the whiteout hides etc/b");
+    assert_eq!(fs::read_dir(store.paths().tmp_dir()).unwrap().count(), 0);
+    // cached: the file is not rebuilt
+    let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+    thread::sleep(Duration::from_millis(20));
+    store.chain_index(&chain).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+    // a single layer is a chain too (its hardlinks resolved by the merge)
+    let (single, _) = store.chain_index(std::slice::from_ref(&l0)).unwrap();
+    assert_eq!(single.0, l0.0);
+}
