@@ -39,6 +39,13 @@ pub fn load(store: &Store, input: Input) -> Result<Vec<LoadedImage>> {
         loader.docker_archive()?;
     } else if members.has("index.json") {
         loader.oci_archive()?;
+    } else if !members.ends_cleanly()? {
+        // the metadata files come last: a cut between members loses them
+        return Err(ArchiveError::Truncated {
+            member: "the end-of-archive blocks".into(),
+            needed: members.len + 1024,
+            len: members.len,
+        });
     } else {
         return Err(ArchiveError::NotAnArchive);
     }
@@ -135,6 +142,7 @@ enum Member {
 /// The members of the (outer) archive tar, by normalised path.
 struct Members<'f> {
     file: &'f File,
+    len: u64,
     map: HashMap<String, Member>,
 }
 
@@ -205,7 +213,19 @@ impl<'f> Members<'f> {
         }
         // a tar whose last header block is cut short ends the iteration quietly: a real
         // archive ends with two zero blocks after its last member
-        Ok(Members { file, map })
+        Ok(Members { file, len, map })
+    }
+
+    /// Whether the file ends with the two zero blocks every tar writer puts last.
+    fn ends_cleanly(&self) -> Result<bool> {
+        if self.len < 1024 {
+            return Ok(false);
+        }
+        let mut tail = [0u8; 1024];
+        self.file
+            .read_exact_at(&mut tail, self.len - 1024)
+            .map_err(ArchiveError::ReadInput)?;
+        Ok(tail.iter().all(|&b| b == 0))
     }
 
     fn has(&self, name: &str) -> bool {
