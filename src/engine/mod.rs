@@ -7,6 +7,7 @@
 //! prints what it returns, and tests call it directly. Services (`store`, `layer`, ...)
 //! never import each other; this module is where they meet.
 
+pub mod archive;
 mod images;
 mod system;
 mod tree;
