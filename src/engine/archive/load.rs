@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -162,6 +162,10 @@ impl<'f> Members<'f> {
         }
         let corrupt = |e: io::Error| ArchiveError::Corrupt(e.to_string());
         let mut map = HashMap::new();
+        // a spooled file shares its offset with the writer that filled it
+        (&mut &*file)
+            .seek(SeekFrom::Start(0))
+            .map_err(ArchiveError::ReadInput)?;
         let mut archive = tar::Archive::new(file);
         for entry in archive.entries_with_seek().map_err(corrupt)? {
             let entry = entry.map_err(corrupt)?;
