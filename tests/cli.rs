@@ -845,3 +845,122 @@ fn image_commands_work_as_an_unprivileged_user() {
         .engine_error()
         .stderr_is("Error: No such image: nosuch\n");
 }
+
+#[test]
+fn save_load_import_round_trip() {
+    let c = Camada::new();
+    let id = three_step_image(&c);
+    let file = c.dir.path().join("app.tar");
+    c.ok(&["save", "-o", file.to_str().unwrap(), "app:1"]);
+    c.ok(&["rmi", "app:1"]);
+    assert_text(
+        &c.ok(&["load", "-i", file.to_str().unwrap()]),
+        "Loaded image: app:1\n",
+    );
+    assert_text(&c.ok(&["images", "-q", "--no-trunc"]), &format!("{id}\n"));
+    // through a pipe, as `docker save x | docker load`
+    let saved = c.command(&["save", "app:1"]).output().unwrap();
+    assert!(
+        saved.status.success(),
+        "{:?} {}",
+        saved.status,
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    let other = Camada::new();
+    let mut load = other.command(&["image", "load"]);
+    load.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = load.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &saved.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_text(
+        &String::from_utf8_lossy(&out.stdout),
+        "Loaded image: app:1\n",
+    );
+    // the loaded image reads the same
+    assert_eq!(other.ok(&["history", "app:1"]), c.ok(&["history", "app:1"]));
+    assert_eq!(
+        other.ok(&["image", "tree", "app:1"]),
+        c.ok(&["image", "tree", "app:1"])
+    );
+}
+
+#[test]
+fn import_makes_a_one_layer_image() {
+    let c = Camada::new();
+    let rootfs = c.dir.path().join("rootfs.tar");
+    fs::write(
+        &rootfs,
+        make_tar(&[Item::Dir("bin"), Item::File("bin/sh", b"#!shell")]),
+    )
+    .unwrap();
+    let out = c.ok(&["import", rootfs.to_str().unwrap(), "mine:1"]);
+    let id = out.trim();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{out}");
+    let list = c.ok(&["images", "mine"]);
+    assert!(
+        list.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("mine         1         "),
+        "{list}"
+    );
+    assert_text(
+        &c.ok(&["inspect", "-f", "{{len .RootFS.Layers}}", "mine:1"]),
+        "1\n",
+    );
+    let tree = c.ok(&["image", "tree", "mine:1"]);
+    assert!(
+        tree.contains("+ bin/sh") && tree.contains("1 layer "),
+        "{tree}"
+    );
+}
+
+#[test]
+fn bad_archives_are_one_error_and_leave_nothing() {
+    let c = Camada::new();
+    c.simple("app:1", b"x");
+    // what a failed command could leave: content, records, temp files (lock files may appear)
+    let store = |c: &Camada| -> Vec<String> {
+        walk(&c.root())
+            .into_iter()
+            .filter(|p| !p.ends_with("lock"))
+            .collect()
+    };
+    let before = store(&c);
+    let junk = c.dir.path().join("junk");
+    fs::write(&junk, b"this is not a tar archive at all, just some text\n").unwrap();
+    let e = c.fails(&["load", "-i", junk.to_str().unwrap()]);
+    assert!(e.starts_with("Error: "), "{e}");
+    let e = c.fails(&["import", junk.to_str().unwrap(), "x:1"]);
+    assert!(e.contains("not a tar"), "{e}");
+    let e = c.fails(&["load", "-i", "/nonexistent/file.tar"]);
+    assert!(e.contains("/nonexistent/file.tar"), "{e}");
+    // an unknown name fails before anything is written
+    let out = c.dir.path().join("out.tar");
+    assert_eq!(
+        c.fails(&["save", "-o", out.to_str().unwrap(), "app:1", "nosuch"]),
+        "Error: No such image: nosuch"
+    );
+    assert!(!out.exists(), "no half archive left");
+    let e = c.fails(&[
+        "save",
+        "-o",
+        out.to_str().unwrap(),
+        "--format",
+        "zip",
+        "app:1",
+    ]);
+    assert!(e.contains("docker-archive or oci-archive"), "{e}");
+    assert_eq!(
+        c.fails(&["save"]),
+        "Error: \"camada save\" requires at least 1 argument"
+    );
+    assert_eq!(store(&c), before, "the store is as it was");
+}

@@ -29,6 +29,9 @@ pub enum Command {
     Rmi(Rmi),
     Inspect(Inspect),
     History(History),
+    Save(Save),
+    Load(Load),
+    Import(Import),
     Image(ImageGroup),
     System(SystemGroup),
     Info(Info),
@@ -120,6 +123,53 @@ pub struct History {
     /// the image (name, ID or ID prefix)
     #[argh(positional, arg_name = "IMAGE")]
     pub image: String,
+}
+
+/// Save one or more images to a tar archive (streamed to stdout by default).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "save")]
+pub struct Save {
+    /// write to a file instead of stdout
+    #[argh(option, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// archive format: docker-archive (default) or oci-archive
+    #[argh(option)]
+    pub format: Option<String>,
+    /// images to save
+    #[argh(positional, arg_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// Load an image from a tar archive or stdin (docker-archive or OCI archive, plain,
+/// gzip or zstd).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "load")]
+pub struct Load {
+    /// read from a tar archive file instead of stdin
+    #[argh(option, short = 'i')]
+    pub input: Option<PathBuf>,
+    /// suppress progress output (accepted as docker's; load shows no progress yet)
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Import the contents of a tarball to create a filesystem image.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "import")]
+pub struct Import {
+    /// apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, WORKDIR, USER,
+    /// LABEL, EXPOSE, VOLUME)
+    #[argh(option, short = 'c')]
+    pub change: Vec<String>,
+    /// set a commit message for the imported image
+    #[argh(option, short = 'm')]
+    pub message: Option<String>,
+    /// the rootfs tarball, or - for stdin
+    #[argh(positional, arg_name = "FILE|-")]
+    pub file: String,
+    /// the name to give the image
+    #[argh(positional, arg_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
 }
 
 /// Manage images (image ls, rm, inspect, history, tag, save, load, import, prune, tree).

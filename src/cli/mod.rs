@@ -8,6 +8,7 @@
 //! `Error: ` on stderr (plus, for a usage error, a `See 'camada CMD --help'.` hint) and
 //! exit code 125.
 
+mod archive;
 mod argv;
 mod commands;
 mod format;
@@ -193,6 +194,9 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Rmi(a) => images::rmi(&engine(&cmd)?, a),
         Command::Inspect(a) => images::inspect(&engine(&cmd)?, a),
         Command::History(a) => images::history(&engine(&cmd)?, a),
+        Command::Save(a) => archive::save(&engine(&cmd)?, a),
+        Command::Load(a) => archive::load(&engine(&cmd)?, a),
+        Command::Import(a) => archive::import(&engine(&cmd)?, a),
         Command::Image(g) => match &g.command {
             ImageCommand::Prune(a) => images::prune(&engine(&cmd)?, a.all, a.force, false),
             ImageCommand::Tree(a) => images::tree(&engine(&cmd)?, a),

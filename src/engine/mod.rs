@@ -12,6 +12,7 @@ mod images;
 mod system;
 mod tree;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{DiffId, Digest};
@@ -53,7 +54,7 @@ pub enum EngineError {
     #[error("reading the index of layer {diff_id}: {why}")]
     LayerIndex { diff_id: DiffId, why: String },
     #[error("{0}")]
-    Archive(String),
+    Archive(#[from] archive::ArchiveError),
 }
 
 /// The engine: where things are, and the store.
@@ -76,6 +77,32 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// `save`: the images named (each resolved first, so an unknown name fails before
+    /// anything is written) as one archive on `out`.
+    pub fn save(
+        &self,
+        names: &[String],
+        format: SaveFormat,
+        out: &mut dyn Write,
+    ) -> Result<(), EngineError> {
+        let db = self.store.images()?;
+        let images = names
+            .iter()
+            .map(|n| db.resolve(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(archive::save(&self.store, &images, format, out)?)
+    }
+
+    /// `load`: every image of a docker-archive or OCI archive.
+    pub fn load(&self, input: Input) -> Result<Vec<LoadedImage>, EngineError> {
+        Ok(archive::load(&self.store, input)?)
+    }
+
+    /// `import`: a rootfs tarball as a one-layer image; returns its ID.
+    pub fn import(&self, input: Input, req: &ImportRequest) -> Result<Digest, EngineError> {
+        Ok(archive::import(&self.store, input, req)?)
     }
 }
 
@@ -131,14 +158,6 @@ pub struct PruneReport {
     pub removed: Vec<Removed>,
     pub reclaimed: u64,
 }
-
-// save / load / import live in `archive.rs` (helper "store"), as plain functions over the
-// store and the types below; the `Engine` methods that call them (and resolve names
-// first) are here once it lands:
-//   archive::save(store: &Store, images: &[Resolved], format: SaveFormat, out: &mut dyn Write)
-//   archive::load(store: &Store, input: Input) -> Vec<LoadedImage>
-//   archive::import(store: &Store, input: Input, req: &ImportRequest) -> Digest (the image ID)
-// each returning its own error type, converted into `EngineError::Archive`.
 
 /// The archive format `save` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
