@@ -515,31 +515,6 @@ impl Loader<'_, '_> {
             return Ok(blob.cloned().unwrap_or_else(|| s.desc.clone()));
         }
         let store = self.store;
-        if store.has_layer(diff_id) {
-            let have_blob = match blob {
-                Some(b) => store.has_blob(&b.digest) || b.digest == diff_id.0,
-                None => true,
-            };
-            if have_blob {
-                let desc = match blob {
-                    Some(b) => b.clone(),
-                    None => {
-                        uncompressed_layer(ManifestFormat::Oci, diff_id, store.layer_size(diff_id)?)
-                    }
-                };
-                let link = blob.is_none_or(|b| b.digest == diff_id.0);
-                self.staged.insert(
-                    diff_id.clone(),
-                    Staged {
-                        stage: None,
-                        blob: None,
-                        link,
-                        desc: desc.clone(),
-                    },
-                );
-                return Ok(desc);
-            }
-        }
         let (offset, _) = self.members.locate(member)?;
         let mut head = [0u8; 8];
         let n = self
@@ -548,28 +523,37 @@ impl Loader<'_, '_> {
             .read_at(&mut head, offset)
             .map_err(ArchiveError::ReadInput)?;
         let compression = Compression::detect(&head[..n]).unwrap_or(Compression::None);
-        let stage = store.stage_layer()?;
-        let (tar, idx) = stage.create_files()?;
-        let tar = BufWriter::with_capacity(256 << 10, tar);
         let section = self.members.reader(member)?;
         let layer_err = |source| ArchiveError::Layer {
             member: member.to_owned(),
             source,
         };
-        let (ingested, blob_writer) = if compression == Compression::None {
-            (ingest(section, tar, idx).map_err(layer_err)?, None)
+        // already stored (layer and blob): the archive's copy is still verified, not kept
+        let present = store.has_layer(diff_id)
+            && blob.is_none_or(|b| store.has_blob(&b.digest) || b.digest == diff_id.0);
+        let (ingested, stage, blob_writer) = if present {
+            let got = ingest(section, io::sink(), io::sink()).map_err(layer_err)?;
+            (got, None, None)
         } else {
-            let mut w = store.blob_writer(blob.map(|b| &b.digest), blob.map(|b| b.size))?;
-            let got = ingest(
-                Tee {
-                    inner: section,
-                    copy: &mut w,
-                },
-                tar,
-                idx,
-            )
-            .map_err(layer_err)?;
-            (got, Some(w))
+            let stage = store.stage_layer()?;
+            let (tar, idx) = stage.create_files()?;
+            let tar = BufWriter::with_capacity(256 << 10, tar);
+            if compression == Compression::None {
+                let got = ingest(section, tar, idx).map_err(layer_err)?;
+                (got, Some(stage), None)
+            } else {
+                let mut w = store.blob_writer(blob.map(|b| &b.digest), blob.map(|b| b.size))?;
+                let got = ingest(
+                    Tee {
+                        inner: section,
+                        copy: &mut w,
+                    },
+                    tar,
+                    idx,
+                )
+                .map_err(layer_err)?;
+                (got, Some(stage), Some(w))
+            }
         };
         if ingested.diff_id != *diff_id {
             return Err(ArchiveError::WrongDiffId {
@@ -591,6 +575,22 @@ impl Loader<'_, '_> {
                 actual: ingested.compressed,
             });
         }
+        if present {
+            let desc = match blob {
+                Some(b) => b.clone(),
+                None => uncompressed_layer(ManifestFormat::Oci, diff_id, ingested.tar_size),
+            };
+            self.staged.insert(
+                diff_id.clone(),
+                Staged {
+                    stage: None,
+                    blob: None,
+                    link: blob.is_none_or(|b| b.digest == diff_id.0),
+                    desc: desc.clone(),
+                },
+            );
+            return Ok(desc);
+        }
         let desc = match blob {
             Some(b) => b.clone(),
             None if compression == Compression::None => {
@@ -605,7 +605,7 @@ impl Loader<'_, '_> {
         self.staged.insert(
             diff_id.clone(),
             Staged {
-                stage: Some(stage),
+                stage,
                 link: blob_writer.is_none(),
                 blob: blob_writer,
                 desc: desc.clone(),
