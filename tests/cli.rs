@@ -497,6 +497,8 @@ fn inspect_prints_dockers_json_and_templates() {
         c.fails(&["inspect", "nosuch"]),
         "Error: No such image: nosuch"
     );
+    // "help" is a name here, not a request for help
+    assert_eq!(c.fails(&["inspect", "help"]), "Error: No such image: help");
     let e = c.fails(&["inspect", "-f", "{{.Id", "busybox"]);
     assert!(e.starts_with("Error: template parsing error"), "{e}");
 }
@@ -802,6 +804,11 @@ fn every_command_has_help() {
         vec!["system", "prune", "--help"],
         vec!["info", "--help"],
         vec!["version", "--help"],
+        vec!["help"],
+        vec!["help", "image", "tree"],
+        vec!["save", "-h"],
+        vec!["load", "--help"],
+        vec!["import", "--help"],
     ] {
         let out = c.ok(&args);
         assert!(out.starts_with("Usage: camada"), "{args:?}: {out}");
