@@ -497,6 +497,8 @@ fn inspect_prints_dockers_json_and_templates() {
         c.fails(&["inspect", "nosuch"]),
         "Error: No such image: nosuch"
     );
+    // "help" is a name here, not a request for help
+    assert_eq!(c.fails(&["inspect", "help"]), "Error: No such image: help");
     let e = c.fails(&["inspect", "-f", "{{.Id", "busybox"]);
     assert!(e.starts_with("Error: template parsing error"), "{e}");
 }
@@ -624,7 +626,7 @@ fn history_has_one_row_per_step_newest_first() {
 fn image_tree_shows_what_each_layer_adds_changes_deletes() {
     let c = Camada::new();
     three_step_image(&c);
-    let out = c.ok(&["image", "tree", "app:1"]);
+    let out = c.ok(&["image", "tree", "--no-trunc", "app:1"]);
     assert!(out.starts_with("app:1  "), "{out}");
     assert!(out.contains("2 layers"), "{out}");
     let top = out.find("layer 2").unwrap();
@@ -802,6 +804,11 @@ fn every_command_has_help() {
         vec!["system", "prune", "--help"],
         vec!["info", "--help"],
         vec!["version", "--help"],
+        vec!["help"],
+        vec!["help", "image", "tree"],
+        vec!["save", "-h"],
+        vec!["load", "--help"],
+        vec!["import", "--help"],
     ] {
         let out = c.ok(&args);
         assert!(out.starts_with("Usage: camada"), "{args:?}: {out}");
@@ -840,6 +847,22 @@ fn image_commands_work_as_an_unprivileged_user() {
     let info = u.ok(["info"]);
     assert!(info.contains(&format!("(uid {},", u.uid())), "{info}");
     u.ok(["image", "prune", "-f"]);
+    // the README's tour, as the user: the fixtures base image loaded, listed, explained
+    let base = u.load_base();
+    u.run(["images", "-q"])
+        .success()
+        .stdout_is(&format!("{}\n", base.short_id()));
+    let history = u.ok(["history", "base"]);
+    assert!(history.starts_with("IMAGE "), "{history}");
+    assert!(history.contains(base.short_id()), "{history}");
+    let tree = u.ok(["image", "tree", "base"]);
+    assert!(
+        tree.contains("layer 1 (bottom)") && tree.contains("+ bin/  ("),
+        "{tree}"
+    );
+    u.run(["rmi", "base"])
+        .success()
+        .stdout_has("Untagged: base:latest\n");
     u.ok(["system", "df"]);
     u.run(["rmi", "nosuch"])
         .engine_error()
@@ -917,8 +940,13 @@ fn import_makes_a_one_layer_image() {
     );
     let tree = c.ok(&["image", "tree", "mine:1"]);
     assert!(
-        tree.contains("+ bin/sh") && tree.contains("1 layer "),
+        tree.contains("+ bin/  (1 entry inside)") && tree.contains("1 layer "),
         "{tree}"
+    );
+    let all = c.ok(&["image", "tree", "--no-trunc", "mine:1"]);
+    assert!(
+        all.contains("+ bin/\n") && all.contains("+ bin/sh\n"),
+        "{all}"
     );
 }
 

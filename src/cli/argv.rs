@@ -148,6 +148,14 @@ pub fn expand(args: &[String]) -> Expanded {
             }
         }
     }
+    // `camada help [COMMAND]`, as docker's
+    if command.first().is_some_and(|c| c == "help") {
+        let mut words: Vec<String> = args[i.min(args.len())..].to_vec();
+        words.push("--help".into());
+        let mut e = expand(&[globals, words].concat());
+        e.known = true;
+        return e;
+    }
     let rest = &args[i.min(args.len())..];
     let Some(spec) = spec(&command) else {
         return Expanded {
@@ -284,6 +292,8 @@ mod tests {
         assert_eq!(argv("images -xz"), "images -xz");
         assert_eq!(argv("rmi -f a b"), "rmi -f a b");
         assert_eq!(argv("images -h"), "images --help");
+        assert_eq!(argv("help"), "--help");
+        assert_eq!(argv("help image ls"), "images --help");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use argh::FromArgs;
 
 /// camada: a rootless, daemonless container engine with Docker's command line.
 #[derive(FromArgs, Debug)]
+#[argh(help_triggers("--help"))]
 pub struct Camada {
     /// where images and containers are stored (default $CAMADA_ROOT, else
     /// $XDG_DATA_HOME/camada, else ~/.local/share/camada)
@@ -40,7 +41,7 @@ pub enum Command {
 
 /// List images (also: image ls).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "images")]
+#[argh(subcommand, name = "images", help_triggers("--help"))]
 pub struct Images {
     /// show all images (default hides intermediate images)
     #[argh(switch, short = 'a')]
@@ -65,7 +66,7 @@ pub struct Images {
 
 /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE (also: image tag).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "tag")]
+#[argh(subcommand, name = "tag", help_triggers("--help"))]
 pub struct Tag {
     /// the image to tag (name, ID or ID prefix)
     #[argh(positional, arg_name = "SOURCE_IMAGE")]
@@ -77,7 +78,7 @@ pub struct Tag {
 
 /// Remove one or more images (also: image rm).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "rmi")]
+#[argh(subcommand, name = "rmi", help_triggers("--help"))]
 pub struct Rmi {
     /// force removal: untag every name of an image given by ID, remove an image a
     /// stopped container uses
@@ -90,7 +91,7 @@ pub struct Rmi {
 
 /// Return low-level information on images (also: image inspect).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "inspect")]
+#[argh(subcommand, name = "inspect", help_triggers("--help"))]
 pub struct Inspect {
     /// format the output using a Go template ('{{.Config.Cmd}}'), or 'json'
     #[argh(option, short = 'f')]
@@ -105,7 +106,7 @@ pub struct Inspect {
 
 /// Show the history of an image (also: image history).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "history")]
+#[argh(subcommand, name = "history", help_triggers("--help"))]
 pub struct History {
     /// don't truncate output
     #[argh(switch)]
@@ -127,7 +128,7 @@ pub struct History {
 
 /// Save one or more images to a tar archive (streamed to stdout by default).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "save")]
+#[argh(subcommand, name = "save", help_triggers("--help"))]
 pub struct Save {
     /// write to a file instead of stdout
     #[argh(option, short = 'o')]
@@ -143,7 +144,7 @@ pub struct Save {
 /// Load an image from a tar archive or stdin (docker-archive or OCI archive, plain,
 /// gzip or zstd).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "load")]
+#[argh(subcommand, name = "load", help_triggers("--help"))]
 pub struct Load {
     /// read from a tar archive file instead of stdin
     #[argh(option, short = 'i')]
@@ -155,7 +156,7 @@ pub struct Load {
 
 /// Import the contents of a tarball to create a filesystem image.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "import")]
+#[argh(subcommand, name = "import", help_triggers("--help"))]
 pub struct Import {
     /// apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, WORKDIR, USER,
     /// LABEL, EXPOSE, VOLUME)
@@ -177,6 +178,7 @@ pub struct Import {
 #[argh(
     subcommand,
     name = "image",
+    help_triggers("--help"),
     note = "Also: image ls = images, image rm = rmi, image inspect, history, tag, save, \
             load, import = the commands of those names."
 )]
@@ -194,7 +196,7 @@ pub enum ImageCommand {
 
 /// Remove unused images: dangling ones, or with -a every image no container uses.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "prune")]
+#[argh(subcommand, name = "prune", help_triggers("--help"))]
 pub struct ImagePrune {
     /// remove all unused images, not just dangling ones
     #[argh(switch, short = 'a')]
@@ -207,7 +209,7 @@ pub struct ImagePrune {
 /// Draw an image's layer stack: each layer's size, file count, the instruction that
 /// made it, and what it adds (+), changes (~) and deletes (-) relative to the layers below.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "tree")]
+#[argh(subcommand, name = "tree", help_triggers("--help"))]
 pub struct ImageTree {
     /// list every changed path (default: the first few of each layer)
     #[argh(switch)]
@@ -219,7 +221,7 @@ pub struct ImageTree {
 
 /// Manage camada (system df, system prune, system info).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "system")]
+#[argh(subcommand, name = "system", help_triggers("--help"))]
 pub struct SystemGroup {
     #[argh(subcommand)]
     pub command: SystemCommand,
@@ -234,7 +236,7 @@ pub enum SystemCommand {
 
 /// Remove unused data: dangling images (with -a every unused image).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "prune")]
+#[argh(subcommand, name = "prune", help_triggers("--help"))]
 pub struct SystemPrune {
     /// remove all unused images, not just dangling ones
     #[argh(switch, short = 'a')]
@@ -246,16 +248,16 @@ pub struct SystemPrune {
 
 /// Show disk usage.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "df")]
+#[argh(subcommand, name = "df", help_triggers("--help"))]
 pub struct SystemDf {}
 
 /// Display system-wide information: store paths, id mappings, FUSE and user-namespace
 /// support (also: system info).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "info")]
+#[argh(subcommand, name = "info", help_triggers("--help"))]
 pub struct Info {}
 
 /// Show the camada version information.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "version")]
+#[argh(subcommand, name = "version", help_triggers("--help"))]
 pub struct Version {}

@@ -10,7 +10,7 @@
 //! The invariant: **a load or import is all or nothing.** Every layer is staged in the
 //! store's `tmp/` and every digest (config, blobs, diff_ids) verified before anything is
 //! committed; any error drops the staging, so nothing of a bad archive stays. The commit
-//! holds [`Store::writing`] so a concurrent GC never sweeps what is being recorded. This
+//! holds [`Store::writing`](crate::store::Store::writing) so a concurrent GC never sweeps what is being recorded. This
 //! module never prints; the CLI turns its results into docker's lines.
 
 mod import;
