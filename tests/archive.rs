@@ -733,3 +733,52 @@ fn kill_9_during_camada_load_as_the_unprivileged_user() {
         .success()
         .stdout_is("Loaded image: big:1\n");
 }
+
+#[test]
+fn images_sharing_a_layer_save_and_load_together() {
+    let t = tempfile::tempdir().unwrap();
+    let a = store_at(&t.path().join("a"));
+    let rootfs = rootfs_tar(5000);
+    let one = import_bytes(&a, t.path(), &rootfs, Some("pair:one"));
+    let f = t.path().join("same.tar");
+    fs::write(&f, &rootfs).unwrap();
+    let two = archive::import(
+        &a,
+        Input::File(f),
+        &ImportRequest {
+            reference: Some("pair:two".into()),
+            changes: vec!["USER 1000".into()],
+            message: Some("second".into()),
+        },
+    )
+    .unwrap();
+    assert_ne!(one, two);
+    assert_eq!(diff_ids(&a, &one), diff_ids(&a, &two));
+    for format in [SaveFormat::DockerArchive, SaveFormat::OciArchive] {
+        let out = t.path().join(format!("{format:?}.tar"));
+        save_to(&a, &["pair:one", "pair:two", &one.hex()[..8]], format, &out);
+        let tar_bytes = fs::read(&out).unwrap();
+        // the shared layer is in the archive once
+        let layer_name = format!("blobs/sha256/{}", diff_ids(&a, &one)[0].hex());
+        let entries = tar::Archive::new(&tar_bytes[..])
+            .entries()
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().unwrap().to_str() == Some(layer_name.as_str()))
+            .count();
+        assert_eq!(entries, 1, "{format:?}");
+        let b = store_at(&t.path().join(format!("b-{format:?}")));
+        let mut loaded = archive::load(&b, Input::File(out)).unwrap();
+        loaded.sort_by_key(|l| format!("{l:?}"));
+        assert_eq!(
+            loaded,
+            vec![
+                LoadedImage::Named("pair:one".into()),
+                LoadedImage::Named("pair:two".into())
+            ],
+            "{format:?}"
+        );
+        assert_eq!(b.resolve("pair:one").unwrap().id, one);
+        assert_eq!(b.resolve("pair:two").unwrap().id, two);
+        assert_eq!(fs::read_dir(b.paths().layers_dir()).unwrap().count(), 1);
+    }
+}

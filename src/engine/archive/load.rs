@@ -346,7 +346,9 @@ struct Pending {
 struct Loader<'a, 'f> {
     store: &'a Store,
     members: &'a Members<'f>,
-    staged: BTreeMap<DiffId, Staged>,
+    /// By diff_id and the blob the manifest names (the diff_id itself for docker-archive
+    /// layers): one layer may come as two blobs (gzip in one image, plain in another).
+    staged: BTreeMap<(DiffId, Digest), Staged>,
     images: Vec<Pending>,
 }
 
@@ -511,8 +513,12 @@ impl Loader<'_, '_> {
         diff_id: &DiffId,
         blob: Option<&Descriptor>,
     ) -> Result<Descriptor> {
-        if let Some(s) = self.staged.get(diff_id) {
-            return Ok(blob.cloned().unwrap_or_else(|| s.desc.clone()));
+        let key = (
+            diff_id.clone(),
+            blob.map_or_else(|| diff_id.0.clone(), |b| b.digest.clone()),
+        );
+        if let Some(s) = self.staged.get(&key) {
+            return Ok(s.desc.clone());
         }
         let store = self.store;
         let (offset, _) = self.members.locate(member)?;
@@ -581,7 +587,7 @@ impl Loader<'_, '_> {
                 None => uncompressed_layer(ManifestFormat::Oci, diff_id, ingested.tar_size),
             };
             self.staged.insert(
-                diff_id.clone(),
+                key,
                 Staged {
                     stage: None,
                     blob: None,
@@ -603,7 +609,7 @@ impl Loader<'_, '_> {
             ),
         };
         self.staged.insert(
-            diff_id.clone(),
+            key,
             Staged {
                 stage,
                 link: blob_writer.is_none(),
@@ -617,7 +623,7 @@ impl Loader<'_, '_> {
     /// Everything verified: commit layers and blobs, then record the images and names.
     fn commit(self) -> Result<Vec<LoadedImage>> {
         let store = self.store;
-        for (diff_id, s) in self.staged {
+        for ((diff_id, _), s) in self.staged {
             if let Some(stage) = s.stage {
                 stage.commit(&diff_id)?;
             }
