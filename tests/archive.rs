@@ -259,6 +259,22 @@ fn loads_the_old_docker_archive_layout_with_gzip_layers() {
             .ends_with("gzip")
     );
     assert!(s.has_blob(&blob));
+    // GC keeps all of it while the image is there, and removes all of it after
+    let before = contents(&s);
+    let r0 = s.gc().unwrap();
+    assert_eq!((r0.blobs, r0.layers), (0, 0));
+    assert_eq!(contents(&s), before);
+    s.update(|db| {
+        db.remove_image(&r.manifest);
+        Ok::<_, camada::store::StoreError>(())
+    })
+    .unwrap();
+    s.gc().unwrap();
+    let left: Vec<_> = contents(&s)
+        .into_iter()
+        .filter(|p| p != Path::new("images.json"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Loads `bytes` as an archive into a fresh store that already holds one image; the load
