@@ -341,6 +341,26 @@ fn images_lists_tags_and_dangling_images_like_docker() {
         c.ok(&["images", "--digests"])
             .starts_with("REPOSITORY   TAG       DIGEST    IMAGE ID")
     );
+    // docker's filters: the dangling one for `rmi $(images -f dangling=true -q)`
+    assert_text(
+        &c.ok(&["images", "-q", "-f", "dangling=true"]),
+        &format!("{}\n", old.short()),
+    );
+    assert_eq!(
+        c.ok(&["images", "--filter=dangling=false", "-q"])
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(c.ok(&["images", "-qf", "reference=ap*"]).lines().count(), 1);
+    assert_eq!(
+        c.ok(&["images", "-q", "-f", "reference=*:2"])
+            .lines()
+            .count(),
+        0
+    );
+    let e = c.fails(&["images", "-f", "label=x"]);
+    assert!(e.contains("invalid filter"), "{e}");
 }
 
 #[test]
