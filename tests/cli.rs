@@ -48,15 +48,22 @@ impl Camada {
         self.dir.path().join("root")
     }
 
+    /// The environment every command gets: its own store, config and HOME.
+    fn envs(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+            ("HOME", self.dir.path().into()),
+            ("CAMADA_ROOT", self.root().into()),
+            ("CAMADA_RUNROOT", self.dir.path().join("run").into()),
+            ("CAMADA_CONFIG", self.dir.path().join("config").into()),
+        ]
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_camada"));
         c.args(args)
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("CAMADA_ROOT", self.root())
-            .env("CAMADA_RUNROOT", self.dir.path().join("run"))
-            .env("CAMADA_CONFIG", self.dir.path().join("config"))
+            .envs(self.envs())
             .stdin(Stdio::null());
         c
     }
@@ -1011,4 +1018,37 @@ fn bad_archives_are_one_error_and_leave_nothing() {
         "Error: \"camada save\" requires at least 1 argument"
     );
     assert_eq!(store(&c), before, "the store is as it was");
+}
+
+#[test]
+fn prune_asks_on_a_terminal() {
+    // `script` (util-linux, essential on Debian) gives the command a terminal
+    let c = Camada::new();
+    let old = c.simple("app:1", b"one");
+    c.simple("app:1", b"two");
+    let on_tty = |answer: &str| {
+        let line = format!("{} image prune", env!("CARGO_BIN_EXE_camada"));
+        let mut cmd = Command::new("script");
+        cmd.args(["-q", "-e", "-c", &line, "/dev/null"])
+            .env_clear()
+            .envs(c.envs())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("running script (util-linux)");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), answer.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    let no = on_tty("n\n");
+    assert!(no.contains("WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N]"), "{no}");
+    assert!(!no.contains("Deleted Images"), "{no}");
+    assert_eq!(c.ok(&["images", "-q"]).lines().count(), 2);
+    let yes = on_tty("y\n");
+    assert!(
+        yes.contains(&format!("Deleted Images:\ndeleted: {old}\n")),
+        "{yes}"
+    );
+    assert_eq!(c.ok(&["images", "-q"]).lines().count(), 1);
 }
