@@ -748,6 +748,10 @@ fn system_df_info_version() {
         assert!(info.contains(want), "{want}: {info}");
     }
     assert_eq!(c.ok(&["system", "info"]), info);
+    assert_text(
+        &c.ok(&["--version"]),
+        &format!("camada version {}\n", env!("CARGO_PKG_VERSION")),
+    );
     let v = c.ok(&["version"]);
     assert!(
         v.starts_with(&format!("Version:       {}\n", env!("CARGO_PKG_VERSION"))),
@@ -1051,4 +1055,22 @@ fn prune_asks_on_a_terminal() {
         "{yes}"
     );
     assert_eq!(c.ok(&["images", "-q"]).lines().count(), 1);
+}
+
+#[test]
+fn a_damaged_image_is_still_listed_and_removable() {
+    let c = Camada::new();
+    let id = c.simple("app:1", b"x");
+    // its config blob lost (a disk error, a hand-made mess)
+    fs::remove_file(c.root().join("blobs/sha256").join(id.hex())).unwrap();
+    let list = c.ok(&["images"]);
+    assert!(
+        list.contains(id.short()) && list.contains(" N/A "),
+        "{list}"
+    );
+    let e = c.fails(&["inspect", "app:1"]);
+    assert!(e.contains(&id.to_string()), "{e}");
+    let out = c.ok(&["rmi", "app:1"]);
+    assert!(out.starts_with("Untagged: app:1\n"), "{out}");
+    assert_text(&c.ok(&["images", "-q"]), "");
 }

@@ -109,6 +109,16 @@ fn one_line(s: &str) -> String {
 pub fn run(args: &[String]) -> Result<(), CliError> {
     let expanded = argv::expand(args);
     let command_name = expanded.command.join(" ");
+    if expanded.command.is_empty()
+        && expanded
+            .globals
+            .iter()
+            .any(|g| g == "--version" || g == "-v")
+    {
+        let mut out = io::stdout().lock();
+        writeln!(out, "camada version {}", env!("CARGO_PKG_VERSION"))?;
+        return Ok(());
+    }
     if expanded.command.is_empty() && expanded.globals.iter().all(|g| g != "--help") {
         return Err(CliError::usage("no command given", ""));
     }

@@ -74,9 +74,11 @@ impl Engine {
             if let Some(f) = facts.get(id) {
                 return Ok(*f);
             }
+            // a damaged image is still listed (so that it can be removed), without date
+            // or size; inspect and history name what is wrong with it
             let f = (
-                created(&config(&self.store, id)?),
-                self.store.image_size(id)?,
+                config(&self.store, id).ok().as_ref().and_then(created),
+                self.store.image_size(id).unwrap_or(0),
             );
             facts.insert(id.clone(), f);
             Ok(f)
