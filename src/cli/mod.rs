@@ -120,9 +120,16 @@ pub fn run(args: &[String]) -> Result<(), CliError> {
         return Ok(());
     }
     if expanded.command.is_empty() && expanded.globals.iter().all(|g| g != "--help") {
-        return Err(CliError::usage("no command given", ""));
+        // bare `camada` shows the help, as bare `docker` does
+        return run(&["--help".to_string()]);
     }
-    let argv = expanded.argv();
+    let mut argv = expanded.argv();
+    if matches!(expanded.command.as_slice(), [g] if g == "image" || g == "system")
+        && expanded.args.is_empty()
+    {
+        // bare `camada image` lists its subcommands, as docker does
+        argv.push("--help".into());
+    }
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let parsed = match Camada::from_args(&["camada"], &argv) {
         Ok(p) => p,
