@@ -2,6 +2,8 @@
 //! writing what we read, and bad archives — each refused with one clear error and nothing
 //! left in the store.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
@@ -257,6 +259,22 @@ fn loads_the_old_docker_archive_layout_with_gzip_layers() {
             .ends_with("gzip")
     );
     assert!(s.has_blob(&blob));
+    // GC keeps all of it while the image is there, and removes all of it after
+    let before = contents(&s);
+    let r0 = s.gc().unwrap();
+    assert_eq!((r0.blobs, r0.layers), (0, 0));
+    assert_eq!(contents(&s), before);
+    s.update(|db| {
+        db.remove_image(&r.manifest);
+        Ok::<_, camada::store::StoreError>(())
+    })
+    .unwrap();
+    s.gc().unwrap();
+    let left: Vec<_> = contents(&s)
+        .into_iter()
+        .filter(|p| p != Path::new("images.json"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Loads `bytes` as an archive into a fresh store that already holds one image; the load
@@ -308,6 +326,9 @@ fn bad_archives_are_refused_and_leave_nothing() {
         let (good, _) = saved_archive(format);
         // cut inside the big layer: the member runs past the end
         refused(&good[..good.len() / 2], "truncated archive");
+        // cut between members, before the metadata files written last
+        let at = find(&good, b"index.json") / 512 * 512;
+        refused(&good[..at], "truncated archive");
         // one byte of the layer's data changed: it no longer has the config's diff_id
         let mut bad = good.clone();
         let at = find(&bad, b"echo hello");
@@ -606,4 +627,174 @@ fn kill_9_during_a_large_load_leaves_a_usable_store() {
     let s = store_at(&root);
     archive::load(&s, Input::File(gz)).unwrap();
     assert_eq!(s.resolve("big:1").unwrap().id, big);
+}
+
+// ---- the same through the real binary: one `Error:` line, exit 125, nothing left ----
+
+/// The store of a [`common::Camada`], opened from the test (as root: read only here).
+fn camada_store(c: &common::Camada) -> Store {
+    let env = Env {
+        home: Some(c.home()),
+        ..Env::default()
+    };
+    Store::open(&Paths::resolve(Some(&c.root()), Some(&c.runroot()), &env).unwrap()).unwrap()
+}
+
+fn bad_input_through_the_binary(c: &common::Camada) {
+    let src = tempfile::tempdir().unwrap();
+    let tarball = src.path().join("rootfs.tar");
+    fs::write(&tarball, rootfs_tar(100_000)).unwrap();
+    let tarball = c.give(&tarball);
+    let out = c.ok([
+        "import",
+        "-c",
+        "CMD [\"/bin/hello\"]",
+        tarball.to_str().unwrap(),
+        "good:1",
+    ]);
+    assert!(out.trim().starts_with("sha256:"), "{out}");
+    c.ok(["save", "-o", "saved.tar", "good:1"]);
+    let good = fs::read(c.work().join("saved.tar")).unwrap();
+    let before = contents(&camada_store(c));
+
+    let mut cut_digest = good.clone();
+    let at = find(&cut_digest, b"echo hello");
+    cut_digest[at] = b'E';
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.tar", Vec::new(), "empty"),
+        ("noise.tar", vec![7u8; 3000], "corrupt archive"),
+        (
+            "cut.tar",
+            good[..good.len() / 2].to_vec(),
+            "truncated archive",
+        ),
+        ("digest.tar", cut_digest, "but the image config says"),
+    ];
+    for (name, bytes, want) in cases {
+        let f = src.path().join(name);
+        fs::write(&f, bytes).unwrap();
+        let f = c.give(&f);
+        c.run(["load", "-i", f.to_str().unwrap()])
+            .engine_error()
+            .stderr_has(want);
+        assert_eq!(contents(&camada_store(c)), before, "{name} left something");
+    }
+    let text = src.path().join("notes.txt");
+    fs::write(&text, "not a tarball\n").unwrap();
+    let text = c.give(&text);
+    c.run(["import", text.to_str().unwrap(), "bad:1"])
+        .engine_error()
+        .stderr_has("is not a tar archive");
+    assert_eq!(contents(&camada_store(c)), before, "import left something");
+    // and the store still works: a gzip archive through stdin
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(&good).unwrap();
+    c.run(["rmi", "good:1"]).success();
+    c.run_stdin(["load"], &e.finish().unwrap())
+        .success()
+        .stdout_is("Loaded image: good:1\n");
+}
+
+#[test]
+fn bad_archives_through_the_binary() {
+    bad_input_through_the_binary(&common::Camada::new());
+}
+
+#[test]
+fn bad_archives_through_the_binary_as_the_unprivileged_user() {
+    let Some(c) = common::Camada::as_user() else {
+        return;
+    };
+    bad_input_through_the_binary(&c);
+}
+
+#[test]
+fn kill_9_during_camada_load_as_the_unprivileged_user() {
+    let Some(c) = common::Camada::as_user() else {
+        return;
+    };
+    let src = tempfile::tempdir().unwrap();
+    let tarball = src.path().join("rootfs.tar");
+    fs::write(&tarball, rootfs_tar(40 << 20)).unwrap();
+    let tarball = c.give(&tarball);
+    c.ok(["import", tarball.to_str().unwrap(), "big:1"]);
+    c.ok(["save", "-o", "big.tar", "big:1"]);
+    c.ok(["rmi", "big:1"]);
+    let archive = c.work().join("big.tar");
+    for delay in [30u64, 200] {
+        let mut child = c
+            .cmd(["load", "-i", archive.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // every command works, the next one cleans up, nothing half made is listed
+        c.run(["images", "-q"]).success();
+        assert_eq!(fs::read_dir(c.root().join("tmp")).unwrap().count(), 0);
+        let s = camada_store(&c);
+        for e in fs::read_dir(s.paths().layers_dir()).unwrap() {
+            let d = DiffId(Digest::from_hex(e.unwrap().file_name().to_str().unwrap()).unwrap());
+            assert!(s.has_layer(&d), "half layer {d}");
+        }
+        for rec in s.images().unwrap().images.values() {
+            for d in diff_ids(&s, &rec.config) {
+                assert!(s.has_layer(&d), "an image lacks a layer");
+            }
+        }
+    }
+    c.run(["load", "-i", archive.to_str().unwrap()])
+        .success()
+        .stdout_is("Loaded image: big:1\n");
+}
+
+#[test]
+fn images_sharing_a_layer_save_and_load_together() {
+    let t = tempfile::tempdir().unwrap();
+    let a = store_at(&t.path().join("a"));
+    let rootfs = rootfs_tar(5000);
+    let one = import_bytes(&a, t.path(), &rootfs, Some("pair:one"));
+    let f = t.path().join("same.tar");
+    fs::write(&f, &rootfs).unwrap();
+    let two = archive::import(
+        &a,
+        Input::File(f),
+        &ImportRequest {
+            reference: Some("pair:two".into()),
+            changes: vec!["USER 1000".into()],
+            message: Some("second".into()),
+        },
+    )
+    .unwrap();
+    assert_ne!(one, two);
+    assert_eq!(diff_ids(&a, &one), diff_ids(&a, &two));
+    for format in [SaveFormat::DockerArchive, SaveFormat::OciArchive] {
+        let out = t.path().join(format!("{format:?}.tar"));
+        save_to(&a, &["pair:one", "pair:two", &one.hex()[..8]], format, &out);
+        let tar_bytes = fs::read(&out).unwrap();
+        // the shared layer is in the archive once
+        let layer_name = format!("blobs/sha256/{}", diff_ids(&a, &one)[0].hex());
+        let entries = tar::Archive::new(&tar_bytes[..])
+            .entries()
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().unwrap().to_str() == Some(layer_name.as_str()))
+            .count();
+        assert_eq!(entries, 1, "{format:?}");
+        let b = store_at(&t.path().join(format!("b-{format:?}")));
+        let mut loaded = archive::load(&b, Input::File(out)).unwrap();
+        loaded.sort_by_key(|l| format!("{l:?}"));
+        assert_eq!(
+            loaded,
+            vec![
+                LoadedImage::Named("pair:one".into()),
+                LoadedImage::Named("pair:two".into())
+            ],
+            "{format:?}"
+        );
+        assert_eq!(b.resolve("pair:one").unwrap().id, one);
+        assert_eq!(b.resolve("pair:two").unwrap().id, two);
+        assert_eq!(fs::read_dir(b.paths().layers_dir()).unwrap().count(), 1);
+    }
 }

@@ -4,6 +4,8 @@
 //! The worker processes are this test binary run again with `CAMADA_STORE_WORKER` set: the
 //! `worker` test does the work in the child and nothing in a normal run.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -207,4 +209,134 @@ fn a_slow_update_does_not_lose_a_concurrent_one() {
     let db = store.images().unwrap();
     assert!(db.tags.contains_key("docker.io/library/slow:1"));
     assert!(db.tags.contains_key("docker.io/library/quick:0"));
+}
+
+/// An imported one-layer image tagged `base` in the store of `c` (made as root, then
+/// handed to `c`'s user).
+fn store_with_image(c: &common::Camada) -> Digest {
+    let env = Env {
+        home: Some(c.home()),
+        ..Env::default()
+    };
+    let p = Paths::resolve(Some(&c.root()), Some(&c.runroot()), &env).unwrap();
+    let store = Store::open(&p).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "hi", &b"hi"[..]).unwrap();
+    let tarball = c.dir().join("rootfs.tar");
+    fs::write(&tarball, b.into_inner().unwrap()).unwrap();
+    let id = camada::engine::archive::import(
+        &store,
+        camada::engine::Input::File(tarball),
+        &camada::engine::ImportRequest {
+            reference: Some("base".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    if let Some(u) = c.user() {
+        u.chown_tree(&c.root());
+    }
+    id
+}
+
+/// `camada tag` run N times at once (the real binary, separate processes).
+fn parallel_tags(c: &common::Camada) {
+    let id = store_with_image(c);
+    let n = 8;
+    let children: Vec<Child> = (0..n)
+        .map(|i| {
+            c.cmd(["tag", "base", &format!("t{i}:v{i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "camada tag failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db: camada::store::ImageDb =
+        serde_json::from_slice(&fs::read(c.root().join("images.json")).unwrap()).unwrap();
+    for i in 0..n {
+        let name = format!("docker.io/library/t{i}:v{i}");
+        let m = db
+            .tags
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} was lost"));
+        assert_eq!(db.images[m].config, id);
+    }
+    assert_eq!(db.tags.len(), n + 1);
+    assert_eq!(fs::read_dir(c.root().join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn parallel_camada_tag_never_loses_a_tag() {
+    parallel_tags(&common::Camada::new());
+}
+
+#[test]
+fn parallel_camada_tag_as_the_unprivileged_user() {
+    let Some(c) = common::Camada::as_user() else {
+        return;
+    };
+    parallel_tags(&c);
+}
+
+/// Ingests a tar of `files` (path, content; `.wh.` names are whiteouts) as a layer.
+fn layer(store: &Store, files: &[(&str, &[u8])]) -> camada::digest::DiffId {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    let bytes = b.into_inner().unwrap();
+    let stage = store.stage_layer().unwrap();
+    let (tar, idx) = stage.create_files().unwrap();
+    let got = camada::layer::ingest(&bytes[..], tar, idx).unwrap();
+    stage.commit(&got.diff_id).unwrap();
+    got.diff_id
+}
+
+#[test]
+fn chain_index_is_merged_once_and_cached() {
+    let t = tempfile::tempdir().unwrap();
+    let store = Store::open(&paths(t.path())).unwrap();
+    let l0 = layer(&store, &[("etc/a", b"a0"), ("etc/b", b"b0")]);
+    let l1 = layer(&store, &[("etc/a", b"a1"), ("etc/.wh.b", b"")]);
+    let chain = [l0.clone(), l1.clone()];
+    // several commands (threads) want it at once: all get the same complete file
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| store.chain_index(&chain).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (id, path) = results[0].clone();
+    assert!(results.iter().all(|r| *r == (id.clone(), path.clone())));
+    assert_eq!(Some(id.clone()), camada::digest::chain_id(&chain));
+    assert_eq!(path, store.paths().chain_index(&id));
+    let bytes = fs::read(&path).unwrap();
+    let index = camada::tarindex::Index::open(&bytes[..]).unwrap();
+    let a = index.lookup(b"etc/a").expect("etc/a");
+    assert_eq!(index.get(a).unwrap().layer(), 1, "the upper etc/a wins");
+    assert!(index.lookup(b"etc/b").is_none(), "the whiteout hides etc/b");
+    assert_eq!(fs::read_dir(store.paths().tmp_dir()).unwrap().count(), 0);
+    // cached: the file is not rebuilt
+    let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+    thread::sleep(Duration::from_millis(20));
+    store.chain_index(&chain).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+    // a single layer is a chain too (its hardlinks resolved by the merge)
+    let (single, _) = store.chain_index(std::slice::from_ref(&l0)).unwrap();
+    assert_eq!(single.0, l0.0);
 }

@@ -39,6 +39,13 @@ pub fn load(store: &Store, input: Input) -> Result<Vec<LoadedImage>> {
         loader.docker_archive()?;
     } else if members.has("index.json") {
         loader.oci_archive()?;
+    } else if !members.ends_cleanly()? {
+        // the metadata files come last: a cut between members loses them
+        return Err(ArchiveError::Truncated {
+            member: "the end-of-archive blocks".into(),
+            needed: members.len + 1024,
+            len: members.len,
+        });
     } else {
         return Err(ArchiveError::NotAnArchive);
     }
@@ -135,6 +142,7 @@ enum Member {
 /// The members of the (outer) archive tar, by normalised path.
 struct Members<'f> {
     file: &'f File,
+    len: u64,
     map: HashMap<String, Member>,
 }
 
@@ -205,7 +213,19 @@ impl<'f> Members<'f> {
         }
         // a tar whose last header block is cut short ends the iteration quietly: a real
         // archive ends with two zero blocks after its last member
-        Ok(Members { file, map })
+        Ok(Members { file, len, map })
+    }
+
+    /// Whether the file ends with the two zero blocks every tar writer puts last.
+    fn ends_cleanly(&self) -> Result<bool> {
+        if self.len < 1024 {
+            return Ok(false);
+        }
+        let mut tail = [0u8; 1024];
+        self.file
+            .read_exact_at(&mut tail, self.len - 1024)
+            .map_err(ArchiveError::ReadInput)?;
+        Ok(tail.iter().all(|&b| b == 0))
     }
 
     fn has(&self, name: &str) -> bool {
@@ -326,7 +346,9 @@ struct Pending {
 struct Loader<'a, 'f> {
     store: &'a Store,
     members: &'a Members<'f>,
-    staged: BTreeMap<DiffId, Staged>,
+    /// By diff_id and the blob the manifest names (the diff_id itself for docker-archive
+    /// layers): one layer may come as two blobs (gzip in one image, plain in another).
+    staged: BTreeMap<(DiffId, Digest), Staged>,
     images: Vec<Pending>,
 }
 
@@ -491,35 +513,14 @@ impl Loader<'_, '_> {
         diff_id: &DiffId,
         blob: Option<&Descriptor>,
     ) -> Result<Descriptor> {
-        if let Some(s) = self.staged.get(diff_id) {
-            return Ok(blob.cloned().unwrap_or_else(|| s.desc.clone()));
+        let key = (
+            diff_id.clone(),
+            blob.map_or_else(|| diff_id.0.clone(), |b| b.digest.clone()),
+        );
+        if let Some(s) = self.staged.get(&key) {
+            return Ok(s.desc.clone());
         }
         let store = self.store;
-        if store.has_layer(diff_id) {
-            let have_blob = match blob {
-                Some(b) => store.has_blob(&b.digest) || b.digest == diff_id.0,
-                None => true,
-            };
-            if have_blob {
-                let desc = match blob {
-                    Some(b) => b.clone(),
-                    None => {
-                        uncompressed_layer(ManifestFormat::Oci, diff_id, store.layer_size(diff_id)?)
-                    }
-                };
-                let link = blob.is_none_or(|b| b.digest == diff_id.0);
-                self.staged.insert(
-                    diff_id.clone(),
-                    Staged {
-                        stage: None,
-                        blob: None,
-                        link,
-                        desc: desc.clone(),
-                    },
-                );
-                return Ok(desc);
-            }
-        }
         let (offset, _) = self.members.locate(member)?;
         let mut head = [0u8; 8];
         let n = self
@@ -528,28 +529,37 @@ impl Loader<'_, '_> {
             .read_at(&mut head, offset)
             .map_err(ArchiveError::ReadInput)?;
         let compression = Compression::detect(&head[..n]).unwrap_or(Compression::None);
-        let stage = store.stage_layer()?;
-        let (tar, idx) = stage.create_files()?;
-        let tar = BufWriter::with_capacity(256 << 10, tar);
         let section = self.members.reader(member)?;
         let layer_err = |source| ArchiveError::Layer {
             member: member.to_owned(),
             source,
         };
-        let (ingested, blob_writer) = if compression == Compression::None {
-            (ingest(section, tar, idx).map_err(layer_err)?, None)
+        // already stored (layer and blob): the archive's copy is still verified, not kept
+        let present = store.has_layer(diff_id)
+            && blob.is_none_or(|b| store.has_blob(&b.digest) || b.digest == diff_id.0);
+        let (ingested, stage, blob_writer) = if present {
+            let got = ingest(section, io::sink(), io::sink()).map_err(layer_err)?;
+            (got, None, None)
         } else {
-            let mut w = store.blob_writer(blob.map(|b| &b.digest), blob.map(|b| b.size))?;
-            let got = ingest(
-                Tee {
-                    inner: section,
-                    copy: &mut w,
-                },
-                tar,
-                idx,
-            )
-            .map_err(layer_err)?;
-            (got, Some(w))
+            let stage = store.stage_layer()?;
+            let (tar, idx) = stage.create_files()?;
+            let tar = BufWriter::with_capacity(256 << 10, tar);
+            if compression == Compression::None {
+                let got = ingest(section, tar, idx).map_err(layer_err)?;
+                (got, Some(stage), None)
+            } else {
+                let mut w = store.blob_writer(blob.map(|b| &b.digest), blob.map(|b| b.size))?;
+                let got = ingest(
+                    Tee {
+                        inner: section,
+                        copy: &mut w,
+                    },
+                    tar,
+                    idx,
+                )
+                .map_err(layer_err)?;
+                (got, Some(stage), Some(w))
+            }
         };
         if ingested.diff_id != *diff_id {
             return Err(ArchiveError::WrongDiffId {
@@ -571,6 +581,22 @@ impl Loader<'_, '_> {
                 actual: ingested.compressed,
             });
         }
+        if present {
+            let desc = match blob {
+                Some(b) => b.clone(),
+                None => uncompressed_layer(ManifestFormat::Oci, diff_id, ingested.tar_size),
+            };
+            self.staged.insert(
+                key,
+                Staged {
+                    stage: None,
+                    blob: None,
+                    link: blob.is_none_or(|b| b.digest == diff_id.0),
+                    desc: desc.clone(),
+                },
+            );
+            return Ok(desc);
+        }
         let desc = match blob {
             Some(b) => b.clone(),
             None if compression == Compression::None => {
@@ -583,9 +609,9 @@ impl Loader<'_, '_> {
             ),
         };
         self.staged.insert(
-            diff_id.clone(),
+            key,
             Staged {
-                stage: Some(stage),
+                stage,
                 link: blob_writer.is_none(),
                 blob: blob_writer,
                 desc: desc.clone(),
@@ -597,7 +623,7 @@ impl Loader<'_, '_> {
     /// Everything verified: commit layers and blobs, then record the images and names.
     fn commit(self) -> Result<Vec<LoadedImage>> {
         let store = self.store;
-        for (diff_id, s) in self.staged {
+        for ((diff_id, _), s) in self.staged {
             if let Some(stage) = s.stage {
                 stage.commit(&diff_id)?;
             }
