@@ -10,11 +10,16 @@
 //! once and in order (trailing bytes after the end-of-archive blocks too), so an index offset
 //! is an offset in the tar that was written; a tar that cannot be indexed exactly is refused
 //! with an error naming the byte offset, never half-indexed.
+//!
+//! [`diff`] (in `diff.rs`) goes the other way: an upper dir to a layer tar.
 
 use std::io::{self, Read, Write};
 
 use crate::digest::{DiffId, Digest, Hasher, HashingReader};
 use crate::tarindex::{IndexBuilder, IndexError, Kind, NewEntry};
+
+pub mod diff;
+pub use diff::{Owner, diff};
 
 /// How a layer blob is compressed, told by its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +117,11 @@ pub enum LayerError {
     },
     #[error("layer tar entry at byte {offset}: {source}")]
     Index { offset: u64, source: IndexError },
+    #[error("reading {path} for the layer diff: {source}")]
+    ReadUpper {
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
 }
 
 const BLOCK: usize = 512;
