@@ -11,7 +11,8 @@
 //! is an offset in the tar that was written; a tar that cannot be indexed exactly is refused
 //! with an error naming the byte offset, never half-indexed.
 //!
-//! [`diff`] (in `diff.rs`) goes the other way: an upper dir to a layer tar.
+//! [`diff`] (in `diff.rs`) goes the other way: an upper dir to a layer tar; [`extract`]
+//! (in `extract.rs`) unpacks a tar safely inside a directory for `cp` and `ADD`.
 
 use std::io::{self, Read, Write};
 
@@ -19,7 +20,9 @@ use crate::digest::{DiffId, Digest, Hasher, HashingReader};
 use crate::tarindex::{IndexBuilder, IndexError, Kind, NewEntry};
 
 pub mod diff;
+pub mod extract;
 pub use diff::{Owner, diff};
+pub use extract::extract;
 
 /// How a layer blob is compressed, told by its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +120,8 @@ pub enum LayerError {
     },
     #[error("layer tar entry at byte {offset}: {source}")]
     Index { offset: u64, source: IndexError },
+    #[error("extracting {path:?}: {source}")]
+    Extract { path: String, source: io::Error },
     #[error("reading {path} for the layer diff: {source}")]
     ReadUpper {
         path: std::path::PathBuf,
