@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use camada::layer::ingest;
 use camada::tarindex::{Index, IndexBuilder, Kind, NewEntry, merge};
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
 fn bench_dir() -> PathBuf {
     let d = std::env::var_os("CAMADA_BENCH_DIR")
@@ -175,6 +175,7 @@ fn bench_ingest(c: &mut Criterion) {
     drop(probe);
     let mut g = c.benchmark_group("layer");
     g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
         .measurement_time(Duration::from_secs(20))
         .warm_up_time(Duration::from_secs(1))
         .throughput(Throughput::Bytes(tar_size));
