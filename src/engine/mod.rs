@@ -113,6 +113,11 @@ pub struct ListImages {
     pub all: bool,
     /// `REPO` or `REPO:TAG` as the user typed it.
     pub reference: Option<String>,
+    /// `--filter dangling=true|false`: only untagged images, or only tagged ones.
+    pub dangling: Option<bool>,
+    /// `--filter reference=PATTERN`: the familiar `name` or `name:tag` matches the glob
+    /// (`*`, `?`); several patterns: any of them.
+    pub patterns: Vec<String>,
 }
 
 /// One row of `images`: an image under one of its names (or `<none>`).
