@@ -462,6 +462,24 @@ impl Client {
         })
     }
 
+    /// HEAD a manifest: its digest (from `Docker-Content-Digest`) if the registry has it.
+    pub fn manifest_digest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let url = self.repo_url(repository, &format!("manifests/{reference}"));
+        let headers = [("Accept", MANIFEST_ACCEPT.to_owned())];
+        let mut resp = self.send("pushing to", &Method::HEAD, &url, &headers, ReqBody::Empty)?;
+        match resp.status {
+            200 => Ok(resp
+                .header("docker-content-digest")
+                .and_then(|d| d.trim().parse().ok())),
+            404 => Ok(None),
+            _ => Err(self.fail("pushing to", repository, &mut resp)),
+        }
+    }
+
     /// GET a blob from byte `offset` on. Returns where the body really starts (0 when the
     /// registry ignored the `Range`) and the answer to read.
     pub fn get_blob(
