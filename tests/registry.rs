@@ -829,3 +829,48 @@ fn catalog_follows_link_pagination() {
     let rows = camada::registry::catalog(&c, "", 2, 4).unwrap();
     assert_eq!(rows.len(), 4);
 }
+
+#[test]
+fn token_auth_of_the_real_registry() {
+    let r = Registry::start(Auth::Token {
+        user: "carol".into(),
+        password: "tokpw".into(),
+    });
+    let addr = r.addr();
+    let img = make_image(12);
+    // anonymous: a pull token, so pushing is unauthorized
+    let c = client(&addr, &[Scope::Push("tk/app".into())]);
+    let e = push_blobs(&c, "tk/app", &img.push_list(&[]), &img, 3, &())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!("pushing to {addr}/tk/app: unauthorized: run camada login {addr}")
+    );
+    // wrong password: the token server refuses
+    let mut cfg = config(&addr);
+    cfg.credentials = Some(Credentials {
+        username: "carol".into(),
+        password: "x".into(),
+    });
+    let e = Client::connect(cfg, &[]).err().unwrap().to_string();
+    assert_eq!(e, format!("login to {addr} failed: unauthorized"));
+    // with credentials: push, then an anonymous pull
+    let mut cfg = config(&addr);
+    cfg.credentials = Some(Credentials {
+        username: "carol".into(),
+        password: "tokpw".into(),
+    });
+    let c = Client::connect(cfg, &[Scope::Push("tk/app".into())]).unwrap();
+    c.verify_login().unwrap();
+    push_blobs(&c, "tk/app", &img.push_list(&[]), &img, 3, &()).unwrap();
+    c.put_manifest("tk/app", "v1", OCI_MANIFEST, &img.manifest)
+        .unwrap();
+    let anon = client(&addr, &[Scope::Pull("tk/app".into())]);
+    let m = anon.get_manifest("tk/app", "v1", "tk/app:v1").unwrap();
+    assert_eq!(m.bytes, img.manifest);
+    let sd = tempfile::tempdir().unwrap();
+    let sink = FileSink::new(sd.path());
+    pull_into(&anon, "tk/app", &img, &sink, &()).unwrap();
+    assert_pulled(&sink, &img);
+}

@@ -25,11 +25,18 @@ pub enum Auth {
         user: String,
         password: String,
     },
+    /// distribution's `auth: token` with a token server of our own ([`TokenServer`]):
+    /// anyone may pull, `user` with `password` may also push.
+    Token {
+        user: String,
+        password: String,
+    },
 }
 
 /// A running `docker-registry`; stopped and deleted on drop.
 pub struct Registry {
     child: Option<Child>,
+    token_server: Option<TokenServer>,
     dir: tempfile::TempDir,
     pub port: u16,
     pub auth: Auth,
@@ -59,10 +66,14 @@ impl Registry {
             .expect("temp dir");
         let mut r = Registry {
             child: None,
+            token_server: None,
             dir,
             port: free_port(),
             auth,
         };
+        if let Auth::Token { user, password } = &r.auth {
+            r.token_server = Some(TokenServer::start(r.dir.path(), user, password));
+        }
         r.write_config();
         r.spawn();
         r
@@ -109,6 +120,14 @@ impl Registry {
             cfg.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: camada-test\n    path: {}\n",
                 pw.display()
+            ));
+        }
+        if let Some(t) = &self.token_server {
+            cfg.push_str(&format!(
+                "auth:\n  token:\n    realm: http://{}/token\n    service: {SERVICE}\n    \
+                 issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                t.addr,
+                t.cert.display()
             ));
         }
         std::fs::write(d.join("config.yml"), cfg).expect("writing registry config");
@@ -553,4 +572,184 @@ fn base64_encode(data: &[u8]) -> String {
         }
     }
     out
+}
+
+const SERVICE: &str = "camada-test-registry";
+const ISSUER: &str = "camada-test-issuer";
+
+/// A token server for distribution's `auth: token`: RS256 JWTs signed (with the openssl
+/// command) by a self-signed test certificate that the registry trusts (`x5c` header).
+pub struct TokenServer {
+    pub addr: String,
+    cert: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl TokenServer {
+    fn start(dir: &Path, user: &str, password: &str) -> TokenServer {
+        let key = dir.join("token.key");
+        let cert = dir.join("token.crt");
+        let st = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=camada-token",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .expect("running openssl");
+        assert!(st.success(), "openssl req failed");
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .expect("openssl x509");
+        assert!(der.status.success());
+        let x5c = base64_encode(&der.stdout);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = format!("127.0.0.1:{}", listener.local_addr().expect("addr").port());
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let sp = stop.clone();
+        let basic = format!(
+            "Basic {}",
+            base64_encode(format!("{user}:{password}").as_bytes())
+        );
+        let thread = thread::spawn(move || {
+            while !sp.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let _ = serve_token(conn, &key, &x5c, &basic);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        TokenServer {
+            addr,
+            cert,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn b64url(data: &[u8]) -> String {
+    base64_encode(data)
+        .replace('+', "-")
+        .replace('/', "_")
+        .trim_end_matches('=')
+        .to_owned()
+}
+
+fn serve_token(conn: TcpStream, key: &Path, x5c: &str, basic: &str) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let req = read_request(&mut reader)?;
+    let mut conn = conn;
+    let authed = match req.header("authorization") {
+        None => false,
+        Some(a) if a == basic => true,
+        Some(_) => {
+            respond(&mut conn, 401, &[], b"");
+            return Ok(());
+        }
+    };
+    let query = req.path.split_once('?').map_or("", |(_, q)| q);
+    let mut access = Vec::new();
+    for pair in query.split('&') {
+        let Some((k, v)) = pair.split_once('=') else {
+            continue;
+        };
+        if k != "scope" {
+            continue;
+        }
+        let scope = percent_decode(v);
+        // type:name:actions (the name may hold a port colon: split from both ends)
+        let Some((typ, rest)) = scope.split_once(':') else {
+            continue;
+        };
+        let Some((name, actions)) = rest.rsplit_once(':') else {
+            continue;
+        };
+        let granted: Vec<&str> = actions
+            .split(',')
+            .filter(|a| authed || *a == "pull")
+            .collect();
+        access.push(serde_json::json!({"type": typ, "name": name, "actions": granted}));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": ISSUER, "sub": if authed { "user" } else { "" }, "aud": SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("stdin"))?
+        .write_all(signing_input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let jwt = format!("{signing_input}.{}", b64url(&out.stdout));
+    let body =
+        serde_json::json!({"token": jwt, "expires_in": 300, "issued_at": "2026-01-01T00:00:00Z"});
+    respond(
+        &mut conn,
+        200,
+        &[("Content-Type", "application/json".into())],
+        body.to_string().as_bytes(),
+    );
+    Ok(())
 }
