@@ -1,1 +1,5 @@
 //! engine (being written).
+
+pub mod login;
+pub mod pull;
+pub mod push;

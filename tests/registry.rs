@@ -7,9 +7,8 @@
 #[path = "common/registry.rs"]
 mod reg;
 
-use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -19,133 +18,12 @@ use std::time::Duration;
 use camada::digest::{Digest, Hasher};
 use camada::registry::transport::RetryPolicy;
 use camada::registry::{
-    BlobRef, BlobSink, BlobSource, Client, ClientConfig, Credentials, LayerEvent, Progress,
-    PushBlob, PushOutcome, Scope, pull_blobs, push_blobs,
+    BlobRef, BlobSink, Client, ClientConfig, Credentials, LayerEvent, Progress, PushOutcome, Scope,
+    pull_blobs, push_blobs,
 };
-use reg::{Auth, Bearer, Fault, FaultProxy, Registry};
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// A small image made here: blobs by digest, the manifest bytes.
-struct Image {
-    blobs: HashMap<Digest, Vec<u8>>,
-    config: BlobRef,
-    layers: Vec<BlobRef>,
-    manifest: Vec<u8>,
-}
-
-fn pseudo_random(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn gz_layer(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut t = tar::Builder::new(gz);
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_cksum();
-        t.append_data(&mut h, name, data.as_slice()).unwrap();
-    }
-    t.into_inner().unwrap().finish().unwrap()
-}
-
-/// Two layers: a big one (streamed PATCH on push, several reads on pull), a small one.
-fn make_image(seed: u64) -> Image {
-    let big = gz_layer(&[("big.bin", pseudo_random(seed, 3 << 20))]);
-    let small = gz_layer(&[("etc/hello", format!("hello {seed}\n").into_bytes())]);
-    let mut blobs = HashMap::new();
-    let mut layers = Vec::new();
-    for l in [big, small] {
-        let d = Digest::of(&l);
-        layers.push(BlobRef {
-            digest: d.clone(),
-            size: l.len() as u64,
-            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-        });
-        blobs.insert(d, l);
-    }
-    let diff_ids: Vec<String> = blobs_in_order(&blobs, &layers)
-        .iter()
-        .map(|b| {
-            let mut d = flate2::read::GzDecoder::new(b.as_slice());
-            let mut raw = Vec::new();
-            d.read_to_end(&mut raw).unwrap();
-            Digest::of(&raw).to_string()
-        })
-        .collect();
-    let config = serde_json::json!({
-        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-        "os": "linux",
-        "config": {"Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    });
-    let config = serde_json::to_vec(&config).unwrap();
-    let cd = Digest::of(&config);
-    let config_ref = BlobRef {
-        digest: cd.clone(),
-        size: config.len() as u64,
-        media_type: "application/vnd.oci.image.config.v1+json".into(),
-    };
-    blobs.insert(cd, config);
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": config_ref.media_type, "digest": config_ref.digest.to_string(), "size": config_ref.size},
-        "layers": layers.iter().map(|l| serde_json::json!({
-            "mediaType": l.media_type, "digest": l.digest.to_string(), "size": l.size})).collect::<Vec<_>>(),
-    });
-    Image {
-        blobs,
-        config: config_ref,
-        layers,
-        manifest: serde_json::to_vec(&manifest).unwrap(),
-    }
-}
-
-fn blobs_in_order<'a>(blobs: &'a HashMap<Digest, Vec<u8>>, refs: &[BlobRef]) -> Vec<&'a Vec<u8>> {
-    refs.iter().map(|r| &blobs[&r.digest]).collect()
-}
-
-impl Image {
-    fn all(&self) -> Vec<BlobRef> {
-        let mut v = self.layers.clone();
-        v.push(self.config.clone());
-        v
-    }
-    fn push_list(&self, mount_from: &[&str]) -> Vec<PushBlob> {
-        self.all()
-            .into_iter()
-            .map(|b| PushBlob {
-                digest: b.digest,
-                size: b.size,
-                mount_from: mount_from.iter().map(|s| s.to_string()).collect(),
-            })
-            .collect()
-    }
-}
-
-impl BlobSource for Image {
-    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
-        let b = self
-            .blobs
-            .get(digest)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, digest.to_string()))?;
-        Ok(Box::new(io::Cursor::new(b.clone())))
-    }
-}
+use reg::{
+    Auth, Bearer, Fault, FaultProxy, Image, OCI_MANIFEST, Registry, make_image, pseudo_random,
+};
 
 /// What the store does for a pull: append to `partial/<hex>`, verify the whole blob,
 /// rename into `blobs/<hex>`; a mismatch drops the partial.
@@ -280,7 +158,7 @@ fn assert_pulled(sink: &FileSink, img: &Image) {
     assert!(sink.names("partial").is_empty());
 }
 
-fn skopeo(args: &[&str]) -> std::process::Output {
+fn skopeo_out(args: &[&str]) -> std::process::Output {
     Command::new("skopeo")
         .args(args)
         .output()
@@ -294,12 +172,12 @@ fn push_is_read_by_skopeo_and_unpacked_by_umoci() {
     let out = push(&r.addr(), "camada/app", "v1", &img);
     assert_eq!(out, vec![PushOutcome::Uploaded; 3]);
     let url = format!("docker://{}/camada/app:v1", r.addr());
-    let o = skopeo(&["inspect", "--tls-verify=false", "--raw", &url]);
+    let o = skopeo_out(&["inspect", "--tls-verify=false", "--raw", &url]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.stdout, img.manifest);
     let d = tempfile::tempdir().unwrap();
     let layout = d.path().join("oci");
-    let o = skopeo(&[
+    let o = skopeo_out(&[
         "copy",
         "--src-tls-verify=false",
         &url,
@@ -350,7 +228,7 @@ fn skopeo_push_then_pull_by_tag_and_digest() {
         .unwrap(),
     )
     .unwrap();
-    let o = skopeo(&[
+    let o = skopeo_out(&[
         "copy",
         "--dest-tls-verify=false",
         &format!("oci:{}:v2", layout.display()),
@@ -424,7 +302,7 @@ fn repush_sends_only_heads_and_mount_falls_back() {
     assert_eq!(out, vec![PushOutcome::Uploaded; 3]);
     c3.put_manifest("three/app", "v1", OCI_MANIFEST, &img4.manifest)
         .unwrap();
-    let o = skopeo(&[
+    let o = skopeo_out(&[
         "inspect",
         "--tls-verify=false",
         "--raw",

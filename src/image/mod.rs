@@ -415,7 +415,9 @@ pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Manife
         None => return Err(ImageError::SchemaVersion(0)),
     }
     if is_index && probe.manifests.is_none() {
-        return Err(ImageError::NotAnIndex(kind.unwrap_or("an index").to_owned()));
+        return Err(ImageError::NotAnIndex(
+            kind.unwrap_or("an index").to_owned(),
+        ));
     }
     if is_index {
         return Ok(Manifest::Index(from_json("image index", bytes)?));

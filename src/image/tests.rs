@@ -44,7 +44,10 @@ fn umoci_manifest_parses_and_reserialises_byte_for_byte() {
     assert_eq!(m.layers.len(), 1);
     assert_eq!(m.layer_compressions().unwrap(), vec![Compression::Gzip]);
     // umoci ends its JSON with a newline (Go's json.Encoder); the rest is byte-identical
-    assert_eq!([m.to_json().unwrap(), b"\n".to_vec()].concat(), UMOCI_MANIFEST);
+    assert_eq!(
+        [m.to_json().unwrap(), b"\n".to_vec()].concat(),
+        UMOCI_MANIFEST
+    );
     // the Content-Type is used when the field is missing
     let with_ct = parse_manifest(
         UMOCI_MANIFEST,

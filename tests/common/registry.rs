@@ -753,3 +753,164 @@ fn serve_token(conn: TcpStream, key: &Path, x5c: &str, basic: &str) -> std::io::
     );
     Ok(())
 }
+
+// ---- test images, made here ----
+
+use camada::digest::Digest;
+use camada::registry::{BlobRef, BlobSource, PushBlob};
+use std::collections::HashMap;
+use std::io;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// A small image made here: blobs by digest, the manifest bytes.
+pub struct Image {
+    pub blobs: HashMap<Digest, Vec<u8>>,
+    pub config: BlobRef,
+    pub layers: Vec<BlobRef>,
+    pub manifest: Vec<u8>,
+}
+
+pub fn pseudo_random(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn gz_layer(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut t = tar::Builder::new(gz);
+    for (name, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        t.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    t.into_inner().unwrap().finish().unwrap()
+}
+
+/// Two layers: a big one (streamed PATCH on push, several reads on pull), a small one.
+pub fn make_image(seed: u64) -> Image {
+    let big = gz_layer(&[("big.bin", pseudo_random(seed, 3 << 20))]);
+    let small = gz_layer(&[("etc/hello", format!("hello {seed}\n").into_bytes())]);
+    let mut blobs = HashMap::new();
+    let mut layers = Vec::new();
+    for l in [big, small] {
+        let d = Digest::of(&l);
+        layers.push(BlobRef {
+            digest: d.clone(),
+            size: l.len() as u64,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        });
+        blobs.insert(d, l);
+    }
+    let diff_ids: Vec<String> = blobs_in_order(&blobs, &layers)
+        .iter()
+        .map(|b| {
+            let mut d = flate2::read::GzDecoder::new(b.as_slice());
+            let mut raw = Vec::new();
+            d.read_to_end(&mut raw).unwrap();
+            Digest::of(&raw).to_string()
+        })
+        .collect();
+    let config = serde_json::json!({
+        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "os": "linux",
+        "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let cd = Digest::of(&config);
+    let config_ref = BlobRef {
+        digest: cd.clone(),
+        size: config.len() as u64,
+        media_type: "application/vnd.oci.image.config.v1+json".into(),
+    };
+    blobs.insert(cd, config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": config_ref.media_type, "digest": config_ref.digest.to_string(), "size": config_ref.size},
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": l.media_type, "digest": l.digest.to_string(), "size": l.size})).collect::<Vec<_>>(),
+    });
+    Image {
+        blobs,
+        config: config_ref,
+        layers,
+        manifest: serde_json::to_vec(&manifest).unwrap(),
+    }
+}
+
+pub fn blobs_in_order<'a>(
+    blobs: &'a HashMap<Digest, Vec<u8>>,
+    refs: &[BlobRef],
+) -> Vec<&'a Vec<u8>> {
+    refs.iter().map(|r| &blobs[&r.digest]).collect()
+}
+
+impl Image {
+    pub fn all(&self) -> Vec<BlobRef> {
+        let mut v = self.layers.clone();
+        v.push(self.config.clone());
+        v
+    }
+    pub fn push_list(&self, mount_from: &[&str]) -> Vec<PushBlob> {
+        self.all()
+            .into_iter()
+            .map(|b| PushBlob {
+                digest: b.digest,
+                size: b.size,
+                mount_from: mount_from.iter().map(|s| s.to_string()).collect(),
+            })
+            .collect()
+    }
+}
+
+impl BlobSource for Image {
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
+        let b = self
+            .blobs
+            .get(digest)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, digest.to_string()))?;
+        Ok(Box::new(io::Cursor::new(b.clone())))
+    }
+}
+
+/// Writes `img` as an OCI image layout at `dir` (what skopeo and umoci read), tagged `tag`.
+pub fn write_layout(img: &Image, dir: &Path, tag: &str) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let md = Digest::of(&img.manifest);
+    for (dg, b) in img.blobs.iter().chain([(&md, &img.manifest)]) {
+        std::fs::write(dir.join("blobs/sha256").join(dg.hex()), b).unwrap();
+    }
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": OCI_MANIFEST, "digest": md.to_string(), "size": img.manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// `skopeo copy ARGS...`, asserting success.
+pub fn skopeo(args: &[&str]) -> Vec<u8> {
+    let o = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("running skopeo");
+    assert!(
+        o.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
