@@ -1,5 +1,0 @@
-//! engine (being written).
-
-pub mod login;
-pub mod pull;
-pub mod push;
