@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use crate::paths::Paths;
 use crate::reference::Reference;
-use crate::registry::{
-    Client, ClientConfig, CredentialStore, Credentials, RegistryError, Scope, SearchResult,
-};
+use crate::registry::{Client, ClientConfig, CredentialStore, RegistryError, Scope, SearchResult};
+
+pub use crate::registry::Credentials;
 
 /// Why a login, logout or search failed.
 #[derive(Debug, thiserror::Error)]

@@ -56,6 +56,12 @@ pub enum EngineError {
     LayerIndex { diff_id: DiffId, why: String },
     #[error("{0}")]
     Archive(String),
+    #[error(transparent)]
+    Pull(#[from] pull::PullError),
+    #[error(transparent)]
+    Push(#[from] push::PushError),
+    #[error(transparent)]
+    Login(#[from] login::LoginError),
 }
 
 /// The engine: where things are, and the store.

@@ -21,6 +21,8 @@ use crate::reference::Reference;
 use crate::registry::{self, BlobRef, BlobSink, Progress, RegistryError, Scope};
 use crate::store::{PartialBlob, Store, StoreError};
 
+pub use crate::registry::{LayerEvent, Progress as PullProgress};
+
 /// Default number of layers transferred at once.
 pub const DEFAULT_THREADS: usize = 3;
 

@@ -16,6 +16,8 @@ use crate::reference::Reference;
 use crate::registry::{self, BlobSource, Progress, PushBlob, PushOutcome, RegistryError, Scope};
 use crate::store::{Store, StoreError};
 
+pub use crate::registry::PushOutcome as Outcome;
+
 /// Why a push failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -95,13 +97,17 @@ pub fn push(
     scopes.extend(from.into_iter().map(|r| Scope::Pull(r.clone())));
     let client = super::login::connect(store.paths(), &reference.registry, tls_verify, &scopes)?;
     let repo = &reference.repository;
+    let layers_only = LayersOnly {
+        config: &manifest.config.digest,
+        inner: progress,
+    };
     let outcomes = registry::push_blobs(
         &client,
         repo,
         &push_list,
         &StoreSource(store),
         threads,
-        progress,
+        &layers_only,
     )?;
     let tag = reference.manifest_reference();
     let digest = Digest::of(&bytes);
@@ -161,6 +167,20 @@ fn mount_sources(
         }
     }
     Ok(out)
+}
+
+/// docker shows layers only: the config's events are dropped.
+struct LayersOnly<'a> {
+    config: &'a Digest,
+    inner: &'a dyn Progress,
+}
+
+impl Progress for LayersOnly<'_> {
+    fn layer(&self, d: &Digest, e: registry::LayerEvent) {
+        if d != self.config {
+            self.inner.layer(d, e);
+        }
+    }
 }
 
 struct StoreSource<'a>(&'a Store);

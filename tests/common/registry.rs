@@ -203,6 +203,8 @@ pub enum Fault {
     Status { code: u16, retry_after: Option<u32> },
     /// Forward, but send only the first `bytes` of the body, then close.
     CutAfter { bytes: usize },
+    /// Forward, send the first `bytes` of the body, then hang (until the client goes).
+    StallAfter { bytes: usize },
     /// Answer 307 to `to` + the request's path and query.
     Redirect { to: String },
     /// Answer with this body (chunked: without a Content-Length).
@@ -519,7 +521,8 @@ fn serve(
             }
             return Ok(());
         }
-        Some(Fault::CutAfter { bytes }) => cut = Some(bytes),
+        Some(Fault::CutAfter { bytes }) => cut = Some((bytes, false)),
+        Some(Fault::StallAfter { bytes }) => cut = Some((bytes, true)),
         None => {}
     }
     let mut up = TcpStream::connect(upstream)?;
@@ -543,7 +546,7 @@ fn serve(
     up.read_to_end(&mut answer)?;
     match cut {
         None => conn.write_all(&answer)?,
-        Some(n) => {
+        Some((n, stall)) => {
             let body_start = answer
                 .windows(4)
                 .position(|w| w == b"\r\n\r\n")
@@ -551,6 +554,12 @@ fn serve(
             let end = (body_start + n).min(answer.len());
             conn.write_all(&answer[..end])?;
             conn.flush()?;
+            if stall {
+                // hold the connection open until the client goes away (or 60 s)
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+                let mut sink = [0u8; 1];
+                let _ = conn.read(&mut sink);
+            }
             let _ = conn.shutdown(Shutdown::Both);
         }
     }
