@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use argh::FromArgs;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -327,6 +326,11 @@ enum Verb {
     Push,
 }
 
+/// A layer line without a bar: `ID: state`.
+fn text_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix}: {msg}").unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
 /// Progress as docker shows it: bars on a terminal, status lines when stdout is not one,
 /// nothing with `-q`.
 struct Display {
@@ -359,10 +363,21 @@ impl Display {
         }
     }
 
-    fn finish(&self) {
-        for b in self.bars.lock().unwrap_or_else(|p| p.into_inner()).values() {
+    /// Leaves every line as it last was; the cursor ends below them.
+    fn finish(self) {
+        let bars = self.bars.into_inner().unwrap_or_else(|p| p.into_inner());
+        for b in bars.values() {
             if !b.is_finished() {
                 b.abandon();
+            }
+        }
+        let drawn = !bars.is_empty();
+        drop(bars);
+        if let Some(m) = self.multi {
+            drop(m);
+            if drawn {
+                // indicatif leaves the cursor at the end of the last line
+                println!();
             }
         }
     }
@@ -413,28 +428,27 @@ impl Progress for Display {
         let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
         let bar = bars.entry(d.clone()).or_insert_with(|| {
             let b = multi.add(ProgressBar::new(0));
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{prefix}: {msg:<18} {wide_bar} {bytes}/{total_bytes}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
+            b.set_style(text_style());
             b.set_prefix(d.short().to_owned());
-            b.enable_steady_tick(Duration::from_millis(200));
             b
         });
         match e {
             LayerEvent::Downloading { done, total } => {
-                bar.set_length(total);
+                if bar.length() != Some(total) {
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix}: {msg:<18} [{bar:50}] {bytes}/{total_bytes}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_length(total);
+                }
                 bar.set_position(done);
             }
             LayerEvent::Resuming(n) => bar.set_position(n),
             LayerEvent::Complete | LayerEvent::AlreadyExists | LayerEvent::Mounted => {
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix}: {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
+                bar.set_style(text_style());
                 bar.finish_with_message(words);
                 return;
             }
