@@ -9,6 +9,9 @@
 
 pub mod archive;
 mod images;
+pub mod login;
+pub mod pull;
+pub mod push;
 mod system;
 mod tree;
 
@@ -55,6 +58,12 @@ pub enum EngineError {
     LayerIndex { diff_id: DiffId, why: String },
     #[error("{0}")]
     Archive(#[from] archive::ArchiveError),
+    #[error(transparent)]
+    Pull(#[from] pull::PullError),
+    #[error(transparent)]
+    Push(#[from] push::PushError),
+    #[error(transparent)]
+    Login(#[from] login::LoginError),
 }
 
 /// The engine: where things are, and the store.
