@@ -1,5 +1,5 @@
 //! The engine: camada's verbs (images, tag, rmi, inspect, history, prune, df, info, tree,
-//! save/load/import, later pull/push/run...) wired over the service modules.
+//! save/load/import, pull/push/login; later run...) wired over the service modules.
 //!
 //! Owns the `Engine` (paths + store) and the plain data each verb returns: rows, reports,
 //! trees. It decides everything docker decides (which tag to untag, when an image may be
