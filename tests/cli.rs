@@ -976,6 +976,7 @@ fn import_makes_a_one_layer_image() {
         tree.contains("+ bin/  (1 entry inside)") && tree.contains("1 layer "),
         "{tree}"
     );
+    assert!(tree.contains("│  Imported from "), "{tree}");
     let all = c.ok(&["image", "tree", "--no-trunc", "mine:1"]);
     assert!(
         all.contains("+ bin/\n") && all.contains("+ bin/sh\n"),

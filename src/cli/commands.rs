@@ -37,6 +37,11 @@ pub enum Command {
     System(SystemGroup),
     Info(Info),
     Version(Version),
+    Pull(super::registry::Pull),
+    Push(super::registry::Push),
+    Login(super::registry::Login),
+    Logout(super::registry::Logout),
+    Search(super::registry::Search),
 }
 
 /// List images (also: image ls).

@@ -13,6 +13,7 @@ mod argv;
 mod commands;
 mod format;
 mod images;
+mod registry;
 mod system;
 mod template;
 mod tree;
@@ -206,6 +207,11 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
     match &cmd.command {
         Command::Version(_) => system::version(),
         Command::Info(_) => system::info(&engine(&cmd)?),
+        Command::Pull(a) => registry::pull(&engine(&cmd)?, a),
+        Command::Push(a) => registry::push(&engine(&cmd)?, a),
+        Command::Login(a) => registry::login(&engine(&cmd)?, a),
+        Command::Logout(a) => registry::logout(&engine(&cmd)?, a),
+        Command::Search(a) => registry::search(&engine(&cmd)?, a),
         Command::Images(a) => images::images(&engine(&cmd)?, a),
         Command::Tag(a) => images::tag(&engine(&cmd)?, a),
         Command::Rmi(a) => images::rmi(&engine(&cmd)?, a),
