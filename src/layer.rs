@@ -11,7 +11,7 @@
 //! is an offset in the tar that was written; a tar that cannot be indexed exactly is refused
 //! with an error naming the byte offset, never half-indexed.
 //!
-//! [`diff`] (in `diff.rs`) goes the other way: an upper dir to a layer tar; [`extract`]
+//! [`diff()`] (in `diff.rs`) goes the other way: an upper dir to a layer tar; [`extract()`]
 //! (in `extract.rs`) unpacks a tar safely inside a directory for `cp` and `ADD`.
 
 use std::io::{self, Read, Write};
