@@ -38,7 +38,7 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         })
     };
     match words.as_slice() {
-        ["images"] => s("aq", "", &["format"]),
+        ["images"] => s("aq", "f", &["format", "filter"]),
         ["tag"] => s("", "", &[]),
         ["rmi"] => s("f", "", &[]),
         ["inspect"] => s("", "f", &["format", "type"]),
@@ -53,6 +53,11 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["system", "prune"] => s("af", "", &[]),
         ["system", "df"] => s("", "", &[]),
         ["info"] => s("", "", &[]),
+        ["pull"] => s("q", "", &["platform", "tls-verify"]),
+        ["push"] => s("q", "", &["tls-verify"]),
+        ["login"] => s("", "up", &["username", "password", "tls-verify"]),
+        ["logout"] => s("", "", &[]),
+        ["search"] => s("", "", &["limit", "tls-verify"]),
         ["version"] => s("", "", &[]),
         _ => None,
     }
