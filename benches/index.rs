@@ -96,7 +96,7 @@ fn generate_tree(root: &Path) {
 fn tar_dir(src: &Path, out: &Path) {
     let tmp = out.with_extension("tmp");
     let ok = Command::new("tar")
-        .args(["--sort=name", "--numeric-owner", "--format=posix", "-cf"])
+        .args(["--sort=name", "--numeric-owner", "--format=gnu", "-cf"])
         .arg(&tmp)
         .arg("-C")
         .arg(src)
