@@ -5,7 +5,10 @@
 //! manifest via image::build_image, recorded with Store::update), so these tests need no
 //! archive or registry.
 
+mod common;
+
 use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -341,6 +344,35 @@ fn images_lists_tags_and_dangling_images_like_docker() {
 }
 
 #[test]
+fn images_and_history_take_docker_formats() {
+    let c = Camada::new();
+    let id = c.simple("app:1", b"x");
+    c.ok(&["tag", "app:1", "app:2"]);
+    assert_text(
+        &c.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]),
+        &format!("app:1 {0}\napp:2 {0}\n", id.short()),
+    );
+    assert_text(
+        &c.ok(&["images", "--format=table {{.Tag}}\\t{{.Size}}", "app:2"]),
+        "TAG       SIZE\n2         2.56kB\n",
+    );
+    let json = c.ok(&["images", "--format", "json", "app:1"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["Repository"], "app");
+    assert_eq!(v["CreatedAt"], "2020-01-01 00:00:00 +0000 UTC");
+    let raw = c.ok(&[
+        "history",
+        "-H=false",
+        "--format",
+        "{{.CreatedSince}} {{.Size}}",
+        "app:1",
+    ]);
+    assert_text(&raw, "2020-01-01T00:00:00Z 2560\n");
+    let e = c.fails(&["images", "--format", "{{.Nope"]);
+    assert!(e.starts_with("Error: template parsing error"), "{e}");
+}
+
+#[test]
 fn tag_errors() {
     let c = Camada::new();
     assert_eq!(
@@ -407,7 +439,7 @@ fn rmi_refuses_an_image_a_container_uses() {
     );
     // forced: the name goes, the content stays for the container
     let out = c.ok(&["rmi", "-f", "app:1"]);
-    assert!(out.starts_with("Untagged: app:1\n"), "{out}");
+    assert_text(&out, &format!("Untagged: app:1\nDeleted: {id}\n"));
     assert!(c.store().read_blob(&id).is_ok());
 }
 
@@ -465,6 +497,8 @@ fn inspect_prints_dockers_json_and_templates() {
         c.fails(&["inspect", "nosuch"]),
         "Error: No such image: nosuch"
     );
+    // "help" is a name here, not a request for help
+    assert_eq!(c.fails(&["inspect", "help"]), "Error: No such image: help");
     let e = c.fails(&["inspect", "-f", "{{.Id", "busybox"]);
     assert!(e.starts_with("Error: template parsing error"), "{e}");
 }
@@ -592,7 +626,7 @@ fn history_has_one_row_per_step_newest_first() {
 fn image_tree_shows_what_each_layer_adds_changes_deletes() {
     let c = Camada::new();
     three_step_image(&c);
-    let out = c.ok(&["image", "tree", "app:1"]);
+    let out = c.ok(&["image", "tree", "--no-trunc", "app:1"]);
     assert!(out.starts_with("app:1  "), "{out}");
     assert!(out.contains("2 layers"), "{out}");
     let top = out.find("layer 2").unwrap();
@@ -629,6 +663,9 @@ fn image_tree_shows_what_each_layer_adds_changes_deletes() {
         c.fails(&["image", "tree", "nosuch"]),
         "Error: No such image: nosuch"
     );
+    let id = c.ok(&["images", "-q"]);
+    let by_id = c.ok(&["image", "tree", id.trim()]);
+    assert!(by_id.starts_with("app:1  "), "{by_id}");
 }
 
 #[test]
@@ -721,6 +758,10 @@ fn bad_command_lines_are_one_error_line_and_125() {
         "Error: 'frobnicate' is not a camada command"
     );
     assert_eq!(
+        c.fails(&["image", "frob", "-x"]),
+        "Error: 'image frob' is not a camada command"
+    );
+    assert_eq!(
         c.fails(&["images", "--bogus"]),
         "Error: unknown flag: --bogus"
     );
@@ -763,6 +804,11 @@ fn every_command_has_help() {
         vec!["system", "prune", "--help"],
         vec!["info", "--help"],
         vec!["version", "--help"],
+        vec!["help"],
+        vec!["help", "image", "tree"],
+        vec!["save", "-h"],
+        vec!["load", "--help"],
+        vec!["import", "--help"],
     ] {
         let out = c.ok(&args);
         assert!(out.starts_with("Usage: camada"), "{args:?}: {out}");
@@ -785,4 +831,164 @@ fn concurrent_tags_are_never_lost() {
         assert!(ch.wait().unwrap().success());
     }
     assert_eq!(c.ok(&["images", "-q"]).lines().count(), 9);
+}
+
+#[test]
+fn image_commands_work_as_an_unprivileged_user() {
+    let Some(u) = common::Camada::as_user() else {
+        return;
+    };
+    u.run(["images"])
+        .success()
+        .stdout_is("REPOSITORY   TAG       IMAGE ID   CREATED   SIZE\n");
+    let meta = fs::metadata(u.root()).unwrap();
+    assert_eq!(meta.uid(), u.uid(), "the store belongs to the user");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    let info = u.ok(["info"]);
+    assert!(info.contains(&format!("(uid {},", u.uid())), "{info}");
+    u.ok(["image", "prune", "-f"]);
+    // the README's tour, as the user: the fixtures base image loaded, listed, explained
+    let base = u.load_base();
+    u.run(["images", "-q"])
+        .success()
+        .stdout_is(&format!("{}\n", base.short_id()));
+    let history = u.ok(["history", "base"]);
+    assert!(history.starts_with("IMAGE "), "{history}");
+    assert!(history.contains(base.short_id()), "{history}");
+    let tree = u.ok(["image", "tree", "base"]);
+    assert!(
+        tree.contains("layer 1 (bottom)") && tree.contains("+ bin/  ("),
+        "{tree}"
+    );
+    u.run(["rmi", "base"])
+        .success()
+        .stdout_has("Untagged: base:latest\n");
+    u.ok(["system", "df"]);
+    u.run(["rmi", "nosuch"])
+        .engine_error()
+        .stderr_is("Error: No such image: nosuch\n");
+}
+
+#[test]
+fn save_load_import_round_trip() {
+    let c = Camada::new();
+    let id = three_step_image(&c);
+    let file = c.dir.path().join("app.tar");
+    c.ok(&["save", "-o", file.to_str().unwrap(), "app:1"]);
+    c.ok(&["rmi", "app:1"]);
+    assert_text(
+        &c.ok(&["load", "-i", file.to_str().unwrap()]),
+        "Loaded image: app:1\n",
+    );
+    assert_text(&c.ok(&["images", "-q", "--no-trunc"]), &format!("{id}\n"));
+    // through a pipe, as `docker save x | docker load`
+    let saved = c.command(&["save", "app:1"]).output().unwrap();
+    assert!(
+        saved.status.success(),
+        "{:?} {}",
+        saved.status,
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    let other = Camada::new();
+    let mut load = other.command(&["image", "load"]);
+    load.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = load.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &saved.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_text(
+        &String::from_utf8_lossy(&out.stdout),
+        "Loaded image: app:1\n",
+    );
+    // the loaded image reads the same
+    assert_eq!(other.ok(&["history", "app:1"]), c.ok(&["history", "app:1"]));
+    assert_eq!(
+        other.ok(&["image", "tree", "app:1"]),
+        c.ok(&["image", "tree", "app:1"])
+    );
+}
+
+#[test]
+fn import_makes_a_one_layer_image() {
+    let c = Camada::new();
+    let rootfs = c.dir.path().join("rootfs.tar");
+    fs::write(
+        &rootfs,
+        make_tar(&[Item::Dir("bin"), Item::File("bin/sh", b"#!shell")]),
+    )
+    .unwrap();
+    let out = c.ok(&["import", rootfs.to_str().unwrap(), "mine:1"]);
+    let id = out.trim();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{out}");
+    let list = c.ok(&["images", "mine"]);
+    assert!(
+        list.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("mine         1         "),
+        "{list}"
+    );
+    assert_text(
+        &c.ok(&["inspect", "-f", "{{len .RootFS.Layers}}", "mine:1"]),
+        "1\n",
+    );
+    let tree = c.ok(&["image", "tree", "mine:1"]);
+    assert!(
+        tree.contains("+ bin/  (1 entry inside)") && tree.contains("1 layer "),
+        "{tree}"
+    );
+    let all = c.ok(&["image", "tree", "--no-trunc", "mine:1"]);
+    assert!(
+        all.contains("+ bin/\n") && all.contains("+ bin/sh\n"),
+        "{all}"
+    );
+}
+
+#[test]
+fn bad_archives_are_one_error_and_leave_nothing() {
+    let c = Camada::new();
+    c.simple("app:1", b"x");
+    // what a failed command could leave: content, records, temp files (lock files may appear)
+    let store = |c: &Camada| -> Vec<String> {
+        walk(&c.root())
+            .into_iter()
+            .filter(|p| !p.ends_with("lock"))
+            .collect()
+    };
+    let before = store(&c);
+    let junk = c.dir.path().join("junk");
+    fs::write(&junk, b"this is not a tar archive at all, just some text\n").unwrap();
+    let e = c.fails(&["load", "-i", junk.to_str().unwrap()]);
+    assert!(e.starts_with("Error: "), "{e}");
+    let e = c.fails(&["import", junk.to_str().unwrap(), "x:1"]);
+    assert!(e.contains("not a tar"), "{e}");
+    let e = c.fails(&["load", "-i", "/nonexistent/file.tar"]);
+    assert!(e.contains("/nonexistent/file.tar"), "{e}");
+    // an unknown name fails before anything is written
+    let out = c.dir.path().join("out.tar");
+    assert_eq!(
+        c.fails(&["save", "-o", out.to_str().unwrap(), "app:1", "nosuch"]),
+        "Error: No such image: nosuch"
+    );
+    assert!(!out.exists(), "no half archive left");
+    let e = c.fails(&[
+        "save",
+        "-o",
+        out.to_str().unwrap(),
+        "--format",
+        "zip",
+        "app:1",
+    ]);
+    assert!(e.contains("docker-archive or oci-archive"), "{e}");
+    assert_eq!(
+        c.fails(&["save"]),
+        "Error: \"camada save\" requires at least 1 argument"
+    );
+    assert_eq!(store(&c), before, "the store is as it was");
 }

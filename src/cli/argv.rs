@@ -38,11 +38,11 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         })
     };
     match words.as_slice() {
-        ["images"] => s("aq", "", &[]),
+        ["images"] => s("aq", "", &["format"]),
         ["tag"] => s("", "", &[]),
         ["rmi"] => s("f", "", &[]),
         ["inspect"] => s("", "f", &["format", "type"]),
-        ["history"] => s("qH", "", &["format"]),
+        ["history"] => s("q", "H", &["format", "human"]),
         ["save"] => s("", "o", &["output", "format"]),
         ["load"] => s("q", "i", &["input"]),
         ["import"] => s("", "cm", &["change", "message"]),
@@ -96,7 +96,8 @@ pub struct Expanded {
     pub command: Vec<String>,
     /// The command's arguments, expanded.
     pub args: Vec<String>,
-    /// Whether the command is one camada knows (for the "not a camada command" error).
+    /// Whether this table knows the command's flags. An unknown command's arguments are
+    /// passed to argh untouched (argh decides whether the command exists).
     pub known: bool,
 }
 
@@ -152,11 +153,19 @@ pub fn expand(args: &[String]) -> Expanded {
             }
         }
     }
+    // `camada help [COMMAND]`, as docker's
+    if command.first().is_some_and(|c| c == "help") {
+        let mut words: Vec<String> = args[i.min(args.len())..].to_vec();
+        words.push("--help".into());
+        let mut e = expand(&[globals, words].concat());
+        e.known = true;
+        return e;
+    }
     let rest = &args[i.min(args.len())..];
     let Some(spec) = spec(&command) else {
         return Expanded {
             globals,
-            known: command.is_empty(),
+            known: false,
             command,
             args: rest.to_vec(),
         };
@@ -244,7 +253,8 @@ fn expand_short(group: &str, spec: &FlagSpec) -> Option<(Vec<String>, bool)> {
             if rest.is_empty() {
                 return Some((words, true));
             }
-            words.push(rest.to_string());
+            // `-H=false` as well as `-Hfalse`
+            words.push(rest.strip_prefix('=').unwrap_or(rest).to_string());
             return Some((words, false));
         } else {
             return None;
@@ -287,6 +297,8 @@ mod tests {
         assert_eq!(argv("images -xz"), "images -xz");
         assert_eq!(argv("rmi -f a b"), "rmi -f a b");
         assert_eq!(argv("images -h"), "images --help");
+        assert_eq!(argv("help"), "--help");
+        assert_eq!(argv("help image ls"), "images --help");
     }
 
     #[test]
@@ -297,7 +309,7 @@ mod tests {
         );
         assert_eq!(argv("inspect -f{{.Id}} x"), "inspect -f {{.Id}} x");
         assert_eq!(argv("save -oout.tar x"), "save -o out.tar x");
-        assert_eq!(argv("save -o out.tar x"), "save -o out.tar x");
+        assert_eq!(argv("history -H=false x"), "history -H false x");
         assert_eq!(argv("--root=/r images"), "--root /r images");
         assert_eq!(
             argv("--root /r --runroot /x images -a"),
@@ -334,7 +346,6 @@ mod tests {
         assert!(!e.known);
         assert_eq!(e.command, v("frobnicate"));
         assert!(expand(&v("images")).known);
-        assert!(expand(&[]).known);
-        assert!(expand(&v("--help")).known);
+        assert_eq!(argv("frobnicate -xy --a=b"), "frobnicate -xy --a=b");
     }
 }

@@ -8,6 +8,7 @@ use argh::FromArgs;
 
 /// camada: a rootless, daemonless container engine with Docker's command line.
 #[derive(FromArgs, Debug)]
+#[argh(help_triggers("--help"))]
 pub struct Camada {
     /// where images and containers are stored (default $CAMADA_ROOT, else
     /// $XDG_DATA_HOME/camada, else ~/.local/share/camada)
@@ -29,6 +30,9 @@ pub enum Command {
     Rmi(Rmi),
     Inspect(Inspect),
     History(History),
+    Save(Save),
+    Load(Load),
+    Import(Import),
     Image(ImageGroup),
     System(SystemGroup),
     Info(Info),
@@ -42,7 +46,7 @@ pub enum Command {
 
 /// List images (also: image ls).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "images")]
+#[argh(subcommand, name = "images", help_triggers("--help"))]
 pub struct Images {
     /// show all images (default hides intermediate images)
     #[argh(switch, short = 'a')]
@@ -56,6 +60,10 @@ pub struct Images {
     /// don't truncate output
     #[argh(switch)]
     pub no_trunc: bool,
+    /// format the output with a Go template ('{{.Repository}}:{{.Tag}}', 'table ...'),
+    /// or 'json'
+    #[argh(option)]
+    pub format: Option<String>,
     /// only images of this repository (REPO or REPO:TAG)
     #[argh(positional, arg_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,
@@ -63,7 +71,7 @@ pub struct Images {
 
 /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE (also: image tag).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "tag")]
+#[argh(subcommand, name = "tag", help_triggers("--help"))]
 pub struct Tag {
     /// the image to tag (name, ID or ID prefix)
     #[argh(positional, arg_name = "SOURCE_IMAGE")]
@@ -75,7 +83,7 @@ pub struct Tag {
 
 /// Remove one or more images (also: image rm).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "rmi")]
+#[argh(subcommand, name = "rmi", help_triggers("--help"))]
 pub struct Rmi {
     /// force removal: untag every name of an image given by ID, remove an image a
     /// stopped container uses
@@ -88,7 +96,7 @@ pub struct Rmi {
 
 /// Return low-level information on images (also: image inspect).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "inspect")]
+#[argh(subcommand, name = "inspect", help_triggers("--help"))]
 pub struct Inspect {
     /// format the output using a Go template ('{{.Config.Cmd}}'), or 'json'
     #[argh(option, short = 'f')]
@@ -103,7 +111,7 @@ pub struct Inspect {
 
 /// Show the history of an image (also: image history).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "history")]
+#[argh(subcommand, name = "history", help_triggers("--help"))]
 pub struct History {
     /// don't truncate output
     #[argh(switch)]
@@ -114,14 +122,71 @@ pub struct History {
     /// print sizes and dates in human readable format (default true)
     #[argh(option, short = 'H', default = "true")]
     pub human: bool,
+    /// format the output with a Go template ('{{.ID}} {{.CreatedBy}}', 'table ...'), or
+    /// 'json'
+    #[argh(option)]
+    pub format: Option<String>,
     /// the image (name, ID or ID prefix)
     #[argh(positional, arg_name = "IMAGE")]
     pub image: String,
 }
 
+/// Save one or more images to a tar archive (streamed to stdout by default).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "save", help_triggers("--help"))]
+pub struct Save {
+    /// write to a file instead of stdout
+    #[argh(option, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// archive format: docker-archive (default) or oci-archive
+    #[argh(option)]
+    pub format: Option<String>,
+    /// images to save
+    #[argh(positional, arg_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// Load an image from a tar archive or stdin (docker-archive or OCI archive, plain,
+/// gzip or zstd).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "load", help_triggers("--help"))]
+pub struct Load {
+    /// read from a tar archive file instead of stdin
+    #[argh(option, short = 'i')]
+    pub input: Option<PathBuf>,
+    /// suppress progress output (accepted as docker's; load shows no progress yet)
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Import the contents of a tarball to create a filesystem image.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "import", help_triggers("--help"))]
+pub struct Import {
+    /// apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, WORKDIR, USER,
+    /// LABEL, EXPOSE, VOLUME)
+    #[argh(option, short = 'c')]
+    pub change: Vec<String>,
+    /// set a commit message for the imported image
+    #[argh(option, short = 'm')]
+    pub message: Option<String>,
+    /// the rootfs tarball, or - for stdin
+    #[argh(positional, arg_name = "FILE|-")]
+    pub file: String,
+    /// the name to give the image
+    #[argh(positional, arg_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
+}
+
 /// Manage images (image ls, rm, inspect, history, tag, save, load, import, prune, tree).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "image")]
+#[argh(
+    subcommand,
+    name = "image",
+    help_triggers("--help"),
+    note = "Also: image ls = images, image rm = rmi, image inspect, history, tag, save, \
+            load, import = the commands of those names."
+)]
 pub struct ImageGroup {
     #[argh(subcommand)]
     pub command: ImageCommand,
@@ -136,7 +201,7 @@ pub enum ImageCommand {
 
 /// Remove unused images: dangling ones, or with -a every image no container uses.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "prune")]
+#[argh(subcommand, name = "prune", help_triggers("--help"))]
 pub struct ImagePrune {
     /// remove all unused images, not just dangling ones
     #[argh(switch, short = 'a')]
@@ -149,7 +214,7 @@ pub struct ImagePrune {
 /// Draw an image's layer stack: each layer's size, file count, the instruction that
 /// made it, and what it adds (+), changes (~) and deletes (-) relative to the layers below.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "tree")]
+#[argh(subcommand, name = "tree", help_triggers("--help"))]
 pub struct ImageTree {
     /// list every changed path (default: the first few of each layer)
     #[argh(switch)]
@@ -161,7 +226,7 @@ pub struct ImageTree {
 
 /// Manage camada (system df, system prune, system info).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "system")]
+#[argh(subcommand, name = "system", help_triggers("--help"))]
 pub struct SystemGroup {
     #[argh(subcommand)]
     pub command: SystemCommand,
@@ -176,7 +241,7 @@ pub enum SystemCommand {
 
 /// Remove unused data: dangling images (with -a every unused image).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "prune")]
+#[argh(subcommand, name = "prune", help_triggers("--help"))]
 pub struct SystemPrune {
     /// remove all unused images, not just dangling ones
     #[argh(switch, short = 'a')]
@@ -188,16 +253,16 @@ pub struct SystemPrune {
 
 /// Show disk usage.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "df")]
+#[argh(subcommand, name = "df", help_triggers("--help"))]
 pub struct SystemDf {}
 
 /// Display system-wide information: store paths, id mappings, FUSE and user-namespace
 /// support (also: system info).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "info")]
+#[argh(subcommand, name = "info", help_triggers("--help"))]
 pub struct Info {}
 
 /// Show the camada version information.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "version")]
+#[argh(subcommand, name = "version", help_triggers("--help"))]
 pub struct Version {}

@@ -3,11 +3,11 @@
 
 use std::io::{self, Write};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::commands::{History, Images, Inspect, Rmi, Tag};
-use super::format::{Table, ago, ellipsis, human_size};
-use super::template::Template;
+use super::format::{ago, ellipsis, human_size};
+use super::template::{Template, format_rows};
 use super::{CliError, confirm};
 use crate::digest::Digest;
 use crate::engine::{Engine, ListImages, Removed};
@@ -30,46 +30,72 @@ fn show_id(id: &Digest, no_trunc: bool) -> String {
     }
 }
 
+/// docker's column names for `images --format`.
+const IMAGE_HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+];
+
 pub fn images(engine: &Engine, a: &Images) -> Result<(), CliError> {
     let rows = engine.images(&ListImages {
         all: a.all,
         reference: a.reference.clone(),
     })?;
-    let mut out = io::stdout().lock();
-    if a.quiet {
-        for r in &rows {
-            writeln!(out, "{}", show_id(&r.id, a.no_trunc))?;
-        }
-        return Ok(());
-    }
-    let mut header = vec!["REPOSITORY", "TAG"];
-    if a.digests {
-        header.push("DIGEST");
-    }
-    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-    let mut table = Table::new(&header);
     let now = now();
-    for r in &rows {
-        let mut cells = vec![
-            r.repository.clone().unwrap_or_else(|| "<none>".into()),
-            r.tag.clone().unwrap_or_else(|| "<none>".into()),
-        ];
-        if a.digests {
-            cells.push(
+    let none = || Value::String("<none>".into());
+    let fields: Vec<Map<String, Value>> = rows
+        .iter()
+        .map(|r| {
+            let mut m = Map::new();
+            m.insert("ID".into(), show_id(&r.id, a.no_trunc).into());
+            m.insert(
+                "Repository".into(),
+                r.repository.clone().map_or_else(none, Value::String),
+            );
+            m.insert("Tag".into(), r.tag.clone().map_or_else(none, Value::String));
+            m.insert(
+                "Digest".into(),
                 r.digest
                     .as_ref()
-                    .map_or_else(|| "<none>".into(), Digest::to_string),
+                    .map_or_else(none, |d| d.to_string().into()),
             );
+            m.insert("CreatedSince".into(), ago(r.created, now).into());
+            m.insert("CreatedAt".into(), created_at(r.created).into());
+            m.insert("Size".into(), human_size(r.size).into());
+            m
+        })
+        .collect();
+    let format = match (&a.format, a.quiet, a.digests) {
+        (_, true, _) => "{{.ID}}",
+        (Some(f), false, _) => f.as_str(),
+        (None, false, false) => {
+            "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
         }
-        cells.extend([
-            show_id(&r.id, a.no_trunc),
-            ago(r.created, now),
-            human_size(r.size),
-        ]);
-        table.row(cells);
-    }
-    out.write_all(table.render().as_bytes())?;
+        (None, false, true) => {
+            "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+        }
+    };
+    let text = format_rows(format, IMAGE_HEADERS, &fields)?;
+    io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// docker's `CreatedAt`: `2024-05-01 12:00:00 +0000 UTC`.
+fn created_at(t: Option<i64>) -> String {
+    match t {
+        Some(t) => {
+            format_rfc3339(t, 0)
+                .trim_end_matches('Z')
+                .replacen('T', " ", 1)
+                + " +0000 UTC"
+        }
+        None => String::new(),
+    }
 }
 
 pub fn tag(engine: &Engine, a: &Tag) -> Result<(), CliError> {
@@ -185,45 +211,72 @@ fn pretty<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
+/// docker's column names for `history --format`.
+const HISTORY_HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedBy", "CREATED BY"),
+    ("Size", "SIZE"),
+    ("Comment", "COMMENT"),
+];
+
 pub fn history(engine: &Engine, a: &History) -> Result<(), CliError> {
     let rows = engine.history(&a.image)?;
-    let mut out = io::stdout().lock();
-    let id = |r: &crate::engine::HistoryRow| {
-        r.id.as_ref()
-            .map_or_else(|| "<missing>".into(), |d| show_id(d, a.no_trunc))
-    };
-    if a.quiet {
-        for r in &rows {
-            writeln!(out, "{}", id(r))?;
-        }
-        return Ok(());
-    }
-    let mut table = Table::new(&["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]);
     let now = now();
-    for r in &rows {
-        let created_by = r.created_by.replace('\t', " ");
-        table.row(vec![
-            id(r),
-            if a.human {
-                ago(r.created, now)
-            } else {
-                r.created
-                    .map_or_else(|| "N/A".into(), |t| format_rfc3339(t, 0))
-            },
-            if a.no_trunc {
-                created_by
-            } else {
-                ellipsis(&created_by, 45)
-            },
-            if a.human {
-                human_size(r.size)
-            } else {
-                r.size.to_string()
-            },
-            r.comment.clone(),
-        ]);
-    }
-    out.write_all(table.render().as_bytes())?;
+    let fields: Vec<Map<String, Value>> = rows
+        .iter()
+        .map(|r| {
+            let created_by = r.created_by.replace('\t', " ");
+            let mut m = Map::new();
+            m.insert(
+                "ID".into(),
+                r.id.as_ref()
+                    .map_or_else(|| "<missing>".into(), |d| show_id(d, a.no_trunc))
+                    .into(),
+            );
+            m.insert(
+                "CreatedSince".into(),
+                if a.human {
+                    ago(r.created, now)
+                } else {
+                    r.created
+                        .map_or_else(|| "N/A".into(), |t| format_rfc3339(t, 0))
+                }
+                .into(),
+            );
+            m.insert("CreatedAt".into(), created_at(r.created).into());
+            m.insert(
+                "CreatedBy".into(),
+                if a.no_trunc {
+                    created_by
+                } else {
+                    ellipsis(&created_by, 45)
+                }
+                .into(),
+            );
+            m.insert(
+                "Size".into(),
+                if a.human {
+                    human_size(r.size)
+                } else {
+                    r.size.to_string()
+                }
+                .into(),
+            );
+            m.insert("Comment".into(), r.comment.clone().into());
+            m
+        })
+        .collect();
+    let format = match (&a.format, a.quiet) {
+        (_, true) => "{{.ID}}",
+        (Some(f), false) => f.as_str(),
+        (None, false) => {
+            "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+        }
+    };
+    let text = format_rows(format, HISTORY_HEADERS, &fields)?;
+    io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! `Error: ` on stderr (plus, for a usage error, a `See 'camada CMD --help'.` hint) and
 //! exit code 125.
 
+mod archive;
 mod argv;
 mod commands;
 mod format;
@@ -109,12 +110,6 @@ fn one_line(s: &str) -> String {
 pub fn run(args: &[String]) -> Result<(), CliError> {
     let expanded = argv::expand(args);
     let command_name = expanded.command.join(" ");
-    if !expanded.known {
-        return Err(CliError::usage(
-            format!("'{command_name}' is not a camada command"),
-            "",
-        ));
-    }
     if expanded.command.is_empty() && expanded.globals.iter().all(|g| g != "--help") {
         return Err(CliError::usage("no command given", ""));
     }
@@ -129,10 +124,23 @@ pub fn run(args: &[String]) -> Result<(), CliError> {
                     writeln!(out, "{}", early.output)?;
                     Ok(())
                 }
-                Err(()) => Err(CliError::usage(
-                    usage_message(&early.output, &command_name),
-                    &command_name,
-                )),
+                Err(()) => {
+                    let unknown = format!(
+                        "Unrecognized argument: {}",
+                        expanded.command.last().map_or("", String::as_str)
+                    );
+                    if !expanded.command.is_empty() && early.output.trim() == unknown {
+                        let hint = expanded.command[..expanded.command.len() - 1].join(" ");
+                        return Err(CliError::usage(
+                            format!("'{command_name}' is not a camada command"),
+                            &hint,
+                        ));
+                    }
+                    Err(CliError::usage(
+                        usage_message(&early.output, &command_name),
+                        &command_name,
+                    ))
+                }
             };
         }
     };
@@ -192,6 +200,9 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Rmi(a) => images::rmi(&engine(&cmd)?, a),
         Command::Inspect(a) => images::inspect(&engine(&cmd)?, a),
         Command::History(a) => images::history(&engine(&cmd)?, a),
+        Command::Save(a) => archive::save(&engine(&cmd)?, a),
+        Command::Load(a) => archive::load(&engine(&cmd)?, a),
+        Command::Import(a) => archive::import(&engine(&cmd)?, a),
         Command::Image(g) => match &g.command {
             ImageCommand::Prune(a) => images::prune(&engine(&cmd)?, a.all, a.force, false),
             ImageCommand::Tree(a) => images::tree(&engine(&cmd)?, a),

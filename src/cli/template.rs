@@ -494,6 +494,54 @@ fn print_json(v: &Value) -> String {
     }
 }
 
+/// docker's `--format` for a list command: `table TEMPLATE` gives a table whose header is
+/// the template run over the column names (`headers`: field -> name), anything else one
+/// line per row; `json` one JSON object per row. `\t` and `\n` typed literally become tabs
+/// and newlines, as docker does.
+pub fn format_rows(
+    format: &str,
+    headers: &[(&str, &str)],
+    rows: &[serde_json::Map<String, Value>],
+) -> Result<String, TemplateError> {
+    let mut out = String::new();
+    if format == "json" {
+        for r in rows {
+            out.push_str(&serde_json::to_string(r).unwrap_or_default());
+            out.push('\n');
+        }
+        return Ok(out);
+    }
+    let (table, body) = match format.strip_prefix("table") {
+        Some(rest) => (true, rest),
+        None => (false, format),
+    };
+    let body = body
+        .trim_matches(' ')
+        .replace("\\t", "\t")
+        .replace("\\n", "\n");
+    let t = Template::parse(&body)?;
+    if !table {
+        for r in rows {
+            out.push_str(&t.render(&Value::Object(r.clone()))?);
+            out.push('\n');
+        }
+        return Ok(out);
+    }
+    let names: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+    let split = |line: String| line.split('\t').map(str::to_string).collect::<Vec<_>>();
+    let header = split(t.render(&Value::Object(names))?);
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut table = super::format::Table::new(&header);
+    for r in rows {
+        table.row(split(t.render(&Value::Object(r.clone()))?));
+    }
+    out.push_str(&table.render());
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,6 +616,33 @@ mod tests {
         assert_eq!(
             run("{{range .RepoTags -}}\n  {{.}}\n{{- end}}", &v),
             "busybox:latestbusybox:1.36"
+        );
+    }
+
+    #[test]
+    fn list_formats_as_docker() {
+        let rows: Vec<serde_json::Map<String, Value>> = vec![
+            json!({"ID": "abc", "Tag": "1"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            json!({"ID": "def", "Tag": "latest"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ];
+        let headers = [("ID", "IMAGE ID"), ("Tag", "TAG")];
+        assert_eq!(
+            format_rows("{{.ID}}:{{.Tag}}", &headers, &rows).unwrap(),
+            "abc:1\ndef:latest\n"
+        );
+        assert_eq!(
+            format_rows("table {{.ID}}\\t{{.Tag}}", &headers, &rows).unwrap(),
+            "IMAGE ID   TAG\nabc        1\ndef        latest\n"
+        );
+        assert_eq!(
+            format_rows("json", &headers, &rows[..1]).unwrap(),
+            "{\"ID\":\"abc\",\"Tag\":\"1\"}\n"
         );
     }
 

@@ -92,18 +92,47 @@ fn draw_layer(out: &mut String, l: &TreeLayer, first: bool, truncate: bool, now:
         .chain(l.added.iter().map(|p| ('+', p)))
         .collect();
     paths.sort_by(|a, b| a.1.cmp(b.1));
-    let total = paths.len();
+    let lines = if truncate {
+        collapse(&paths)
+    } else {
+        paths.iter().map(|(s, p)| format!("{s} {p}")).collect()
+    };
+    let total = lines.len();
     let limit = if truncate { SHOWN } else { usize::MAX };
-    for (sign, p) in paths.iter().take(limit) {
-        out.push_str(&format!("│    {sign} {p}\n"));
+    for line in lines.iter().take(limit) {
+        out.push_str(&format!("│    {line}\n"));
     }
     if total > limit {
         out.push_str(&format!(
-            "│    … {} more (--no-trunc lists them all)\n",
+            "│    … {} more (--no-trunc lists every path)\n",
             total - limit
         ));
     }
     out.push_str("│\n");
+}
+
+/// Sorted `(sign, path)` pairs as lines, a directory added (or deleted) with everything
+/// in it shown once with a count: `+ bin/  (270 entries)`.
+fn collapse(paths: &[(char, &String)]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut i = 0;
+    while let Some((sign, p)) = paths.get(i) {
+        i += 1;
+        if p.ends_with('/') && matches!(sign, '+' | '-') {
+            let inside = paths[i..]
+                .iter()
+                .take_while(|(s, q)| s == sign && q.starts_with(p.as_str()))
+                .count();
+            if inside > 0 {
+                i += inside;
+                let noun = if inside == 1 { "entry" } else { "entries" };
+                lines.push(format!("{sign} {p}  ({inside} {noun} inside)"));
+                continue;
+            }
+        }
+        lines.push(format!("{sign} {p}"));
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -158,6 +187,29 @@ mod tests {
     }
 
     #[test]
+    fn added_directories_collapse_with_a_count() {
+        let owned: Vec<(char, String)> = vec![
+            ('+', "bin/".into()),
+            ('+', "bin/a".into()),
+            ('+', "bin/b".into()),
+            ('~', "etc/passwd".into()),
+            ('+', "home/".into()),
+            ('-', "tmp/".into()),
+            ('-', "tmp/x".into()),
+        ];
+        let paths: Vec<(char, &String)> = owned.iter().map(|(c, p)| (*c, p)).collect();
+        assert_eq!(
+            collapse(&paths),
+            [
+                "+ bin/  (2 entries inside)",
+                "~ etc/passwd",
+                "+ home/",
+                "- tmp/  (1 entry inside)"
+            ]
+        );
+    }
+
+    #[test]
     fn truncates_long_lists() {
         let added: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
         let tree = ImageTree {
@@ -178,6 +230,7 @@ mod tests {
         };
         let short = draw(&tree, true, 0);
         assert!(short.contains("… 12 more"), "{short}");
+        assert!(short.contains("--no-trunc lists every path"), "{short}");
         assert!(!short.contains("f19"));
         let full = draw(&tree, false, 0);
         assert!(full.contains("+ f19") && !full.contains("more"), "{full}");

@@ -4,7 +4,7 @@
 //! Every change to the image list happens inside one [`Store::update`] (under the store
 //! lock), so a concurrent `tag` or `pull` is never lost; freeing content is the store's GC.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use super::{Engine, EngineError, HistoryRow, ImageRow, ListImages, PruneReport, Removed};
 use crate::digest::{Digest, chain_id};
@@ -31,7 +31,7 @@ fn created(c: &ImageConfig) -> Option<i64> {
 }
 
 /// The tags (full references) of image `id`, over all its manifests, sorted.
-fn tags_of_id(db: &ImageDb, id: &Digest) -> Vec<String> {
+pub(super) fn tags_of_id(db: &ImageDb, id: &Digest) -> Vec<String> {
     let mut tags: Vec<String> = db
         .manifests_of(id)
         .iter()
@@ -311,14 +311,19 @@ fn delete_image(store: &Store, db: &mut ImageDb, id: &Digest) -> Result<Vec<Remo
         db.remove_image(&m);
     }
     out.push(Removed::Deleted(id.clone()));
+    let users = store.container_images()?;
+    if users.contains_key(id) {
+        // forced past a container: its layers stay for that container
+        return Ok(out);
+    }
     let mut kept: BTreeSet<Digest> = BTreeSet::new();
-    let others: BTreeMap<Digest, ()> = db
+    let others: BTreeSet<Digest> = db
         .images
         .values()
-        .map(|r| (r.config.clone(), ()))
-        .chain(store.container_images()?.into_keys().map(|k| (k, ())))
+        .map(|r| r.config.clone())
+        .chain(users.into_keys())
         .collect();
-    for other in others.keys() {
+    for other in &others {
         if other == id {
             continue;
         }

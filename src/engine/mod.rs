@@ -7,6 +7,7 @@
 //! prints what it returns, and tests call it directly. Services (`store`, `layer`, ...)
 //! never import each other; this module is where they meet.
 
+pub mod archive;
 mod images;
 pub mod login;
 pub mod pull;
@@ -14,6 +15,7 @@ pub mod push;
 mod system;
 mod tree;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{DiffId, Digest};
@@ -55,7 +57,7 @@ pub enum EngineError {
     #[error("reading the index of layer {diff_id}: {why}")]
     LayerIndex { diff_id: DiffId, why: String },
     #[error("{0}")]
-    Archive(String),
+    Archive(#[from] archive::ArchiveError),
     #[error(transparent)]
     Pull(#[from] pull::PullError),
     #[error(transparent)]
@@ -84,6 +86,32 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// `save`: the images named (each resolved first, so an unknown name fails before
+    /// anything is written) as one archive on `out`.
+    pub fn save(
+        &self,
+        names: &[String],
+        format: SaveFormat,
+        out: &mut dyn Write,
+    ) -> Result<(), EngineError> {
+        let db = self.store.images()?;
+        let images = names
+            .iter()
+            .map(|n| db.resolve(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(archive::save(&self.store, &images, format, out)?)
+    }
+
+    /// `load`: every image of a docker-archive or OCI archive.
+    pub fn load(&self, input: Input) -> Result<Vec<LoadedImage>, EngineError> {
+        Ok(archive::load(&self.store, input)?)
+    }
+
+    /// `import`: a rootfs tarball as a one-layer image; returns its ID.
+    pub fn import(&self, input: Input, req: &ImportRequest) -> Result<Digest, EngineError> {
+        Ok(archive::import(&self.store, input, req)?)
     }
 }
 

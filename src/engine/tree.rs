@@ -160,11 +160,18 @@ impl Engine {
                 deleted,
             }));
         }
+        // named by ID: show its first tag, as a reader knows it by name
+        let name = match &found.tag {
+            Some(t) => familiar(t),
+            None => {
+                let db = self.store.images()?;
+                super::images::tags_of_id(&db, &found.id)
+                    .first()
+                    .map_or_else(|| found.id.short().to_string(), |t| familiar(t))
+            }
+        };
         Ok(ImageTree {
-            name: found
-                .tag
-                .as_deref()
-                .map_or_else(|| word.to_string(), familiar),
+            name,
             size: self.store.image_size(&found.id)?,
             id: found.id,
             steps,
