@@ -407,20 +407,17 @@ fn loads_and_lists(c: &Camada) {
 }
 
 #[test]
-#[ignore = "waits for camada load/images/inspect/history (helpers store and cli)"]
 fn the_base_image_loads_and_lists() {
     loads_and_lists(&Camada::new());
 }
 
 #[test]
-#[ignore = "waits for camada load/images/inspect/history (helpers store and cli)"]
 fn the_base_image_loads_and_lists_as_the_unprivileged_user() {
     let Some(c) = Camada::as_user() else { return };
     loads_and_lists(&c);
 }
 
 #[test]
-#[ignore = "waits for camada import/inspect (helpers store and cli)"]
 fn the_rootfs_tar_imports_as_one_layer() {
     let c = Camada::new();
     let base = base_image();

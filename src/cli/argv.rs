@@ -38,7 +38,7 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         })
     };
     match words.as_slice() {
-        ["images"] => s("aq", "", &["format"]),
+        ["images"] => s("aq", "f", &["format", "filter"]),
         ["tag"] => s("", "", &[]),
         ["rmi"] => s("f", "", &[]),
         ["inspect"] => s("", "f", &["format", "type"]),

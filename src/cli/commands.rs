@@ -64,6 +64,9 @@ pub struct Images {
     /// or 'json'
     #[argh(option)]
     pub format: Option<String>,
+    /// filter the list: dangling=true|false, reference=PATTERN (repeatable)
+    #[argh(option, short = 'f')]
+    pub filter: Vec<String>,
     /// only images of this repository (REPO or REPO:TAG)
     #[argh(positional, arg_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,

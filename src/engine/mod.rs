@@ -1,5 +1,5 @@
 //! The engine: camada's verbs (images, tag, rmi, inspect, history, prune, df, info, tree,
-//! save/load/import, later pull/push/run...) wired over the service modules.
+//! save/load/import, pull/push/login; later run...) wired over the service modules.
 //!
 //! Owns the `Engine` (paths + store) and the plain data each verb returns: rows, reports,
 //! trees. It decides everything docker decides (which tag to untag, when an image may be
@@ -122,6 +122,11 @@ pub struct ListImages {
     pub all: bool,
     /// `REPO` or `REPO:TAG` as the user typed it.
     pub reference: Option<String>,
+    /// `--filter dangling=true|false`: only untagged images, or only tagged ones.
+    pub dangling: Option<bool>,
+    /// `--filter reference=PATTERN`: the familiar `name` or `name:tag` matches the glob
+    /// (`*`, `?`); several patterns: any of them.
+    pub patterns: Vec<String>,
 }
 
 /// One row of `images`: an image under one of its names (or `<none>`).
