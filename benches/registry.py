@@ -5,6 +5,7 @@
 
 Images (built once, cached under /var/tmp/camada-bench/registry):
   busybox  one layer: the host's static busybox with its applet symlinks
+  debian   1 layer: multi's bottom layer alone (the debootstrap rootfs)
   multi    4 layers: a debootstrap minbase rootfs (/var/tmp/camada-bench/debian-rootfs,
            made by the layer helper's bench set-up; falls back to /var/tmp/peers/debian-rootfs)
            + 10,000 small files + one 100 MiB random file + a layer changing 200 files
@@ -38,6 +39,7 @@ sys.path.insert(0, PEERS)
 import mkbase  # noqa: E402  (the peers' deterministic OCI packer)
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+IMAGES = ("busybox", "debian", "multi")
 
 
 def rootfs_dir():
@@ -74,6 +76,40 @@ def build_images():
             with open(f"{d}/f{i:05d}", "wb") as f:
                 f.write(b"changed\n")
         mkbase.pack(f"{B}/oci/multi", "latest", [rootfs_dir(), small, big, change])
+    if not os.path.exists(f"{B}/oci/debian/index.json"):
+        derive_debian()
+
+
+def derive_debian():
+    """debian = multi's bottom layer alone (same blob): a new config and manifest."""
+    import hashlib
+    src, dst = f"{B}/oci/multi", f"{B}/oci/debian"
+    shutil.rmtree(dst, ignore_errors=True)
+    os.makedirs(f"{dst}/blobs/sha256")
+    blob = lambda d: f"{src}/blobs/sha256/{d.split(':')[1]}"
+    index = json.load(open(f"{src}/index.json"))
+    manifest = json.load(open(blob(index["manifests"][0]["digest"])))
+    config = json.load(open(blob(manifest["config"]["digest"])))
+    config["rootfs"]["diff_ids"] = config["rootfs"]["diff_ids"][:1]
+    config["history"] = config.get("history", [])[:1]
+    layer = manifest["layers"][0]
+    os.link(blob(layer["digest"]), f"{dst}/blobs/sha256/{layer['digest'].split(':')[1]}")
+
+    def put(obj):
+        data = json.dumps(obj, separators=(",", ":")).encode()
+        d = hashlib.sha256(data).hexdigest()
+        with open(f"{dst}/blobs/sha256/{d}", "wb") as f:
+            f.write(data)
+        return f"sha256:{d}", len(data)
+    cd, cs = put(config)
+    manifest["config"].update(digest=cd, size=cs)
+    manifest["layers"] = [layer]
+    md, ms = put(manifest)
+    with open(f"{dst}/oci-layout", "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    entry = dict(index["manifests"][0], digest=md, size=ms)
+    with open(f"{dst}/index.json", "w") as f:
+        json.dump(dict(index, manifests=[entry]), f)
 
 
 def free_port():
@@ -132,14 +168,14 @@ def main():
     proc, regdir, reg = start_registry()
     results = []
     try:
-        for img in ("busybox", "multi"):
+        for img in IMAGES:
             run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{B}/oci/{img}:latest",
                  f"docker://{reg}/bench/{img}:latest"])
         podman = shutil.which("podman")
         variants = ["camada", "skopeo"] + (["podman"] if podman else [])
         times = {}
         for rnd in range(RUNS):
-            for img in ("busybox", "multi"):
+            for img in IMAGES:
                 order = variants[rnd % len(variants):] + variants[:rnd % len(variants)]
                 for v in order:
                     d = tempfile.mkdtemp(prefix="camada-bench-", dir="/var/tmp")
@@ -159,10 +195,10 @@ def main():
         # re-push, nothing changed
         d = tempfile.mkdtemp(prefix="camada-bench-", dir="/var/tmp")
         env = camada_env(d)
-        for img in ("busybox", "multi"):
+        for img in IMAGES:
             run([BIN, "pull", "-q", f"{reg}/bench/{img}:latest"], env)
         for rnd in range(max(RUNS, 10)):
-            for img in ("busybox", "multi"):
+            for img in IMAGES:
                 for v in ("camada", "skopeo"):
                     ref = f"{reg}/bench/{img}:latest"
                     if v == "camada":
@@ -184,7 +220,7 @@ def main():
     print(f"|---|---|---|---|---|")
     for (img, v), ts in sorted(times.items()):
         print(f"| {v} | {img} | {statistics.median(ts):.3f} | {min(ts):.3f}..{max(ts):.3f} | {len(ts)} |")
-    for img in ("busybox", "multi"):
+    for img in IMAGES:
         for base in ("skopeo", "podman"):
             a, b = times.get((img, "camada")), times.get((img, base))
             if a and b:
