@@ -33,6 +33,8 @@ struct Job {
     ops: Vec<Op>,
     out: PathBuf,
     single_id: bool,
+    /// Serve until a signal instead of running `ops`.
+    serve_only: bool,
 }
 
 /// Not a test: the child side. Does nothing unless a job is given.
@@ -50,6 +52,11 @@ fn child() {
         side_table: job.side_table.clone(),
         threads: 2,
     };
+    if job.serve_only {
+        camada::overlay::serve(&opts, &job.mnt).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(&job.out, b"served").unwrap();
+        return;
+    }
     let m = camada::overlay::mount(&opts, &job.mnt).unwrap_or_else(|e| panic!("{e}"));
     let mut r = if job.single_id {
         Runner::new(&job.mnt, overflow)
@@ -112,6 +119,7 @@ fn run_ours(dir: &Path, built: &Built, ops: &[Op], unprivileged: bool) -> (Vec<S
         ops: ops.to_vec(),
         out: ours.join("out.json"),
         single_id: unprivileged,
+        serve_only: false,
     };
     let exe = std::env::current_exe().unwrap();
     let job_s = serde_json::to_string(&job).unwrap();
@@ -617,4 +625,99 @@ fn beyond_the_kernel() {
         assert_eq!(bytes, b"long\n");
         let _ = OsStrExt::as_bytes(long.as_ref() as &std::ffi::OsStr);
     }
+}
+
+fn mounted(mnt: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let m = mnt.display().to_string();
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(m.as_str()))
+}
+
+/// A serving child, killed if the test fails before it ends.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts a serving child (root) and waits until its mount answers.
+fn spawn_server(dir: &Path, built: &Built) -> (Server, PathBuf, PathBuf) {
+    for d in ["upper", "work", "mnt"] {
+        // A dead mount on mnt answers ENOTCONN: it exists, the server will detach it.
+        match fs::create_dir_all(dir.join(d)) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            r => r.unwrap(),
+        }
+    }
+    let job = Job {
+        merged: built.merged.clone(),
+        tars: built.tars.clone(),
+        upper: dir.join("upper"),
+        work: dir.join("work"),
+        side_table: dir.join("ownership.json"),
+        mnt: dir.join("mnt"),
+        ops: Vec::new(),
+        out: dir.join("out"),
+        single_id: false,
+        serve_only: true,
+    };
+    let child = Server(
+        Command::new(std::env::current_exe().unwrap())
+            .env("CAMADA_OVL_JOB", serde_json::to_string(&job).unwrap())
+            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let live = || mounted(&job.mnt) && nix::sys::statvfs::statvfs(&job.mnt).is_ok();
+    for _ in 0..500 {
+        if live() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(live(), "the server did not mount {}", job.mnt.display());
+    (child, job.mnt, job.out)
+}
+
+#[test]
+fn sigterm_unmounts_and_a_crashed_server_is_detached() {
+    if !need_root("mounting on the host's mount namespace") {
+        return;
+    }
+    let dir = scratch();
+    let built = build(dir.path(), &standard(), false);
+    let (mut child, mnt, out) = spawn_server(&dir.path().join("a"), &built);
+    assert_eq!(fs::read(mnt.join("c")).unwrap(), b"c\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = child.0.wait().unwrap();
+    assert!(st.success(), "server exit after SIGTERM: {st}");
+    assert_eq!(fs::read(&out).unwrap(), b"served");
+    assert!(!mounted(&mnt));
+
+    // A server killed outright leaves a dead mount (ENOTCONN); the next one detaches it.
+    let (mut child, mnt, _) = spawn_server(&dir.path().join("b"), &built);
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let e = nix::sys::statvfs::statvfs(&mnt).unwrap_err();
+    assert_eq!(e, nix::errno::Errno::ENOTCONN);
+    let (mut child, mnt, _) = spawn_server(&dir.path().join("b"), &built);
+    assert_eq!(fs::read(mnt.join("c")).unwrap(), b"c\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.0.wait().unwrap().success());
+    assert!(!mounted(&mnt));
 }

@@ -211,7 +211,25 @@ pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Mounted, OverlayError>
     })
 }
 
-/// Mounts and serves until the mount point is unmounted from outside.
+/// Mounts and serves until the mount point is unmounted from outside or the process
+/// gets SIGTERM, SIGINT or SIGHUP (then it unmounts cleanly and returns Ok). Installs
+/// process-wide handlers for those signals.
 pub fn serve(opts: &Options, mountpoint: &Path) -> Result<(), OverlayError> {
-    mount(opts, mountpoint)?.wait()
+    let serve_err = |source| OverlayError::Serve {
+        path: mountpoint.to_path_buf(),
+        source,
+    };
+    let mut pipe = sys::signal_pipe().map_err(serve_err)?;
+    let m = mount(opts, mountpoint)?;
+    let mp = mountpoint.to_path_buf();
+    std::thread::Builder::new()
+        .name("camada-overlay-signals".into())
+        .spawn(move || {
+            let mut b = [0u8; 1];
+            if io::Read::read(&mut pipe, &mut b).is_ok_and(|n| n == 1) {
+                let _ = mount::unmount(&mp);
+            }
+        })
+        .map_err(serve_err)?;
+    m.wait()
 }

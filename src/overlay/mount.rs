@@ -51,9 +51,10 @@ pub fn unmount(mountpoint: &Path) -> Result<(), OverlayError> {
 }
 
 /// A mount whose server died answers ENOTCONN: detach it. True if one was found.
+/// statfs is asked because the kernel never answers it from its cache.
 pub fn detach_stale(mountpoint: &Path) -> Result<bool, OverlayError> {
-    match std::fs::metadata(mountpoint) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+    match nix::sys::statvfs::statvfs(mountpoint) {
+        Err(nix::errno::Errno::ENOTCONN) => {
             unmount(mountpoint)?;
             Ok(true)
         }

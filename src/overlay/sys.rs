@@ -209,3 +209,39 @@ pub fn map_file(f: &std::fs::File) -> io::Result<memmap2::Mmap> {
     // us; a file truncated by someone else would SIGBUS, which the store's rules exclude.
     unsafe { memmap2::MmapOptions::new().map(f) }
 }
+
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    if fd >= 0 {
+        let b = sig as u8;
+        // SAFETY: write(2) is async-signal-safe; b lives across the call.
+        unsafe {
+            libc::write(fd, (&b as *const u8).cast(), 1);
+        }
+    }
+}
+
+/// Routes SIGTERM, SIGINT and SIGHUP of the whole process to a byte on the returned
+/// pipe, whichever thread receives them.
+pub fn signal_pipe() -> io::Result<std::fs::File> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    use std::os::fd::IntoRawFd;
+    SIGNAL_PIPE.store(w.into_raw_fd(), std::sync::atomic::Ordering::Relaxed);
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_signal),
+        nix::sys::signal::SaFlags::SA_RESTART,
+        nix::sys::signal::SigSet::empty(),
+    );
+    for s in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        // SAFETY: the handler only loads an atomic and calls write(2), both
+        // async-signal-safe.
+        unsafe { nix::sys::signal::sigaction(s, &action) }.map_err(io::Error::from)?;
+    }
+    Ok(std::fs::File::from(r))
+}
