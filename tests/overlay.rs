@@ -472,9 +472,41 @@ fn random_ops(seed: u64, n: usize) -> Vec<Op> {
     ops
 }
 
+/// Unmounts a scratch filesystem when dropped.
+struct ScratchMount(PathBuf);
+
+impl Drop for ScratchMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 fn differential(layers: &[Layer], ops: &[Op], unprivileged: bool, what: &str) {
+    differential_on(layers, ops, unprivileged, false, what)
+}
+
+/// `no_user_xattrs`: our upper dir (and side table) on a ramfs, which has no user
+/// xattrs, so ownership goes to the side table.
+fn differential_on(
+    layers: &[Layer],
+    ops: &[Op],
+    unprivileged: bool,
+    no_user_xattrs: bool,
+    what: &str,
+) {
     let dir = scratch();
     let built = build(dir.path(), layers, true);
+    let _ramfs = no_user_xattrs.then(|| {
+        let m = dir.path().join("ours");
+        fs::create_dir_all(&m).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "ramfs", "ramfs"])
+            .arg(&m)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -t ramfs");
+        ScratchMount(m)
+    });
     let (k_lines, k_upper) = run_kernel(dir.path(), &built, ops, unprivileged);
     let (o_lines, o_upper) = run_ours(dir.path(), &built, ops, unprivileged);
     compare(what, &k_lines, &o_lines);
@@ -492,6 +524,14 @@ fn differential(layers: &[Layer], ops: &[Op], unprivileged: bool, what: &str) {
         &k_tree,
         &upper_tree_like(&o_upper, &k_tree, layers),
     );
+    if no_user_xattrs {
+        let table = fs::read(dir.path().join("ours/ownership.json")).unwrap();
+        let v: Vec<(Vec<u8>, camada::overlay::Own)> = serde_json::from_slice(&table).unwrap();
+        assert!(
+            v.len() > 10,
+            "the side table holds the upper files' owners: {v:?}"
+        );
+    }
 }
 
 fn need_root(what: &str) -> bool {
