@@ -761,3 +761,53 @@ fn sigterm_unmounts_and_a_crashed_server_is_detached() {
     assert!(child.0.wait().unwrap().success());
     assert!(!mounted(&mnt));
 }
+
+#[test]
+fn big_directory_and_sparse_files_as_root() {
+    if !need_root("big directory differential") {
+        return;
+    }
+    use Op::*;
+    let layers = vec![vec![
+        overlay_fixture::Item::Many("many", 100_000),
+        overlay_fixture::Item::File("holes", 0o644, {
+            let mut v = vec![0u8; 1 << 20];
+            v[700_000] = 1;
+            v
+        }),
+    ]];
+    let ops = vec![
+        ListFromMiddle(s("many")),
+        Stat(s("many/f99999")),
+        Unlink(s("many/f5")),
+        Write(s("many/new"), b"n".to_vec()),
+        ListFromMiddle(s("many")),
+        Sparse4G(s("sparse")),
+        Stat(s("sparse")),
+        Append(s("holes"), b"x".to_vec()),
+    ];
+    let dir = scratch();
+    let built = build(dir.path(), &layers, true);
+    let (k_lines, _) = run_kernel(dir.path(), &built, &ops, false);
+    let (o_lines, o_upper) = run_ours(dir.path(), &built, &ops, false);
+    compare("big directory, sparse files", &k_lines, &o_lines);
+    assert!(
+        o_lines[0].contains("entries=100002 unique=100002 resumed_same=true"),
+        "{}",
+        o_lines[0]
+    );
+    // Sparse stays sparse in the upper dir, for new files and for copy-ups.
+    let m = fs::metadata(o_upper.join("sparse")).unwrap();
+    assert_eq!(m.len(), 4 << 30);
+    assert!(
+        m.blocks() * 512 < 1 << 20,
+        "4 GiB sparse file takes {} blocks",
+        m.blocks()
+    );
+    let m = fs::metadata(o_upper.join("holes")).unwrap();
+    assert!(
+        m.blocks() * 512 < 512 << 10,
+        "copied-up holes take {} blocks",
+        m.blocks()
+    );
+}

@@ -17,6 +17,8 @@ pub const MTIME: u64 = 1_000_000_000;
 
 #[derive(Clone, Debug)]
 pub enum Item {
+    /// A dir holding this many empty files named f0, f1, ...
+    Many(&'static str, usize),
     Dir(&'static str, u32),
     File(&'static str, u32, Vec<u8>),
     /// A file owned by (uid, gid).
@@ -106,6 +108,16 @@ pub fn tar_bytes(layer: &Layer) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for it in layer {
         match it {
+            Item::Many(p, n) => {
+                let mut h = header(tar::EntryType::Directory, p, 0o755, 0);
+                h.set_cksum();
+                b.append(&h, &[][..]).unwrap();
+                for i in 0..*n {
+                    let mut h = header(tar::EntryType::Regular, &format!("{p}/f{i}"), 0o644, 0);
+                    h.set_cksum();
+                    b.append(&h, &[][..]).unwrap();
+                }
+            }
             Item::Dir(p, m) => {
                 let mut h = header(tar::EntryType::Directory, p, *m, 0);
                 h.set_cksum();
@@ -306,6 +318,15 @@ fn extract(d: &Path, layer: &Layer) {
     let mut dirs = Vec::new();
     for it in layer {
         match it {
+            Item::Many(p, n) => {
+                let q = d.join(p);
+                fs::create_dir_all(&q).unwrap();
+                for i in 0..*n {
+                    let f = q.join(format!("f{i}"));
+                    fs::File::create(&f).unwrap();
+                    set_mtime(&f);
+                }
+            }
             Item::Dir(p, m) => {
                 let q = d.join(p);
                 fs::create_dir_all(&q).unwrap();

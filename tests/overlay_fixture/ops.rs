@@ -57,6 +57,8 @@ pub enum Op {
     MmapRead(String),
     /// Writes through a shared mmap, then reads the file.
     MmapWrite(String, Vec<u8>),
+    /// Makes a 4 GiB sparse file: truncate up, write 3 bytes at the end, read them back.
+    Sparse4G(String),
     /// Seeks to the n-th entry with telldir/seekdir semantics: lists, then lists again
     /// from the middle offset.
     ListFromMiddle(String),
@@ -345,6 +347,24 @@ impl<'a> Runner<'a> {
                 digest(&fs::read(self.p(p))?)
             }
             Op::ListFromMiddle(p) => list_from_middle(&self.p(p))?,
+            Op::Sparse4G(p) => {
+                let size = 4u64 << 30;
+                let mut f = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(self.p(p))?;
+                f.set_len(size)?;
+                f.seek(SeekFrom::Start(size - 3))?;
+                f.write_all(b"end")?;
+                f.seek(SeekFrom::Start(size - 6))?;
+                let mut tail = [0u8; 6];
+                f.read_exact(&mut tail)?;
+                drop(f);
+                let m = fs::symlink_metadata(self.p(p))?;
+                format!("size={} tail={:?}", m.size(), tail)
+            }
         })
     }
 }
