@@ -811,3 +811,27 @@ fn big_directory_and_sparse_files_as_root() {
         m.blocks()
     );
 }
+
+#[test]
+fn stress_two_writers_renaming_in_one_dir() {
+    if !need_root("the stress run (as the unprivileged user)") {
+        return;
+    }
+    let secs = std::env::var("CAMADA_OVL_STRESS_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let dir = scratch();
+    let built = build(dir.path(), &standard(), false);
+    let (lines, _) = run_ours(
+        dir.path(),
+        &built,
+        &[Op::Stress(s("d1/stress"), secs)],
+        true,
+    );
+    let got = lines[0].split(" -> ").nth(1).unwrap_or("");
+    assert_eq!(
+        got,
+        "lost=0 extra_names=0 fds_leaked=0 rss_growth_under_20mb=true rounds_ok=true"
+    );
+}

@@ -59,6 +59,10 @@ pub enum Op {
     MmapWrite(String, Vec<u8>),
     /// Makes a 4 GiB sparse file: truncate up, write 3 bytes at the end, read them back.
     Sparse4G(String),
+    /// Two writers creating and renaming in one dir for this many seconds; then checks no
+    /// file was lost, and that this process (the server's) holds no more fds and not
+    /// much more memory than before.
+    Stress(String, u64),
     /// Seeks to the n-th entry with telldir/seekdir semantics: lists, then lists again
     /// from the middle offset.
     ListFromMiddle(String),
@@ -347,6 +351,7 @@ impl<'a> Runner<'a> {
                 digest(&fs::read(self.p(p))?)
             }
             Op::ListFromMiddle(p) => list_from_middle(&self.p(p))?,
+            Op::Stress(p, secs) => stress(&self.p(p), *secs)?,
             Op::Sparse4G(p) => {
                 let size = 4u64 << 30;
                 let mut f = fs::OpenOptions::new()
@@ -490,4 +495,68 @@ fn list_from_middle(p: &Path) -> std::io::Result<String> {
             rest == again
         ))
     }
+}
+
+fn fd_count() -> usize {
+    fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+fn rss_kb() -> u64 {
+    let s = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn stress(dir: &Path, secs: u64) -> std::io::Result<String> {
+    fs::create_dir_all(dir)?;
+    // Warm up once so lazily made server state is not counted as growth.
+    fs::write(dir.join("warm"), b"w")?;
+    fs::remove_file(dir.join("warm"))?;
+    let (fds0, rss0) = (fd_count(), rss_kb());
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let workers: Vec<_> = (0..2)
+        .map(|w| {
+            let dir = dir.to_path_buf();
+            std::thread::spawn(move || -> std::io::Result<u64> {
+                let mut k = 0u64;
+                while std::time::Instant::now() < end {
+                    let t = dir.join(format!("t{w}-{k}"));
+                    fs::write(&t, format!("{w}:{k}"))?;
+                    fs::rename(&t, dir.join(format!("r{w}-{}", k % 50)))?;
+                    k += 1;
+                }
+                Ok(k)
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for w in workers {
+        counts.push(
+            w.join()
+                .map_err(|_| std::io::Error::other("worker panicked"))??,
+        );
+    }
+    let mut lost = 0;
+    for (w, &n) in counts.iter().enumerate() {
+        for j in 0..n.min(50) {
+            // The last write to slot j was round k = the largest k < n with k % 50 == j.
+            let k = (n - 1 - j) / 50 * 50 + j;
+            let got = fs::read_to_string(dir.join(format!("r{w}-{j}"))).unwrap_or_default();
+            if got != format!("{w}:{k}") {
+                lost += 1;
+            }
+        }
+    }
+    let names = fs::read_dir(dir)?.count();
+    let expect: u64 = counts.iter().map(|&n| n.min(50)).sum();
+    let (fds1, rss1) = (fd_count(), rss_kb());
+    Ok(format!(
+        "lost={lost} extra_names={} fds_leaked={} rss_growth_under_20mb={} rounds_ok={}",
+        names as i64 - expect as i64,
+        fds1 as i64 - fds0 as i64,
+        rss1.saturating_sub(rss0) < 20 * 1024,
+        counts.iter().all(|&n| n > 50)
+    ))
 }
