@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
@@ -72,6 +72,28 @@ fn check_name(name: &OsStr) -> R<&[u8]> {
         return Err(Errno::ENAMETOOLONG);
     }
     Ok(n)
+}
+
+/// The attributes of a negative entry (node id 0).
+fn negative() -> FileAttr {
+    let t = SystemTime::UNIX_EPOCH;
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: t,
+        mtime: t,
+        ctime: t,
+        crtime: t,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
 }
 
 /// What a name resolves to, before the kernel is told.
@@ -678,6 +700,8 @@ impl Filesystem for Overlay {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         let want = InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_ATOMIC_O_TRUNC;
         let _ = config.add_capabilities(want & config.capabilities());
@@ -695,7 +719,9 @@ impl Filesystem for Overlay {
                 self.remember(&f);
                 reply.entry(&self.ttl(&f.node), &f.attr, Generation(0));
             }
-            Ok(None) => reply.error(Errno::ENOENT),
+            // A negative entry: the kernel caches the absence (every later create of the
+            // name goes through us and replaces it).
+            Ok(None) => reply.entry(&TTL_UPPER, &negative(), Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -1215,6 +1241,105 @@ impl Filesystem for Overlay {
             ) {
                 break;
             }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let me = match self.node(ino.0) {
+            Ok((n, p)) => match self.attr_of(ino.0, &n, &p, None) {
+                Ok(a) => (n, a),
+                Err(e) => return reply.error(e),
+            },
+            Err(e) => return reply.error(e),
+        };
+        let (node, attr) = me;
+        let ttl = self.ttl(&node);
+        let mut pos = offset;
+        if pos == 0 {
+            if reply.add(ino, 1, ".", &ttl, &attr, Generation(0)) {
+                return reply.ok();
+            }
+            pos = 1;
+        }
+        if pos == 1 {
+            let mut pa = attr;
+            pa.ino = INodeNo(node.parent);
+            if reply.add(INodeNo(node.parent), 2, "..", &ttl, &pa, Generation(0)) {
+                return reply.ok();
+            }
+            pos = 2;
+        }
+        let i = (pos - 2) as usize;
+        if fh.0 & LOWER_FH != 0 {
+            let id = (fh.0 & !LOWER_FH) as EntryId;
+            let kids = self.lower.index.children(id);
+            let start = kids.start as usize + i;
+            for (k, c) in (start..kids.end as usize).enumerate() {
+                let Some(e) = self.lower.get(c as EntryId) else {
+                    continue;
+                };
+                let cino = ino_of(&e);
+                let a = lower::attr(&e, cino);
+                let next = pos + k as u64 + 1;
+                if reply.add(
+                    INodeNo(cino),
+                    next,
+                    OsStr::from_bytes(e.name()),
+                    &TTL_LOWER,
+                    &a,
+                    Generation(0),
+                ) {
+                    break;
+                }
+                self.nodes_w().looked_up(
+                    cino,
+                    Node {
+                        parent: ino.0,
+                        name: e.name().to_vec(),
+                        lower: Some(e.id()),
+                        upper: false,
+                        kind: a.kind,
+                        nlookup: 0,
+                        gone: false,
+                        alt: Vec::new(),
+                    },
+                );
+            }
+            return reply.ok();
+        }
+        let list = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned();
+        let Some(list) = list else {
+            return reply.error(Errno::EBADF);
+        };
+        for (k, d) in list.iter().enumerate().skip(i) {
+            let Ok(Some(f)) = self.resolve(ino.0, &d.name) else {
+                continue;
+            };
+            let ttl = self.ttl(&f.node);
+            if reply.add(
+                INodeNo(f.ino),
+                k as u64 + 3,
+                OsStr::from_bytes(&d.name),
+                &ttl,
+                &f.attr,
+                Generation(0),
+            ) {
+                break;
+            }
+            self.remember(&f);
         }
         reply.ok();
     }
