@@ -1064,17 +1064,26 @@ impl Filesystem for Overlay {
             reply.data(self.lower.read(id, offset, size));
             return;
         }
-        let mut buf = vec![0u8; size as usize];
-        let mut got = 0usize;
-        while got < buf.len() {
-            match sys::pread(fh.0 as i32, &mut buf[got..], offset + got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return reply.error(e.into()),
-            }
+        // One buffer per worker thread, reused: no allocation per read.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        reply.data(&buf[..got]);
+        BUF.with_borrow_mut(|buf| {
+            if buf.len() < size as usize {
+                buf.resize(size as usize, 0);
+            }
+            let buf = &mut buf[..size as usize];
+            let mut got = 0usize;
+            while got < buf.len() {
+                match sys::pread(fh.0 as i32, &mut buf[got..], offset + got as u64) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return reply.error(e.into()),
+                }
+            }
+            reply.data(&buf[..got]);
+        });
     }
 
     fn write(

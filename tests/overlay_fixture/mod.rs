@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -257,8 +256,7 @@ pub fn index_tar(tar_bytes: &[u8]) -> Vec<u8> {
                 ne.data_offset = e.raw_file_position();
             }
         }
-        let mut sink = Vec::new();
-        e.read_to_end(&mut sink).unwrap();
+        std::io::copy(&mut e, &mut std::io::sink()).unwrap();
         ib.add(ne).unwrap();
     }
     ib.finish()
