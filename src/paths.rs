@@ -149,10 +149,23 @@ impl Paths {
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("lock")
     }
+    /// Held shared by commands adding content not yet recorded in `images.json`, and
+    /// exclusively by garbage collection.
+    pub fn gc_lock_file(&self) -> PathBuf {
+        self.root.join("gc.lock")
+    }
     /// `tmp/`: staging for writes that become visible by rename (same filesystem as
     /// the store); anything left here belongs to a crashed command and is removed.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+    /// `partial/`: downloads kept for resuming (by HTTP Range); left alone by tmp cleanup
+    /// and GC, committed into `blobs/` only after verification.
+    pub fn partials_dir(&self) -> PathBuf {
+        self.root.join("partial")
+    }
+    pub fn partial_blob(&self, d: &Digest) -> PathBuf {
+        self.partials_dir().join(d.hex())
     }
     pub fn containers_dir(&self) -> PathBuf {
         self.root.join("containers")
