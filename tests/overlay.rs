@@ -4,9 +4,10 @@
 //! Our overlay runs in a child process (this test binary re-executed with a job in
 //! `CAMADA_OVL_JOB`): as root, or as the unprivileged user `camadatest` inside a user
 //! and mount namespace of its own (`unshare -Urm`), where it mounts /dev/fuse itself.
-//! Tests that need root (kernel overlayfs, the other user) say so and are skipped
-//! without it.
+//! Tests that need root (kernel overlayfs, the other user) are skipped without it,
+//! except on CI, where they fail (tests/common `require`).
 
+mod common;
 mod overlay_fixture;
 
 use std::collections::BTreeMap;
@@ -16,11 +17,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::require;
 use overlay_fixture::ops::{Op, Runner, overflow};
 use overlay_fixture::{Built, Layer, build, standard};
 use serde::{Deserialize, Serialize};
-
-const USER: &str = "camadatest";
 
 #[derive(Serialize, Deserialize)]
 struct Job {
@@ -68,34 +68,6 @@ fn child() {
     m.unmount().unwrap();
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn user_ids() -> Option<(u32, u32)> {
-    let out = Command::new("id").arg("-u").arg(USER).output().ok()?;
-    if !out.status.success() {
-        let made = Command::new("useradd")
-            .args(["-M", "-s", "/bin/false", USER])
-            .status()
-            .ok()?;
-        if !made.success() {
-            return None;
-        }
-    }
-    let uid =
-        String::from_utf8_lossy(&Command::new("id").arg("-u").arg(USER).output().ok()?.stdout)
-            .trim()
-            .parse()
-            .ok()?;
-    let gid =
-        String::from_utf8_lossy(&Command::new("id").arg("-g").arg(USER).output().ok()?.stdout)
-            .trim()
-            .parse()
-            .ok()?;
-    Some((uid, gid))
-}
-
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("camada-ovl-")
@@ -125,7 +97,10 @@ fn run_ours(dir: &Path, built: &Built, ops: &[Op], unprivileged: bool) -> (Vec<S
     let job_s = serde_json::to_string(&job).unwrap();
     let mut cmd;
     if unprivileged {
-        let (uid, gid) = user_ids().expect("user camadatest");
+        let user = common::test_user().expect("the test user (checked by the caller)");
+        let (uid, gid) = (user.uid, user.gid);
+        let c = common::Camada::as_user().expect("the test user (checked by the caller)");
+        let exe = c.executable(&exe);
         let st = Command::new("chown")
             .arg("-R")
             .arg(format!("{uid}:{gid}"))
@@ -534,12 +509,27 @@ fn differential_on(
     }
 }
 
+/// Root (for kernel overlayfs and mounts in the host namespace) and, when
+/// `unprivileged`, the test user and a /dev/fuse it may open.
 fn need_root(what: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    eprintln!("SKIPPED {what}: needs root (kernel overlayfs, a second user)");
-    false
+    let root = if common::is_root() {
+        Ok(())
+    } else {
+        Err("root, for kernel overlayfs and the test user".to_string())
+    };
+    require(what, root)
+}
+
+fn need_user(what: &str) -> bool {
+    need_root(what)
+        && require(what, common::test_user().map(|_| ()))
+        && require(what, common::fuse_usable())
+        && require(
+            what,
+            common::Camada::as_user()
+                .ok_or_else(|| "the test user".to_string())
+                .and_then(|c| c.userns_usable()),
+        )
 }
 
 #[test]
@@ -567,7 +557,7 @@ fn same_as_kernel_overlayfs_random_sequences_as_root() {
 
 #[test]
 fn same_as_kernel_overlayfs_as_unprivileged_user() {
-    if !need_root("differential as an unprivileged user") {
+    if !need_user("differential as an unprivileged user") {
         return;
     }
     differential(
@@ -590,7 +580,7 @@ fn same_as_kernel_overlayfs_as_unprivileged_user() {
 /// fuse-overlayfs: renaming a lower dir works, and long names behave.
 #[test]
 fn beyond_the_kernel() {
-    if !need_root("beyond the kernel") {
+    if !need_user("beyond the kernel") {
         return;
     }
     use Op::*;
@@ -814,7 +804,7 @@ fn big_directory_and_sparse_files_as_root() {
 
 #[test]
 fn stress_two_writers_renaming_in_one_dir() {
-    if !need_root("the stress run (as the unprivileged user)") {
+    if !need_user("the stress run (as the unprivileged user)") {
         return;
     }
     let secs = std::env::var("CAMADA_OVL_STRESS_SECS")
