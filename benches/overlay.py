@@ -98,6 +98,8 @@ class Mount:
                 with open("/proc/self/mountinfo") as f:
                     if any(l.split()[4] == self.mnt for l in f):
                         break
+                if self.proc.poll() is not None:
+                    raise SystemExit(f"camada server exited {self.proc.returncode}")
                 time.sleep(0.0005)
         return time.monotonic() - t0
 
@@ -147,6 +149,7 @@ def main():
                     res[(v, op)].append(m.up())
                     m.down()
                     continue
+                print(f"round {r} {op} {v}", file=sys.stderr, flush=True)
                 cmd, fresh, warm = OPS[op]
                 cmd = cmd.format(m=m.mnt)
                 m.up()
