@@ -35,6 +35,9 @@ struct Job {
     single_id: bool,
     /// Serve until a signal instead of running `ops`.
     serve_only: bool,
+    /// Mount without allow_other (only the mounting user's processes).
+    #[serde(default)]
+    owner_only: bool,
 }
 
 /// Not a test: the child side. Does nothing unless a job is given.
@@ -51,6 +54,7 @@ fn child() {
         work: job.work.clone(),
         side_table: job.side_table.clone(),
         threads: 2,
+        allow_other: !job.owner_only,
     };
     if job.serve_only {
         camada::overlay::serve(&opts, &job.mnt).unwrap_or_else(|e| panic!("{e}"));
@@ -92,6 +96,7 @@ fn run_ours(dir: &Path, built: &Built, ops: &[Op], unprivileged: bool) -> (Vec<S
         out: ours.join("out.json"),
         single_id: unprivileged,
         serve_only: false,
+        owner_only: false,
     };
     let exe = std::env::current_exe().unwrap();
     let job_s = serde_json::to_string(&job).unwrap();
@@ -696,6 +701,7 @@ fn spawn_server(dir: &Path, built: &Built) -> (Server, PathBuf, PathBuf) {
         out: dir.join("out"),
         single_id: false,
         serve_only: true,
+        owner_only: false,
     };
     let child = Server(
         Command::new(std::env::current_exe().unwrap())
@@ -824,4 +830,103 @@ fn stress_two_writers_renaming_in_one_dir() {
         got,
         "lost=0 extra_names=0 fds_leaked=0 rss_growth_under_20mb=true rounds_ok=true"
     );
+}
+
+/// What `camada mount` needs: an overlay served inside the user's own user and mount
+/// namespace, without allow_other, is reachable by the user's processes on the host
+/// through /proc/PID/root of the server; other users (even root) are refused.
+#[test]
+fn owner_only_mount_is_reachable_by_the_user_from_the_host() {
+    if !need_user("an owner-only mount in a user namespace") {
+        return;
+    }
+    let user = common::test_user().expect("checked");
+    let dir = scratch();
+    let built = build(dir.path(), &standard(), false);
+    let d = dir.path().join("o");
+    for x in ["upper", "work", "mnt"] {
+        fs::create_dir_all(d.join(x)).unwrap();
+    }
+    let st = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", user.uid, user.gid))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let job = Job {
+        merged: built.merged.clone(),
+        tars: built.tars.clone(),
+        upper: d.join("upper"),
+        work: d.join("work"),
+        side_table: d.join("ownership.json"),
+        mnt: d.join("mnt"),
+        ops: Vec::new(),
+        out: d.join("out"),
+        single_id: true,
+        serve_only: true,
+        owner_only: true,
+    };
+    let c = common::Camada::as_user().expect("checked");
+    let exe = c.executable(&std::env::current_exe().unwrap());
+    let server = Server(
+        Command::new("setpriv")
+            .arg(format!("--reuid={}", user.uid))
+            .arg(format!("--regid={}", user.gid))
+            .args(["--init-groups", "--reset-env", "env"])
+            .arg(format!(
+                "CAMADA_OVL_JOB={}",
+                serde_json::to_string(&job).unwrap()
+            ))
+            .args(["unshare", "-Urm"])
+            .arg(&exe)
+            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let via = PathBuf::from(format!("/proc/{}/root", server.0.id()))
+        .join(job.mnt.strip_prefix("/").unwrap());
+    let as_user = || {
+        Command::new("setpriv")
+            .arg(format!("--reuid={}", user.uid))
+            .arg(format!("--regid={}", user.gid))
+            .args(["--init-groups", "--reset-env", "cat"])
+            .arg(via.join("c"))
+            .output()
+            .unwrap()
+    };
+    let mut out = as_user();
+    for _ in 0..500 {
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        out = as_user();
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "c\n",
+        "the user reads the mount through {}: {}",
+        via.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = fs::read(via.join("c")).unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::EACCES),
+        "root from the host is refused"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut server = server;
+    assert!(server.0.wait().unwrap().success());
 }

@@ -52,6 +52,9 @@ pub struct Options {
     pub side_table: PathBuf,
     /// Worker threads (0: one per CPU, at least 2).
     pub threads: usize,
+    /// Let every process of the mount's user namespace in (a container's root); false
+    /// admits only the mounting user's processes, also from outside the namespace.
+    pub allow_other: bool,
 }
 
 impl Options {
@@ -64,6 +67,7 @@ impl Options {
             work: dir.join("work"),
             side_table: dir.join("ownership.json"),
             threads: 0,
+            allow_other: true,
         }
     }
 }
@@ -178,7 +182,7 @@ impl Drop for Mounted {
 pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Mounted, OverlayError> {
     let fs = Overlay::open(opts)?;
     mount::detach_stale(mountpoint)?;
-    let fd: OwnedFd = mount::mount(mountpoint)?;
+    let fd: OwnedFd = mount::mount(mountpoint, opts.allow_other)?;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism()
             .map_or(2, |n| n.get())
@@ -189,12 +193,17 @@ pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Mounted, OverlayError>
     let mut config = Config::default();
     config.n_threads = Some(threads);
     config.clone_fd = true;
-    config.acl = SessionACL::All;
     let serve_err = |source| OverlayError::Serve {
         path: mountpoint.to_path_buf(),
         source,
     };
-    let session = match Session::from_fd(fs, fd, SessionACL::All, config) {
+    let acl = if opts.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.acl = acl;
+    let session = match Session::from_fd(fs, fd, acl, config) {
         Ok(s) => s,
         Err(e) => {
             let _ = mount::unmount(mountpoint);

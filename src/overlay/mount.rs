@@ -13,8 +13,10 @@ use std::path::Path;
 use super::{OverlayError, sys};
 
 /// Opens /dev/fuse and mounts a FUSE connection on `mountpoint`; returns the device fd
-/// that serves it.
-pub fn mount(mountpoint: &Path) -> Result<OwnedFd, OverlayError> {
+/// that serves it. `allow_other`: every process of the mount's user namespace may use it
+/// (a container's); without it only processes of the mounting user, wherever they are
+/// (the user's host shell reaching it through /proc/PID/root, for `camada mount`).
+pub fn mount(mountpoint: &Path, allow_other: bool) -> Result<OwnedFd, OverlayError> {
     let dev = OpenOptions::new()
         .read(true)
         .write(true)
@@ -25,8 +27,9 @@ pub fn mount(mountpoint: &Path) -> Result<OwnedFd, OverlayError> {
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
     let data = format!(
-        "fd={},rootmode=40000,user_id={uid},group_id={gid},default_permissions,allow_other,max_read=1048576",
-        fd.as_raw_fd()
+        "fd={},rootmode=40000,user_id={uid},group_id={gid},default_permissions{},max_read=1048576",
+        fd.as_raw_fd(),
+        if allow_other { ",allow_other" } else { "" }
     );
     sys::mount_fuse(
         std::ffi::OsStr::new("camada"),
