@@ -2,7 +2,7 @@
 """camada's FUSE overlay against the kernel's overlayfs and fuse-overlayfs, same layers.
 
 Run as root from the repository root after
-`cargo build --release --example overlay_bench`:
+`cargo build --release --example overlay_bench` (source: benches/drivers/overlay_bench.rs):
 
     python3 benches/overlay.py [OPS...]        (RUNS=n, B=/var/tmp/camada-ovl-bench)
 

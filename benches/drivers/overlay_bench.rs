@@ -7,7 +7,7 @@
 //! ```
 //! `camada mount CONTAINER` (issue 5) replaces this once containers exist.
 
-#[path = "../tests/overlay_fixture/mod.rs"]
+#[path = "../../tests/overlay_fixture/mod.rs"]
 mod overlay_fixture;
 
 use std::path::{Path, PathBuf};
