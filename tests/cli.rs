@@ -1077,3 +1077,26 @@ fn a_damaged_image_is_still_listed_and_removable() {
     assert!(out.starts_with("Untagged: app:1\n"), "{out}");
     assert_text(&c.ok(&["images", "-q"]), "");
 }
+
+/// Regression: `save -o FILE` truncated FILE before resolving the images, so a typo in an
+/// image name destroyed an existing archive.
+#[test]
+fn a_failed_save_leaves_an_existing_output_file_alone() {
+    let c = Camada::new();
+    three_step_image(&c);
+    let out = c.dir.path().join("prod.tar");
+    fs::write(&out, b"the archive from yesterday").unwrap();
+    let path = out.to_str().unwrap();
+    let err = c.fails(&["save", "-o", path, "app:1", "typo"]);
+    assert!(err.contains("typo"), "{err}");
+    assert_eq!(fs::read(&out).unwrap(), b"the archive from yesterday");
+    let leftovers: Vec<_> = fs::read_dir(c.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    // and a good save replaces it with a real archive
+    c.ok(&["save", "-o", path, "app:1"]);
+    assert!(fs::metadata(&out).unwrap().len() > 1024);
+}

@@ -394,3 +394,27 @@ fn an_unprivileged_user_pulls() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(fs::metadata(&blob).unwrap().uid(), 65534);
 }
+
+/// Regression: progress lines were printed with `println!` from the transfer threads, so
+/// `camada pull x | head -1` panicked once the reader was gone. The pull must finish.
+#[test]
+fn a_pull_whose_reader_went_away_still_completes() {
+    let r = Registry::start(Auth::None);
+    let img = make_image(37);
+    upload(&r.addr(), "gone/reader", "latest", &img);
+    let e = Env::new();
+    let name = format!("{}/gone/reader", r.addr());
+    let mut child = e
+        .cmd(&["pull", &name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first line
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let listed = e.ok(&["images", "--format", "{{.Repository}}"]);
+    assert!(listed.contains("gone/reader"), "{listed}");
+}

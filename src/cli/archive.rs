@@ -26,17 +26,28 @@ pub fn save(engine: &Engine, a: &Save) -> Result<(), CliError> {
     };
     match &a.output {
         Some(path) => {
-            let file = fs::File::create(path).map_err(|e| {
+            // Written beside the target and renamed over it only when complete, so a failed
+            // save (a typo in an image name, a full disk) never touches an existing FILE.
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let tmp = path.with_file_name(format!(
+                ".{}.camada-{}.tmp",
+                name.as_deref().unwrap_or("save"),
+                std::process::id()
+            ));
+            let named = |e: io::Error| {
                 CliError::Output(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-            })?;
+            };
+            let file = fs::File::create(&tmp).map_err(named)?;
             let mut w = io::BufWriter::new(file);
             let res = engine
                 .save(&a.images, format, &mut w)
                 .map_err(CliError::from)
-                .and_then(|()| w.flush().map_err(CliError::from));
+                .and_then(|()| w.into_inner().map_err(|e| named(e.into_error())))
+                .and_then(|f| f.sync_all().map_err(named))
+                .and_then(|()| fs::rename(&tmp, path).map_err(named));
             if res.is_err() {
                 // never leave a half-written archive behind
-                let _ = fs::remove_file(path);
+                let _ = fs::remove_file(&tmp);
             }
             res
         }

@@ -130,21 +130,24 @@ pub fn pull(engine: &Engine, a: &Pull) -> Result<(), CliError> {
         tls_verify: a.tls_verify,
         threads: pull::DEFAULT_THREADS,
     };
-    // never hold the stdout lock across the transfer: the workers print progress
+    // never hold the stdout lock across the transfer: the workers print progress; and
+    // nothing printed before the transfer may stop it (a reader that went away)
     let mut out = io::stdout();
     let display = Display::new(a.quiet, Verb::Pull);
     if !a.quiet {
         let has_tag = Reference::parse_named(&a.reference).is_ok_and(|r| r.tag.is_some());
         if reference.digest.is_none() && !has_tag {
-            writeln!(out, "Using default tag: latest")?;
+            say(format_args!("Using default tag: latest\n"));
         }
         let what = reference
             .tag
             .clone()
             .or_else(|| reference.digest.as_ref().map(Digest::to_string))
             .unwrap_or_default();
-        writeln!(out, "{what}: Pulling from {}", repo_path(&reference))?;
-        out.flush()?;
+        say(format_args!(
+            "{what}: Pulling from {}\n",
+            repo_path(&reference)
+        ));
     }
     let cancel = AtomicBool::new(false);
     let result = pull::pull(engine.store(), &reference, &opts, &display, &cancel);
@@ -172,12 +175,10 @@ pub fn push(engine: &Engine, a: &Push) -> Result<(), CliError> {
     let reference = parse_ref(&a.reference)?;
     let mut out = io::stdout();
     if !a.quiet {
-        writeln!(
-            out,
-            "The push refers to repository [{}]",
+        say(format_args!(
+            "The push refers to repository [{}]\n",
             reference.familiar_name()
-        )?;
-        out.flush()?;
+        ));
     }
     let display = Display::new(a.quiet, Verb::Push);
     let result = push::push(
@@ -342,6 +343,13 @@ struct Display {
     last: Mutex<HashMap<Digest, &'static str>>,
 }
 
+/// Progress goes to stdout from the transfer threads; a reader that went away
+/// (`camada pull x | head -1`) must not stop the pull, so write errors are dropped here.
+fn say(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = io::stdout().lock().write_fmt(args);
+}
+
 impl Display {
     fn new(quiet: bool, verb: Verb) -> Display {
         let multi = (!quiet && io::stdout().is_terminal())
@@ -359,7 +367,7 @@ impl Display {
         if let Some(b) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).get(d) {
             b.set_message(msg.to_owned());
         } else if !self.quiet && self.multi.is_none() {
-            println!("{}: {msg}", d.short());
+            say(format_args!("{}: {msg}\n", d.short()));
         }
     }
 
@@ -377,7 +385,7 @@ impl Display {
             drop(m);
             if drawn {
                 // indicatif leaves the cursor at the end of the last line
-                println!();
+                say(format_args!("\n"));
             }
         }
     }
@@ -422,7 +430,7 @@ impl Progress for Display {
                 LayerEvent::Retrying(n) => format!(" (attempt {n})"),
                 _ => String::new(),
             };
-            println!("{}: {words}{extra}", d.short());
+            say(format_args!("{}: {words}{extra}\n", d.short()));
             return;
         };
         let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());

@@ -103,6 +103,9 @@ fn pull_with(
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<Pulled, PullError> {
+    // Blobs and layers land before the image record does: a concurrent rmi or prune must
+    // not sweep them in between (GC skips its sweep while any writer holds this).
+    let _writing = store.writing()?;
     let display = reference.familiar();
     let img_err = |source| PullError::Image {
         reference: display.clone(),

@@ -327,7 +327,13 @@ impl Client {
         let mut reauthed = false;
         loop {
             let replayable = !matches!(body, ReqBody::Stream(_));
-            let auth = self.current_auth()?;
+            // Credentials go only to the registry itself: a `Link` or upload `Location`
+            // naming another host never gets them (redirects are handled in transport).
+            let auth = if transport::origin(url) == transport::origin(&self.base) {
+                self.current_auth()?
+            } else {
+                None
+            };
             let this_body = match &mut body {
                 ReqBody::Empty => ReqBody::Empty,
                 ReqBody::Bytes(b) => ReqBody::Bytes(b),
