@@ -24,18 +24,22 @@
 //! `hosts`, `hostname`, `resolv.conf`. The detached log (`Io::Log`) is docker's json-file
 //! format: one `{"log":"...","stream":"stdout|stderr","time":"RFC3339Nano"}` per line.
 
+mod control;
 pub mod exec;
+mod first;
 pub mod monitor;
 pub mod mounts;
 pub mod process;
 pub mod pty;
+mod relay;
 mod sys;
 pub mod userns;
 
 use std::path::{Path, PathBuf};
 
+pub use control::{attach, is_running, resize, signal, wait};
 pub use exec::exec;
-pub use monitor::{ExitInfo, OnExit, Started, attach, is_running, resize, signal, start, wait};
+pub use monitor::{ExitInfo, OnExit, Started, start};
 pub use mounts::Bind;
 pub use process::{Failure, ProcessSpec};
 pub use sys::WinSize;
