@@ -385,16 +385,8 @@ fn exit_codes_and_separate_streams() {
         job.init = true;
         let o = s.run(&job, "");
         assert_eq!(o.code, 137, "{:?}: {o:?}", s.who);
-        // nothing is left behind in the run dir
-        let run_dir = s.dir.path().join("run/c0ffee");
-        let left: Vec<_> = std::fs::read_dir(&run_dir)
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(
-            left.iter()
-                .all(|n| ["hosts", "hostname", "resolv.conf"].contains(&n.to_str().unwrap())),
-            "{left:?}"
-        );
+        // nothing is left behind: the run dir goes with the monitor
+        assert!(!s.dir.path().join("run/c0ffee").exists(), "{:?}", s.who);
     }
 }
 
@@ -755,5 +747,41 @@ fn twenty_at_once() {
         .collect();
     for h in handles {
         assert_eq!(h.join().unwrap(), Some(0));
+    }
+}
+
+#[test]
+fn detached_terminal_attach_and_exec_tty() {
+    for s in sandboxes() {
+        let log = s.dir.path().join("ctr.log");
+        let mut job = s.job(&["sh"]);
+        job.verb = "start".into();
+        job.process.tty = true;
+        job.stdin = true;
+        job.log = Some(log.clone());
+        assert_eq!(s.run(&job, "").code, 0, "{:?}", s.who);
+
+        // exec -t: its own pty from the container's devpts
+        let mut ex = s.job(&["sh", "-c", "tty; exit 2"]);
+        ex.verb = "exec".into();
+        ex.process.tty = true;
+        ex.run_dir = job.run_dir.clone();
+        let o = s.run(&ex, "");
+        assert_eq!(o.code, 2, "{:?}: {o:?}", s.who);
+        assert!(o.stdout.contains("/dev/pts/1"), "{:?}: {o:?}", s.who);
+
+        let mut attach = s.job(&[]);
+        attach.verb = "attach".into();
+        attach.stdin = true;
+        attach.process.tty = true;
+        attach.run_dir = job.run_dir.clone();
+        let o = s.run(&attach, "echo $((6*7))\nexit 5\n");
+        assert_eq!(o.code, 5, "{:?}: {o:?}", s.who);
+        assert!(o.stdout.contains("42"), "{:?}: {o:?}", s.who);
+        wait_for("the monitor to leave", || {
+            !runtime::is_running(&job.run_dir)
+        });
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("42"), "{text}");
     }
 }

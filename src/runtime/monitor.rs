@@ -221,8 +221,11 @@ fn setup_err(id: &str, message: impl Into<String>) -> RuntimeError {
 /// Starts `container`: forks its monitor and returns once the process runs (then call
 /// [`Started::wait`] for the foreground or [`Started::detach`]), or fails with the reason
 /// (and, for 126/127, docker's code: [`RuntimeError::exit_code`]). `on_exit` runs in the
-/// monitor when the container has exited, also when it never started. Call from a
-/// single-threaded process.
+/// monitor when the container has exited, also when it never started.
+///
+/// Call from a single-threaded process, and hold no `flock` while calling: the monitor
+/// inherits the caller's open files (it is a fork, not an exec) and would keep such a lock
+/// for the container's whole life.
 pub fn start(mut container: Container, on_exit: Option<OnExit>) -> Result<Started, RuntimeError> {
     let id = container.id.clone();
     let maps = container.maps.clone();
@@ -320,13 +323,25 @@ impl MonitorFiles {
     fn say(&mut self, line: &str) {
         write_line(&mut self.status, line);
     }
+    /// Removes the run directory: nothing in it outlives the monitor.
     fn cleanup(&self) {
-        for f in ["ctl.sock", "init.pid", "monitor.pid"] {
+        for f in RUN_FILES {
             let _ = std::fs::remove_file(self.run_dir.join(f));
         }
         let _ = std::fs::remove_dir(self.run_dir.join("rootfs"));
+        let _ = std::fs::remove_dir(&self.run_dir);
     }
 }
+
+/// The files a monitor keeps in its run directory.
+const RUN_FILES: &[&str] = &[
+    "ctl.sock",
+    "init.pid",
+    "monitor.pid",
+    "hosts",
+    "hostname",
+    "resolv.conf",
+];
 
 /// The monitor: returns its exit code (the container's).
 fn monitor_main(
@@ -341,6 +356,8 @@ fn monitor_main(
         run_dir: c.run_dir.clone(),
     };
     let _ = nix::unistd::setsid();
+    // keep no directory of the caller's busy
+    let _ = nix::unistd::chdir("/");
     if matches!(c.io, Io::Log { .. })
         && let Ok(null) =
             nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty())
