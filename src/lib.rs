@@ -23,5 +23,6 @@ pub mod image;
 pub mod layer;
 pub mod paths;
 pub mod reference;
+pub mod runtime;
 pub mod store;
 pub mod tarindex;
