@@ -21,6 +21,7 @@ pub mod digest;
 pub mod engine;
 pub mod image;
 pub mod layer;
+pub mod overlay;
 pub mod paths;
 pub mod reference;
 pub mod runtime;

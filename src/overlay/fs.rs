@@ -1,0 +1,1553 @@
+//! The FUSE operations: the kernel's requests answered from the lower view, the upper
+//! dir and the inode table.
+//!
+//! Owns the overlay semantics (which layer a name comes from, when to copy up, where
+//! whiteouts go). Never panics: every failure is an errno reply. Invariant: operations
+//! that change names take `names` first, then the node table lock, never the reverse.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::fd::IntoRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{DirBuilderExt, DirEntryExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+
+use crate::tarindex::{EntryId, Kind};
+
+use super::lower::{self, ino_of};
+use super::mapping::{Own, PRIVATE_PREFIX};
+use super::node::{Node, Nodes, ROOT};
+use super::upper::{attr_from_stat, host_perm};
+use super::{Overlay, sys, whiteout};
+
+type R<T> = Result<T, Errno>;
+
+/// Lower entries never change: the kernel may cache them for long.
+const TTL_LOWER: Duration = Duration::from_secs(86400);
+const TTL_UPPER: Duration = Duration::from_secs(1);
+/// File handles with this bit set name a lower entry, read from the mmapped tar.
+const LOWER_FH: u64 = 1 << 63;
+const NAME_MAX: usize = 255;
+
+/// One name of a directory listing.
+#[derive(Clone, Debug)]
+pub struct DirEnt {
+    pub ino: u64,
+    pub kind: FileType,
+    pub name: Vec<u8>,
+}
+
+fn errno(e: nix::errno::Errno) -> Errno {
+    Errno::from_i32(e as i32)
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(dir.len() + 1 + name.len());
+    v.extend_from_slice(dir);
+    if !dir.is_empty() {
+        v.push(b'/');
+    }
+    v.extend_from_slice(name);
+    v
+}
+
+fn check_name(name: &OsStr) -> R<&[u8]> {
+    let n = name.as_bytes();
+    if n.len() > NAME_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    Ok(n)
+}
+
+/// The attributes of a negative entry (node id 0).
+fn negative() -> FileAttr {
+    let t = SystemTime::UNIX_EPOCH;
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: t,
+        mtime: t,
+        ctime: t,
+        crtime: t,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+/// What a name resolves to, before the kernel is told.
+struct Found {
+    ino: u64,
+    node: Node,
+    attr: FileAttr,
+}
+
+impl Overlay {
+    pub(crate) fn nodes_r(&self) -> RwLockReadGuard<'_, Nodes> {
+        self.nodes.read().unwrap_or_else(|p| p.into_inner())
+    }
+    pub(crate) fn nodes_w(&self) -> RwLockWriteGuard<'_, Nodes> {
+        self.nodes.write().unwrap_or_else(|p| p.into_inner())
+    }
+    fn open_fds(&self) -> MutexGuard<'_, HashMap<u64, Vec<i32>>> {
+        self.open_fds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn names(&self) -> MutexGuard<'_, ()> {
+        self.names.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the node and its current path.
+    pub(crate) fn node(&self, ino: u64) -> R<(Node, Vec<u8>)> {
+        let nodes = self.nodes_r();
+        let n = nodes.get(ino).ok_or(Errno::ENOENT)?.clone();
+        let p = nodes.path(ino).ok_or(Errno::ENOENT)?;
+        Ok((n, p))
+    }
+
+    fn ttl(&self, node: &Node) -> Duration {
+        if node.upper { TTL_UPPER } else { TTL_LOWER }
+    }
+
+    /// The attributes of a node; `fh` an open upper fd if the kernel gave one.
+    fn attr_of(&self, ino: u64, node: &Node, rel: &[u8], fh: Option<u64>) -> R<FileAttr> {
+        if let Some(fh) = fh.filter(|f| f & LOWER_FH == 0 && *f != 0) {
+            let st = sys::fstat(fh as i32)?;
+            let host = self.upper.host(rel);
+            let own = if st.st_nlink > 0 {
+                self.upper.own.get(&host, rel, st.st_mode)
+            } else {
+                None
+            };
+            return Ok(attr_from_stat(&st, ino, own));
+        }
+        if node.gone {
+            let fd = self.open_fds().get(&ino).and_then(|v| v.first().copied());
+            if let Some(fd) = fd {
+                return self.attr_of(ino, node, rel, Some(fd as u64));
+            }
+            let e = node
+                .lower
+                .and_then(|l| self.lower.get(l))
+                .ok_or(Errno::ENOENT)?;
+            let mut a = lower::attr(&e, ino);
+            a.nlink = 0;
+            return Ok(a);
+        }
+        if node.upper {
+            let host = self.upper.host(rel);
+            let st = match sys::lstat(&host) {
+                Ok(st) => st,
+                Err(e) => {
+                    let fd = self.open_fds().get(&ino).and_then(|v| v.first().copied());
+                    match fd {
+                        Some(fd) => return self.attr_of(ino, node, rel, Some(fd as u64)),
+                        None => return Err(e.into()),
+                    }
+                }
+            };
+            let mut a = self.upper.attr(&host, rel, &st, ino);
+            if node.kind == FileType::Directory && node.lower.is_some() {
+                a.nlink = 1;
+            }
+            return Ok(a);
+        }
+        let id = node.lower.ok_or(Errno::ENOENT)?;
+        let e = self.lower.get(id).ok_or(Errno::EIO)?;
+        Ok(lower::attr(&e, ino))
+    }
+
+    /// Resolves `name` in directory `parent` through the layers.
+    fn resolve(&self, parent: u64, name: &[u8]) -> R<Option<Found>> {
+        if whiteout::is_marker(name) {
+            return Ok(None);
+        }
+        let (pnode, ppath) = self.node(parent)?;
+        if pnode.kind != FileType::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        let rel = join(&ppath, name);
+        let mut upper_st = None;
+        if pnode.upper {
+            let dir = self.upper.host(&ppath);
+            let host = dir.join(OsStr::from_bytes(name));
+            match sys::lstat(&host) {
+                Ok(st) => upper_st = Some(st),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    if pnode.lower.is_some() && whiteout::exists(&dir, name) {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let lower_hit = pnode
+            .lower
+            .and_then(|pl| self.lower.index.lookup_child(pl, name))
+            .and_then(|id| self.lower.get(id));
+        match (upper_st, lower_hit) {
+            (Some(st), lh) => {
+                let host = self.upper.host(&rel);
+                let own = self.upper.own.get(&host, &rel, st.st_mode);
+                let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                let lower_dir = lh
+                    .filter(|e| is_dir && e.kind() == Kind::Dir)
+                    .filter(|_| !whiteout::is_opaque(&host));
+                let lower_ino = lh
+                    .filter(|e| (e.kind() == Kind::Dir) == is_dir)
+                    .filter(|e| !is_dir || lower_dir.is_some() || e.kind() != Kind::Dir)
+                    .map(|e| ino_of(&e));
+                let lower_ino = if is_dir && lower_dir.is_none() {
+                    None
+                } else {
+                    lower_ino
+                };
+                let ino = self.nodes_w().ino_for_host(st.st_ino, lower_ino);
+                let mut attr = attr_from_stat(&st, ino, own);
+                if lower_dir.is_some() {
+                    attr.nlink = 1;
+                }
+                Ok(Some(Found {
+                    ino,
+                    node: Node {
+                        parent,
+                        name: name.to_vec(),
+                        lower: lower_dir.map(|e| e.id()),
+                        upper: true,
+                        kind: attr.kind,
+                        nlookup: 0,
+                        gone: false,
+                        alt: Vec::new(),
+                    },
+                    attr,
+                }))
+            }
+            (None, Some(e)) => {
+                let ino = ino_of(&e);
+                Ok(Some(Found {
+                    ino,
+                    node: Node {
+                        parent,
+                        name: name.to_vec(),
+                        lower: Some(e.id()),
+                        upper: false,
+                        kind: lower::file_type(e.kind()),
+                        nlookup: 0,
+                        gone: false,
+                        alt: Vec::new(),
+                    },
+                    attr: lower::attr(&e, ino),
+                }))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn remember(&self, f: &Found) {
+        self.nodes_w().looked_up(f.ino, f.node.clone());
+    }
+
+    /// The merged listing of a directory (without `.` and `..`).
+    fn list(&self, ino: u64) -> R<Vec<DirEnt>> {
+        let (node, rel) = self.node(ino)?;
+        if node.kind != FileType::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut out = Vec::new();
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut whiteouts: HashSet<Vec<u8>> = HashSet::new();
+        if node.upper {
+            let host = self.upper.host(&rel);
+            for de in fs::read_dir(&host)? {
+                let de = de?;
+                let name = de.file_name().as_bytes().to_vec();
+                if whiteout::is_marker(&name) {
+                    if name.as_slice() != whiteout::OPAQUE {
+                        whiteouts.insert(name[whiteout::PREFIX.len()..].to_vec());
+                    }
+                    continue;
+                }
+                let ft = de.file_type()?;
+                let kind = FileType::from_std(ft).unwrap_or(FileType::RegularFile);
+                let lower_ino = node
+                    .lower
+                    .and_then(|l| self.lower.index.lookup_child(l, &name))
+                    .and_then(|id| self.lower.get(id))
+                    .filter(|e| (e.kind() == Kind::Dir) == ft.is_dir())
+                    .map(|e| ino_of(&e));
+                let known = self.nodes_r().known_host(de.ino());
+                let ino = match known {
+                    Some(i) => i,
+                    None => self.nodes_w().ino_for_host(de.ino(), lower_ino),
+                };
+                seen.insert(name.clone());
+                out.push(DirEnt { ino, kind, name });
+            }
+        }
+        if let Some(l) = node.lower {
+            for c in self.lower.index.children(l) {
+                let Some(e) = self.lower.get(c) else { continue };
+                let name = e.name();
+                if seen.contains(name) || whiteouts.contains(name) {
+                    continue;
+                }
+                out.push(DirEnt {
+                    ino: ino_of(&e),
+                    kind: lower::file_type(e.kind()),
+                    name: name.to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ownership a new object gets: the caller, or the directory's group when it
+    /// is setgid. Returns (own, setgid-bit to add for new dirs).
+    fn new_own(&self, req: &Request, parent: u64, mode: u32) -> R<Own> {
+        let (pnode, prel) = self.node(parent)?;
+        let pattr = self.attr_of(parent, &pnode, &prel, None)?;
+        let mut gid = req.gid();
+        let mut mode = mode;
+        if pattr.perm as u32 & libc::S_ISGID != 0 {
+            gid = pattr.gid;
+            if mode & libc::S_IFMT == libc::S_IFDIR {
+                mode |= libc::S_ISGID;
+            }
+        }
+        Ok(Own {
+            uid: req.uid(),
+            gid,
+            mode,
+            rdev: 0,
+        })
+    }
+
+    /// Common preparation for making `name` in `parent`: the parent exists in the upper
+    /// dir, the name is free (its whiteout removed); returns (parent rel, child rel, a
+    /// lower layer has a dir of that name, which a new dir must then hide).
+    fn prepare_new(&self, parent: u64, name: &[u8]) -> R<(Vec<u8>, Vec<u8>, bool)> {
+        if whiteout::is_marker(name) {
+            return Err(Errno::EINVAL);
+        }
+        if self.resolve(parent, name)?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        self.copy_up(parent, true)?;
+        let (pnode, prel) = self.node(parent)?;
+        let dir = self.upper.host(&prel);
+        whiteout::remove(&dir, name)?;
+        let lower_dir = self.lower_child_is_dir(pnode.lower, name);
+        let rel = join(&prel, name);
+        Ok((prel, rel, lower_dir))
+    }
+
+    /// A lower layer has a directory `name` in the lower dir `dir`.
+    fn lower_child_is_dir(&self, dir: Option<EntryId>, name: &[u8]) -> bool {
+        dir.and_then(|l| self.lower.index.lookup_child(l, name))
+            .and_then(|id| self.lower.get(id))
+            .is_some_and(|e| e.kind() == Kind::Dir)
+    }
+
+    /// Registers a freshly made upper object and builds its entry reply.
+    fn fresh(&self, parent: u64, name: &[u8], rel: &[u8], own: Own) -> R<Found> {
+        let host = self.upper.host(rel);
+        let st = sys::lstat(&host)?;
+        self.upper.own.set(&host, rel, st.st_mode, own)?;
+        let st = sys::lstat(&host)?;
+        let ino = {
+            let mut nodes = self.nodes_w();
+            nodes.unbind_host(st.st_ino);
+            nodes.ino_for_host(st.st_ino, None)
+        };
+        let attr = attr_from_stat(&st, ino, Some(own));
+        let f = Found {
+            ino,
+            node: Node {
+                parent,
+                name: name.to_vec(),
+                lower: None,
+                upper: true,
+                kind: attr.kind,
+                nlookup: 0,
+                gone: false,
+                alt: Vec::new(),
+            },
+            attr,
+        };
+        self.remember(&f);
+        Ok(f)
+    }
+
+    /// Removes `name` (a non-dir if `!dir`, an empty dir if `dir`) from `parent`.
+    fn remove(&self, parent: u64, name: &[u8], dir: bool) -> R<()> {
+        let _g = self.names();
+        let f = self.resolve(parent, name)?.ok_or(Errno::ENOENT)?;
+        let is_dir = f.attr.kind == FileType::Directory;
+        if dir && !is_dir {
+            return Err(Errno::ENOTDIR);
+        }
+        if !dir && is_dir {
+            return Err(Errno::EISDIR);
+        }
+        if dir {
+            self.remember(&f);
+            let empty = self.list(f.ino).map(|l| l.is_empty());
+            self.nodes_w().forget(f.ino, 1);
+            if !empty? {
+                return Err(Errno::ENOTEMPTY);
+            }
+        }
+        let (pnode, prel) = self.node(parent)?;
+        let lower_had = pnode
+            .lower
+            .and_then(|l| self.lower.index.lookup_child(l, name))
+            .is_some();
+        let rel = join(&prel, name);
+        if lower_had {
+            self.copy_up(parent, true)?;
+        }
+        if f.node.upper {
+            let host = self.upper.host(&rel);
+            if dir {
+                fs::remove_dir_all(&host)?;
+            } else {
+                fs::remove_file(&host)?;
+            }
+            self.upper.own.remove(&rel);
+        }
+        if lower_had {
+            whiteout::create(&self.upper.host(&prel), name)?;
+        }
+        self.nodes_w().drop_name(f.ino, parent, name);
+        Ok(())
+    }
+
+    fn do_rename(&self, parent: u64, name: &[u8], np: u64, nn: &[u8], flags: RenameFlags) -> R<()> {
+        let _g = self.names();
+        if whiteout::is_marker(nn) {
+            return Err(Errno::EINVAL);
+        }
+        let src = self.resolve(parent, name)?.ok_or(Errno::ENOENT)?;
+        let dst = self.resolve(np, nn)?;
+        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+        if flags.contains(RenameFlags::RENAME_NOREPLACE) && dst.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        if exchange && dst.is_none() {
+            return Err(Errno::ENOENT);
+        }
+        if let Some(d) = &dst
+            && d.ino == src.ino
+            && !exchange
+        {
+            return Ok(());
+        }
+        let src_dir = src.attr.kind == FileType::Directory;
+        if let Some(d) = &dst
+            && !exchange
+        {
+            let ddir = d.attr.kind == FileType::Directory;
+            if src_dir && !ddir {
+                return Err(Errno::ENOTDIR);
+            }
+            if !src_dir && ddir {
+                return Err(Errno::EISDIR);
+            }
+            if ddir {
+                self.remember(d);
+                let empty = self.list(d.ino).map(|l| l.is_empty());
+                self.nodes_w().forget(d.ino, 1);
+                if !empty? {
+                    return Err(Errno::ENOTEMPTY);
+                }
+            }
+        }
+        // Bring the source (and, for an exchange, the target) wholly into the upper dir.
+        self.remember(&src);
+        let prep = |f: &Found| -> R<()> {
+            if f.attr.kind == FileType::Directory {
+                if f.node.lower.is_some() {
+                    self.copy_up_tree(f.ino)
+                } else {
+                    Ok(())
+                }
+            } else {
+                self.copy_up(f.ino, true)
+            }
+        };
+        let r = prep(&src);
+        if let Some(d) = dst.as_ref().filter(|_| exchange) {
+            self.remember(d);
+            let r2 = r.and_then(|()| prep(d));
+            self.nodes_w().forget(d.ino, 1);
+            r2.inspect_err(|_| self.nodes_w().forget(src.ino, 1))?;
+        } else {
+            r.inspect_err(|_| self.nodes_w().forget(src.ino, 1))?;
+        }
+        let res = self.rename_upper(parent, name, np, nn, &src, dst.as_ref(), exchange);
+        self.nodes_w().forget(src.ino, 1);
+        res
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rename_upper(
+        &self,
+        parent: u64,
+        name: &[u8],
+        np: u64,
+        nn: &[u8],
+        src: &Found,
+        dst: Option<&Found>,
+        exchange: bool,
+    ) -> R<()> {
+        self.copy_up(np, true)?;
+        let (pnode, prel) = self.node(parent)?;
+        let (npnode, nprel) = self.node(np)?;
+        let old_rel = join(&prel, name);
+        let new_rel = join(&nprel, nn);
+        let old_host = self.upper.host(&old_rel);
+        let new_host = self.upper.host(&new_rel);
+        let lower_at = |n: &Node, nm: &[u8]| -> Option<EntryId> {
+            n.lower.and_then(|l| self.lower.index.lookup_child(l, nm))
+        };
+        let src_lower_had = lower_at(&pnode, name).is_some();
+        let dst_lower_dir = self.lower_child_is_dir(npnode.lower, nn);
+        let src_dir = src.attr.kind == FileType::Directory;
+        if exchange {
+            nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &old_host,
+                nix::fcntl::AT_FDCWD,
+                &new_host,
+                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            )
+            .map_err(errno)?;
+            self.upper.own.rename(&old_rel, b"\0tmp");
+            self.upper.own.rename(&new_rel, &old_rel);
+            self.upper.own.rename(b"\0tmp", &new_rel);
+            let d = dst.ok_or(Errno::EIO)?;
+            let dst_dir = d.attr.kind == FileType::Directory;
+            if src_dir && dst_lower_dir {
+                whiteout::make_opaque(&new_host)?;
+            }
+            if dst_dir && self.lower_child_is_dir(pnode.lower, name) {
+                whiteout::make_opaque(&old_host)?;
+            }
+            let mut nodes = self.nodes_w();
+            nodes.move_name(src.ino, (parent, name), (u64::MAX, b"\0"));
+            nodes.move_name(d.ino, (np, nn), (parent, name));
+            nodes.move_name(src.ino, (u64::MAX, b"\0"), (np, nn));
+            for i in [src.ino, d.ino] {
+                if let Some(n) = nodes.get_mut(i) {
+                    n.upper = true;
+                    n.lower = None;
+                }
+            }
+            return Ok(());
+        }
+        // Clear the target: a whiteout, or an upper object being replaced.
+        let new_dir_host = self.upper.host(&nprel);
+        whiteout::remove(&new_dir_host, nn)?;
+        if let Some(d) = dst
+            && d.node.upper
+            && d.attr.kind == FileType::Directory
+        {
+            // Only markers are left in it (it is empty in the merged view).
+            fs::remove_dir_all(&new_host)?;
+        }
+        fs::rename(&old_host, &new_host)?;
+        self.upper.own.rename(&old_rel, &new_rel);
+        if src_dir && dst_lower_dir {
+            whiteout::make_opaque(&new_host)?;
+        }
+        if src_lower_had {
+            whiteout::create(&self.upper.host(&prel), name)?;
+        }
+        let mut nodes = self.nodes_w();
+        if let Some(d) = dst {
+            nodes.drop_name(d.ino, np, nn);
+        }
+        nodes.move_name(src.ino, (parent, name), (np, nn));
+        if let Some(n) = nodes.get_mut(src.ino) {
+            n.upper = true;
+            n.lower = None;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn setattr_inner(
+        &self,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<u64>,
+    ) -> R<FileAttr> {
+        {
+            let _g = self.names();
+            self.copy_up(ino, size != Some(0))?;
+        }
+        let (node, rel) = self.node(ino)?;
+        let host = self.upper.host(&rel);
+        let upper_fd = fh
+            .filter(|f| f & LOWER_FH == 0 && *f != 0)
+            .map(|f| f as i32);
+        if let Some(sz) = size {
+            match upper_fd {
+                Some(fd) => sys::ftruncate(fd, sz)?,
+                None => nix::unistd::truncate(&host, sz as libc::off_t).map_err(errno)?,
+            }
+        }
+        if mode.is_some() || uid.is_some() || gid.is_some() {
+            let st = sys::lstat(&host)?;
+            let mut own = self.upper.own.get(&host, &rel, st.st_mode).unwrap_or(Own {
+                uid: st.st_uid,
+                gid: st.st_gid,
+                mode: st.st_mode,
+                rdev: 0,
+            });
+            if let Some(m) = mode {
+                own.mode = (own.mode & libc::S_IFMT) | (m & 0o7777);
+                if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                    nix::sys::stat::fchmodat(
+                        nix::fcntl::AT_FDCWD,
+                        &host,
+                        Mode::from_bits_truncate(host_perm(
+                            m,
+                            st.st_mode & libc::S_IFMT == libc::S_IFDIR,
+                        )),
+                        nix::sys::stat::FchmodatFlags::FollowSymlink,
+                    )
+                    .map_err(errno)?;
+                }
+            }
+            if let Some(u) = uid {
+                own.uid = u;
+            }
+            if let Some(g) = gid {
+                own.gid = g;
+            }
+            if (uid.is_some() || gid.is_some())
+                && mode.is_none()
+                && own.mode & libc::S_IFMT == libc::S_IFREG
+            {
+                // chown clears setuid, and setgid when group-executable (as the kernel does).
+                own.mode &= !libc::S_ISUID;
+                if own.mode & 0o010 != 0 {
+                    own.mode &= !libc::S_ISGID;
+                }
+            }
+            self.upper.own.set(&host, &rel, st.st_mode, own)?;
+        }
+        if atime.is_some() || mtime.is_some() {
+            let ts = |t: Option<TimeOrNow>| match t {
+                None => TimeSpec::UTIME_OMIT,
+                Some(TimeOrNow::Now) => TimeSpec::UTIME_NOW,
+                Some(TimeOrNow::SpecificTime(t)) => {
+                    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+                    TimeSpec::new(d.as_secs() as i64, i64::from(d.subsec_nanos()))
+                }
+            };
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &host,
+                &ts(atime),
+                &ts(mtime),
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(errno)?;
+        }
+        self.attr_of(ino, &node, &rel, fh)
+    }
+
+    fn xattr_reply(data: &[u8], size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(data.len() as u32);
+        } else if (size as usize) < data.len() {
+            reply.error(Errno::ERANGE);
+        } else {
+            reply.data(data);
+        }
+    }
+}
+
+impl Filesystem for Overlay {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let want = InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_ATOMIC_O_TRUNC;
+        let _ = config.add_capabilities(want & config.capabilities());
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        let _ = self.upper.own.save();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let r = check_name(name).and_then(|n| self.resolve(parent.0, n));
+        match r {
+            Ok(Some(f)) => {
+                self.remember(&f);
+                reply.entry(&self.ttl(&f.node), &f.attr, Generation(0));
+            }
+            // A negative entry: the kernel caches the absence (every later create of the
+            // name goes through us and replaces it).
+            Ok(None) => reply.entry(&TTL_UPPER, &negative(), Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.nodes_w().forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let r = self
+            .node(ino.0)
+            .and_then(|(n, p)| Ok((self.attr_of(ino.0, &n, &p, fh.map(|f| f.0))?, n)));
+        match r {
+            Ok((a, n)) => reply.attr(&self.ttl(&n), &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        match self.setattr_inner(ino.0, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0)) {
+            Ok(a) => reply.attr(&TTL_UPPER, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let r = self.node(ino.0).and_then(|(n, p)| {
+            if n.upper {
+                let t = fs::read_link(self.upper.host(&p))?;
+                Ok(t.into_os_string().into_vec())
+            } else {
+                let e = n
+                    .lower
+                    .and_then(|l| self.lower.get(l))
+                    .ok_or(Errno::ENOENT)?;
+                if e.kind() != Kind::Symlink {
+                    return Err(Errno::EINVAL);
+                }
+                Ok(e.link().to_vec())
+            }
+        });
+        match r {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = (|| -> R<Found> {
+            let name = check_name(name)?;
+            let fmt = mode & libc::S_IFMT;
+            if (fmt == libc::S_IFCHR || fmt == libc::S_IFBLK) && rdev == 0 {
+                return Err(Errno::EPERM);
+            }
+            let _g = self.names();
+            let (_prel, rel, _) = self.prepare_new(parent.0, name)?;
+            let host = self.upper.host(&rel);
+            let perm = Mode::from_bits_truncate(host_perm(mode, false));
+            let mut own = self.new_own(req, parent.0, mode)?;
+            match fmt {
+                libc::S_IFIFO => {
+                    nix::sys::stat::mknod(&host, SFlag::S_IFIFO, perm, 0).map_err(errno)?
+                }
+                libc::S_IFSOCK => {
+                    nix::sys::stat::mknod(&host, SFlag::S_IFSOCK, perm, 0).map_err(errno)?
+                }
+                libc::S_IFREG | 0 => {
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(perm.bits())
+                        .open(&host)?;
+                    own.mode = libc::S_IFREG | (mode & 0o7777);
+                }
+                libc::S_IFCHR | libc::S_IFBLK => {
+                    // A plain host file; the ownership record carries type and device.
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(perm.bits())
+                        .open(&host)?;
+                    own.rdev = rdev;
+                }
+                _ => return Err(Errno::EINVAL),
+            }
+            self.fresh(parent.0, name, &rel, own)
+        })();
+        match r {
+            Ok(f) => reply.entry(&TTL_UPPER, &f.attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = (|| -> R<Found> {
+            let name = check_name(name)?;
+            let _g = self.names();
+            let (_prel, rel, lower_dir) = self.prepare_new(parent.0, name)?;
+            let host = self.upper.host(&rel);
+            fs::DirBuilder::new()
+                .mode(host_perm(mode, true))
+                .create(&host)?;
+            if lower_dir {
+                whiteout::make_opaque(&host)?;
+            }
+            let own = self.new_own(req, parent.0, libc::S_IFDIR | (mode & 0o7777))?;
+            self.fresh(parent.0, name, &rel, own)
+        })();
+        match r {
+            Ok(f) => reply.entry(&TTL_UPPER, &f.attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match check_name(name).and_then(|n| self.remove(parent.0, n, false)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match check_name(name).and_then(|n| self.remove(parent.0, n, true)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let r = (|| -> R<Found> {
+            let name = check_name(link_name)?;
+            let _g = self.names();
+            let (_prel, rel, _) = self.prepare_new(parent.0, name)?;
+            let host = self.upper.host(&rel);
+            std::os::unix::fs::symlink(target, &host)?;
+            let own = self.new_own(req, parent.0, libc::S_IFLNK | 0o777)?;
+            self.fresh(parent.0, name, &rel, own)
+        })();
+        match r {
+            Ok(f) => reply.entry(&TTL_UPPER, &f.attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let r = check_name(name)
+            .and_then(|n| Ok((n, check_name(newname)?)))
+            .and_then(|(n, nn)| self.do_rename(parent.0, n, newparent.0, nn, flags));
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let r = (|| -> R<Found> {
+            let nn = check_name(newname)?;
+            let _g = self.names();
+            let (_prel, rel, _) = self.prepare_new(newparent.0, nn)?;
+            self.copy_up(ino.0, true)?;
+            let (node, src_rel) = self.node(ino.0)?;
+            if node.kind == FileType::Directory {
+                return Err(Errno::EPERM);
+            }
+            let host = self.upper.host(&rel);
+            fs::hard_link(self.upper.host(&src_rel), &host)?;
+            self.upper.own.link(&src_rel, &rel);
+            let st = sys::lstat(&host)?;
+            self.nodes_w().bind_host(st.st_ino, ino.0);
+            let attr = self.upper.attr(&host, &rel, &st, ino.0);
+            let f = Found {
+                ino: ino.0,
+                node: Node {
+                    parent: newparent.0,
+                    name: nn.to_vec(),
+                    lower: None,
+                    upper: true,
+                    kind: attr.kind,
+                    nlookup: 0,
+                    gone: false,
+                    alt: Vec::new(),
+                },
+                attr,
+            };
+            self.remember(&f);
+            Ok(f)
+        })();
+        match r {
+            Ok(f) => reply.entry(&TTL_UPPER, &f.attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let r = (|| -> R<(u64, FopenFlags)> {
+            let f = flags.0;
+            let acc = f & libc::O_ACCMODE;
+            let writes = acc != libc::O_RDONLY || f & libc::O_TRUNC != 0;
+            let (node, _) = self.node(ino.0)?;
+            if !node.upper {
+                if !writes {
+                    let id = node.lower.ok_or(Errno::ENOENT)?;
+                    return Ok((LOWER_FH | u64::from(id), FopenFlags::FOPEN_KEEP_CACHE));
+                }
+                let _g = self.names();
+                self.copy_up(ino.0, f & libc::O_TRUNC == 0)?;
+            }
+            let (_, rel) = self.node(ino.0)?;
+            let keep = f & !(libc::O_CREAT
+                | libc::O_EXCL
+                | libc::O_NOCTTY
+                | libc::O_APPEND
+                | libc::O_DIRECT);
+            let file = fs::OpenOptions::new()
+                .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
+                .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+                .custom_flags((keep & !libc::O_ACCMODE) | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(self.upper.host(&rel))?;
+            let fd = file.into_raw_fd();
+            self.open_fds().entry(ino.0).or_default().push(fd);
+            Ok((fd as u64, FopenFlags::FOPEN_KEEP_CACHE))
+        })();
+        match r {
+            Ok((fh, fl)) => reply.opened(FileHandle(fh), fl),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = (|| -> R<(Found, u64)> {
+            let name = check_name(name)?;
+            let _g = self.names();
+            let (_prel, rel, _) = self.prepare_new(parent.0, name)?;
+            let acc = flags & libc::O_ACCMODE;
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(host_perm(mode, false))
+                .custom_flags(libc::O_CLOEXEC)
+                .open(self.upper.host(&rel))?;
+            let _ = acc;
+            let own = self.new_own(req, parent.0, libc::S_IFREG | (mode & 0o7777))?;
+            let f = self.fresh(parent.0, name, &rel, own)?;
+            let fd = file.into_raw_fd();
+            self.open_fds().entry(f.ino).or_default().push(fd);
+            Ok((f, fd as u64))
+        })();
+        match r {
+            Ok((f, fh)) => reply.created(
+                &TTL_UPPER,
+                &f.attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        if fh.0 & LOWER_FH != 0 {
+            let id = (fh.0 & !LOWER_FH) as EntryId;
+            reply.data(self.lower.read(id, offset, size));
+            return;
+        }
+        let mut buf = vec![0u8; size as usize];
+        let mut got = 0usize;
+        while got < buf.len() {
+            match sys::pread(fh.0 as i32, &mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return reply.error(e.into()),
+            }
+        }
+        reply.data(&buf[..got]);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        if fh.0 & LOWER_FH != 0 {
+            return reply.error(Errno::EBADF);
+        }
+        let mut done = 0usize;
+        while done < data.len() {
+            match sys::pwrite(fh.0 as i32, &data[done..], offset + done as u64) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return reply.error(e.into()),
+            }
+        }
+        reply.written(done as u32);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if fh.0 & LOWER_FH == 0 && fh.0 != 0 {
+            let mut fds = self.open_fds();
+            if let Some(v) = fds.get_mut(&ino.0) {
+                v.retain(|&f| f as u64 != fh.0);
+                if v.is_empty() {
+                    fds.remove(&ino.0);
+                }
+            }
+            drop(fds);
+            let _ = sys::close(fh.0 as i32);
+        }
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        if fh.0 & LOWER_FH != 0 {
+            return reply.ok();
+        }
+        match sys::fsync(fh.0 as i32, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e.into()),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let r = (|| -> R<u64> {
+            let (node, _) = self.node(ino.0)?;
+            if node.kind != FileType::Directory {
+                return Err(Errno::ENOTDIR);
+            }
+            if !node.upper
+                && let Some(id) = node.lower
+            {
+                return Ok(LOWER_FH | u64::from(id));
+            }
+            let list = self.list(ino.0)?;
+            let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+            self.dirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(fh, Arc::new(list));
+            Ok(fh)
+        })();
+        match r {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let parent = self.nodes_r().get(ino.0).map_or(ROOT, |n| n.parent);
+        let mut pos = offset;
+        if pos == 0 {
+            if reply.add(ino, 1, FileType::Directory, ".") {
+                return reply.ok();
+            }
+            pos = 1;
+        }
+        if pos == 1 {
+            if reply.add(INodeNo(parent), 2, FileType::Directory, "..") {
+                return reply.ok();
+            }
+            pos = 2;
+        }
+        let i = (pos - 2) as usize;
+        if fh.0 & LOWER_FH != 0 {
+            let id = (fh.0 & !LOWER_FH) as EntryId;
+            let kids = self.lower.index.children(id);
+            let start = kids.start as usize + i;
+            for (k, c) in (start..kids.end as usize).enumerate() {
+                let Some(e) = self.lower.get(c as EntryId) else {
+                    continue;
+                };
+                let next = pos + k as u64 + 1;
+                if reply.add(
+                    INodeNo(ino_of(&e)),
+                    next,
+                    lower::file_type(e.kind()),
+                    OsStr::from_bytes(e.name()),
+                ) {
+                    break;
+                }
+            }
+            return reply.ok();
+        }
+        let list = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned();
+        let Some(list) = list else {
+            return reply.error(Errno::EBADF);
+        };
+        for (k, d) in list.iter().enumerate().skip(i) {
+            if reply.add(
+                INodeNo(d.ino),
+                k as u64 + 3,
+                d.kind,
+                OsStr::from_bytes(&d.name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let me = match self.node(ino.0) {
+            Ok((n, p)) => match self.attr_of(ino.0, &n, &p, None) {
+                Ok(a) => (n, a),
+                Err(e) => return reply.error(e),
+            },
+            Err(e) => return reply.error(e),
+        };
+        let (node, attr) = me;
+        let ttl = self.ttl(&node);
+        let mut pos = offset;
+        if pos == 0 {
+            if reply.add(ino, 1, ".", &ttl, &attr, Generation(0)) {
+                return reply.ok();
+            }
+            pos = 1;
+        }
+        if pos == 1 {
+            let mut pa = attr;
+            pa.ino = INodeNo(node.parent);
+            if reply.add(INodeNo(node.parent), 2, "..", &ttl, &pa, Generation(0)) {
+                return reply.ok();
+            }
+            pos = 2;
+        }
+        let i = (pos - 2) as usize;
+        if fh.0 & LOWER_FH != 0 {
+            let id = (fh.0 & !LOWER_FH) as EntryId;
+            let kids = self.lower.index.children(id);
+            let start = kids.start as usize + i;
+            for (k, c) in (start..kids.end as usize).enumerate() {
+                let Some(e) = self.lower.get(c as EntryId) else {
+                    continue;
+                };
+                let cino = ino_of(&e);
+                let a = lower::attr(&e, cino);
+                let next = pos + k as u64 + 1;
+                if reply.add(
+                    INodeNo(cino),
+                    next,
+                    OsStr::from_bytes(e.name()),
+                    &TTL_LOWER,
+                    &a,
+                    Generation(0),
+                ) {
+                    break;
+                }
+                self.nodes_w().looked_up(
+                    cino,
+                    Node {
+                        parent: ino.0,
+                        name: e.name().to_vec(),
+                        lower: Some(e.id()),
+                        upper: false,
+                        kind: a.kind,
+                        nlookup: 0,
+                        gone: false,
+                        alt: Vec::new(),
+                    },
+                );
+            }
+            return reply.ok();
+        }
+        let list = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned();
+        let Some(list) = list else {
+            return reply.error(Errno::EBADF);
+        };
+        for (k, d) in list.iter().enumerate().skip(i) {
+            let Ok(Some(f)) = self.resolve(ino.0, &d.name) else {
+                continue;
+            };
+            let ttl = self.ttl(&f.node);
+            if reply.add(
+                INodeNo(f.ino),
+                k as u64 + 3,
+                OsStr::from_bytes(&d.name),
+                &ttl,
+                &f.attr,
+                Generation(0),
+            ) {
+                break;
+            }
+            self.remember(&f);
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        if fh.0 & LOWER_FH == 0 {
+            self.dirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&fh.0);
+        }
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match nix::sys::statvfs::statvfs(&self.upper.root) {
+            Ok(s) => reply.statfs(
+                s.blocks(),
+                s.blocks_free(),
+                s.blocks_available(),
+                s.files(),
+                s.files_free(),
+                s.block_size() as u32,
+                NAME_MAX as u32,
+                s.fragment_size() as u32,
+            ),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let r = (|| -> R<()> {
+            let n = name.as_bytes();
+            if n.starts_with(PRIVATE_PREFIX) {
+                return Err(Errno::EPERM);
+            }
+            {
+                let _g = self.names();
+                self.copy_up(ino.0, true)?;
+            }
+            let (_, rel) = self.node(ino.0)?;
+            sys::lsetxattr(&self.upper.host(&rel), n, value, flags)?;
+            Ok(())
+        })();
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let n = name.as_bytes();
+        if n.starts_with(PRIVATE_PREFIX) {
+            return reply.error(Errno::ENODATA);
+        }
+        let r = self.node(ino.0).and_then(|(node, rel)| {
+            if node.upper {
+                Ok(sys::lgetxattr(&self.upper.host(&rel), n)?)
+            } else {
+                let e = node
+                    .lower
+                    .and_then(|l| self.lower.get(l))
+                    .ok_or(Errno::ENOENT)?;
+                let v = e.xattrs().find(|(k, _)| *k == n).map(|(_, v)| v.to_vec());
+                v.ok_or(Errno::ENODATA)
+            }
+        });
+        match r {
+            Ok(v) => Self::xattr_reply(&v, size, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let r = self.node(ino.0).and_then(|(node, rel)| {
+            let mut out = Vec::new();
+            if node.upper {
+                let all = sys::llistxattr(&self.upper.host(&rel))?;
+                for k in all.split(|&b| b == 0).filter(|k| !k.is_empty()) {
+                    if !k.starts_with(PRIVATE_PREFIX) {
+                        out.extend_from_slice(k);
+                        out.push(0);
+                    }
+                }
+            } else {
+                let e = node
+                    .lower
+                    .and_then(|l| self.lower.get(l))
+                    .ok_or(Errno::ENOENT)?;
+                for (k, _) in e.xattrs() {
+                    out.extend_from_slice(k);
+                    out.push(0);
+                }
+            }
+            Ok(out)
+        });
+        match r {
+            Ok(v) => Self::xattr_reply(&v, size, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = (|| -> R<()> {
+            let n = name.as_bytes();
+            if n.starts_with(PRIVATE_PREFIX) {
+                return Err(Errno::ENODATA);
+            }
+            let (node, _) = self.node(ino.0)?;
+            if !node.upper {
+                let e = node
+                    .lower
+                    .and_then(|l| self.lower.get(l))
+                    .ok_or(Errno::ENOENT)?;
+                if !e.xattrs().any(|(k, _)| k == n) {
+                    return Err(Errno::ENODATA);
+                }
+            }
+            {
+                let _g = self.names();
+                self.copy_up(ino.0, true)?;
+            }
+            let (_, rel) = self.node(ino.0)?;
+            sys::lremovexattr(&self.upper.host(&rel), n)?;
+            Ok(())
+        })();
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        match self.node(ino.0) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        if fh.0 & LOWER_FH != 0 {
+            return reply.error(Errno::EBADF);
+        }
+        match sys::fallocate(fh.0 as i32, mode, offset, length) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e.into()),
+        }
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        if fh.0 & LOWER_FH != 0 {
+            let id = (fh.0 & !LOWER_FH) as EntryId;
+            let size = self.lower.get(id).map_or(0, |e| e.size()) as i64;
+            // A lower file is all data: one extent, then the hole at EOF.
+            return match whence {
+                libc::SEEK_DATA if offset < size => reply.offset(offset),
+                libc::SEEK_HOLE if offset < size => reply.offset(size),
+                libc::SEEK_DATA | libc::SEEK_HOLE => reply.error(Errno::ENXIO),
+                _ => reply.error(Errno::EINVAL),
+            };
+        }
+        match sys::lseek(fh.0 as i32, offset, whence) {
+            Ok(o) => reply.offset(o),
+            Err(e) => reply.error(e.into()),
+        }
+    }
+}

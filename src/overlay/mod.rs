@@ -1,0 +1,235 @@
+//! The FUSE overlay filesystem: a container's root served from image layers that are
+//! never unpacked.
+//!
+//! The lower view is the merged chain index (mmapped) with file bytes sliced from the
+//! mmapped layer tars; writes go to an upper directory on the host, where deletions are
+//! OCI whiteouts and container-side ownership is an xattr or a side table, so the upper
+//! dir is already a layer diff. Kernel overlayfs is the oracle for behaviour.
+//! Never imports the store, registries or images: it is handed paths. Invariant: the
+//! server never panics on a request; every failure is an errno reply.
+//!
+//! Files: `lower` (index + tars), `node` (inode table), `upper` (host files and their
+//! attributes), `whiteout` (OCI markers), `copyup`, `mapping` (ownership), `fs` (the
+//! FUSE operations), `mount` (mount/unmount), `sys` (all unsafe).
+
+mod copyup;
+mod fs;
+mod lower;
+pub mod mapping;
+pub mod mount;
+mod node;
+mod sys;
+mod upper;
+mod whiteout;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use fuser::{Config, Session, SessionACL};
+
+use crate::tarindex::IndexError;
+
+pub use mapping::Own;
+
+/// What to serve.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The merged lower index of the layer chain (`chains/<id>/idx`).
+    pub lower_index: PathBuf,
+    /// The layer tars, bottom first; entry `layer` fields index into this list.
+    pub layer_tars: Vec<PathBuf>,
+    /// The writable upper dir (exists).
+    pub upper: PathBuf,
+    /// A scratch dir on the upper's filesystem, for copy-ups before they are renamed in.
+    pub work: PathBuf,
+    /// Where the ownership side table lives (used for symlinks, and for everything when
+    /// the upper's filesystem has no user xattrs).
+    pub side_table: PathBuf,
+    /// Worker threads (0: one per CPU, at least 2).
+    pub threads: usize,
+}
+
+impl Options {
+    /// The usual layout inside a container dir: `upper/`, `work/`, `ownership.json`.
+    pub fn in_dir(dir: &Path, lower_index: PathBuf, layer_tars: Vec<PathBuf>) -> Options {
+        Options {
+            lower_index,
+            layer_tars,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            side_table: dir.join("ownership.json"),
+            threads: 0,
+        }
+    }
+}
+
+/// Why the overlay could not be set up or served.
+#[derive(Debug, thiserror::Error)]
+pub enum OverlayError {
+    #[error("opening lower layer file {path}: {source}")]
+    OpenLower { path: PathBuf, source: io::Error },
+    #[error("reading merged lower index {path}: {source}")]
+    BadIndex { path: PathBuf, source: IndexError },
+    #[error(
+        "lower index entry {path:?} points outside the tar of layer {layer}; rebuild the chain index"
+    )]
+    DataOutsideTar { path: String, layer: u16 },
+    #[error("preparing upper dir {path}: {source}")]
+    Upper { path: PathBuf, source: io::Error },
+    #[error("ownership side table {path}: {source}")]
+    SideTable { path: PathBuf, source: io::Error },
+    #[error("opening /dev/fuse: {source} (is the fuse module loaded and /dev/fuse readable?)")]
+    OpenFuse { source: io::Error },
+    #[error("mounting the overlay on {path}: {source}")]
+    Mount { path: PathBuf, source: io::Error },
+    #[error("unmounting {path}: {source}")]
+    Unmount { path: PathBuf, source: io::Error },
+    #[error("serving the overlay on {path}: {source}")]
+    Serve { path: PathBuf, source: io::Error },
+}
+
+/// The filesystem state shared by all worker threads.
+pub(crate) struct Overlay {
+    lower: lower::Lower,
+    upper: upper::Upper,
+    nodes: RwLock<node::Nodes>,
+    dirs: Mutex<HashMap<u64, std::sync::Arc<Vec<fs::DirEnt>>>>,
+    next_fh: AtomicU64,
+    /// Serialises operations that change names in the upper dir (create, copy-up,
+    /// unlink, rename): they check then act, and must not interleave.
+    names: Mutex<()>,
+    /// Open upper fds by inode: an unlinked file still open is stat'ed through one.
+    open_fds: Mutex<HashMap<u64, Vec<i32>>>,
+}
+
+impl Overlay {
+    fn open(opts: &Options) -> Result<Overlay, OverlayError> {
+        let lower = lower::Lower::open(&opts.lower_index, &opts.layer_tars)?;
+        let upper = upper::Upper::open(&opts.upper, &opts.work, opts.side_table.clone())?;
+        let nodes = node::Nodes::new(lower.index.len());
+        Ok(Overlay {
+            lower,
+            upper,
+            nodes: RwLock::new(nodes),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            names: Mutex::new(()),
+            open_fds: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+/// A mounted overlay being served on worker threads.
+pub struct Mounted {
+    mountpoint: PathBuf,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Mounted {
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Unmounts (lazily) and waits for the workers to finish.
+    pub fn unmount(mut self) -> Result<(), OverlayError> {
+        mount::unmount(&self.mountpoint)?;
+        self.join()
+    }
+
+    /// Serves until someone else unmounts the mount point.
+    pub fn wait(mut self) -> Result<(), OverlayError> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), OverlayError> {
+        let Some(t) = self.thread.take() else {
+            return Ok(());
+        };
+        let res = t
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("a worker panicked")));
+        match res {
+            Err(e) if !mount::is_disconnect(&e) => Err(OverlayError::Serve {
+                path: self.mountpoint.clone(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = mount::unmount(&self.mountpoint);
+            let _ = self.join();
+        }
+    }
+}
+
+/// Mounts the overlay described by `opts` on `mountpoint` and serves it on worker
+/// threads until [`Mounted::unmount`] (or an outside unmount). Call as root, or as root
+/// of a user namespace that owns the current mount namespace.
+pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Mounted, OverlayError> {
+    let fs = Overlay::open(opts)?;
+    mount::detach_stale(mountpoint)?;
+    let fd: OwnedFd = mount::mount(mountpoint)?;
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2)
+    } else {
+        opts.threads
+    };
+    let mut config = Config::default();
+    config.n_threads = Some(threads);
+    config.clone_fd = true;
+    config.acl = SessionACL::All;
+    let serve_err = |source| OverlayError::Serve {
+        path: mountpoint.to_path_buf(),
+        source,
+    };
+    let session = match Session::from_fd(fs, fd, SessionACL::All, config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = mount::unmount(mountpoint);
+            return Err(serve_err(e));
+        }
+    };
+    let thread = std::thread::Builder::new()
+        .name("camada-overlay".into())
+        .spawn(move || session.run())
+        .map_err(serve_err)?;
+    Ok(Mounted {
+        mountpoint: mountpoint.to_path_buf(),
+        thread: Some(thread),
+    })
+}
+
+/// Mounts and serves until the mount point is unmounted from outside or the process
+/// gets SIGTERM, SIGINT or SIGHUP (then it unmounts cleanly and returns Ok). Installs
+/// process-wide handlers for those signals.
+pub fn serve(opts: &Options, mountpoint: &Path) -> Result<(), OverlayError> {
+    let serve_err = |source| OverlayError::Serve {
+        path: mountpoint.to_path_buf(),
+        source,
+    };
+    let mut pipe = sys::signal_pipe().map_err(serve_err)?;
+    let m = mount(opts, mountpoint)?;
+    let mp = mountpoint.to_path_buf();
+    std::thread::Builder::new()
+        .name("camada-overlay-signals".into())
+        .spawn(move || {
+            let mut b = [0u8; 1];
+            if io::Read::read(&mut pipe, &mut b).is_ok_and(|n| n == 1) {
+                let _ = mount::unmount(&mp);
+            }
+        })
+        .map_err(serve_err)?;
+    m.wait()
+}
