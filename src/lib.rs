@@ -25,5 +25,6 @@ pub mod overlay;
 pub mod paths;
 pub mod reference;
 pub mod runtime;
+pub mod state;
 pub mod store;
 pub mod tarindex;
