@@ -8,6 +8,7 @@
 //! never import each other; this module is where they meet.
 
 pub mod archive;
+pub mod containers;
 mod images;
 mod system;
 mod tree;
@@ -55,6 +56,8 @@ pub enum EngineError {
     LayerIndex { diff_id: DiffId, why: String },
     #[error("{0}")]
     Archive(#[from] archive::ArchiveError),
+    #[error("{0}")]
+    Containers(#[from] containers::ContainersError),
 }
 
 /// The engine: where things are, and the store.

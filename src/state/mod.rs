@@ -250,8 +250,9 @@ pub struct Records {
     dir: PathBuf,
 }
 
-/// An exclusive lock on the records' names (held while a container is added).
-pub struct NamesLock {
+/// An exclusive lock on the records: held while a container is added (names stay unique)
+/// and while a state transition is read and written.
+pub struct RecordsLock {
     _lock: nix::fcntl::Flock<File>,
 }
 
@@ -284,7 +285,8 @@ impl Records {
         self.dir_of(id).join("upper")
     }
 
-    fn lock(&self) -> Result<NamesLock> {
+    /// Takes the records' lock (released on drop).
+    pub fn lock(&self) -> Result<RecordsLock> {
         let path = self.dir.join(".lock");
         let err = |source| StateError::Lock {
             path: path.clone(),
@@ -298,7 +300,7 @@ impl Records {
             .map_err(err)?;
         let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| err(io::Error::from(e)))?;
-        Ok(NamesLock { _lock: lock })
+        Ok(RecordsLock { _lock: lock })
     }
 
     /// Adds a container: its directory (with `upper/`, `work/`), `config.json` and a
