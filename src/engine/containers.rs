@@ -528,6 +528,7 @@ impl Engine {
             Err(e) => {
                 if auto_remove {
                     let _ = records.remove(&id);
+                    let _ = std::fs::remove_dir_all(self.run_dir(&id));
                 } else {
                     self.record_start(&records, &id, started_at, None, Some(&e));
                 }
