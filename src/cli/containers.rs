@@ -13,11 +13,10 @@ use argh::FromArgs;
 use super::format::{Table, human_duration, human_size};
 use super::{CliError, confirm};
 use crate::engine::containers::{
-    ContainerRow, ContainersError, CreateRequest, ExecRequest, LogsRequest, StartMode,
+    ContainerRow, ContainersError, CreateRequest, ExecRequest, LogLine, LogsRequest, StartMode,
+    Status, Stream,
 };
 use crate::engine::{Engine, EngineError};
-use crate::state::Status;
-use crate::state::log::Stream;
 
 /// The flags `run` and `create` share.
 macro_rules! create_flags {
@@ -591,7 +590,7 @@ pub fn logs(engine: &Engine, a: &Logs) -> Result<(), CliError> {
     };
     let stdout = io::stdout();
     let stderr = io::stderr();
-    let mut sink = |l: &crate::state::log::LogLine| -> io::Result<()> {
+    let mut sink = |l: &LogLine| -> io::Result<()> {
         let prefix = if a.timestamps {
             format!("{} ", l.time)
         } else {
@@ -711,7 +710,7 @@ pub fn prune(engine: &Engine, a: &ContainerPrune) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::State;
+    use crate::engine::containers::State;
 
     fn row(status: Status, code: i32, started: Option<i64>, finished: Option<i64>) -> ContainerRow {
         ContainerRow {

@@ -23,7 +23,11 @@ use crate::digest::Digest;
 use crate::image::{self, ImageConfig};
 use crate::overlay;
 use crate::runtime::{self, Bind, IdMaps, Io, Network, ProcessSpec, RootFs, RuntimeError};
-use crate::state::{self, Container, Records, State, StateError, Status, log::LogLine};
+use crate::state::{self, Container, Records, StateError};
+
+/// What the CLI shows of a record: its status and state, and the log's lines.
+pub use crate::state::log::{LogLine, Stream};
+pub use crate::state::{State, Status};
 
 /// Why a container verb failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +121,8 @@ pub enum StartMode {
     Detached,
     /// `run` without `-d`: the caller's stdio (stdin only with `-i`).
     Foreground,
-    /// `start -a [-i]`: output to the log and to the caller, through the monitor.
+    /// `start -a [-i]`: the caller's stdio, as `run` (stdin with `-i` when the container
+    /// was created with `-i`); a running container is attached to through its monitor.
     Attach { stdin: bool },
 }
 
@@ -541,15 +546,7 @@ impl Engine {
                 started.detach();
                 Ok(None)
             }
-            StartMode::Foreground => Ok(Some(started.wait()?)),
-            StartMode::Attach { stdin } => {
-                started.detach();
-                Ok(Some(runtime::attach(
-                    &self.run_dir(&id),
-                    stdin,
-                    c.record.config.tty,
-                )?))
-            }
+            StartMode::Foreground | StartMode::Attach { .. } => Ok(Some(started.wait()?)),
         }
     }
 
@@ -626,7 +623,11 @@ impl Engine {
         let stdin = r.config.open_stdin;
         let io = match mode {
             StartMode::Foreground => Io::Inherit { stdin },
-            StartMode::Detached | StartMode::Attach { .. } => Io::Log {
+            // the caller's own stdio, so no output is lost before an attach could connect
+            StartMode::Attach { stdin: attach } => Io::Inherit {
+                stdin: stdin && attach,
+            },
+            StartMode::Detached => Io::Log {
                 path: records.log_path(&r.id),
                 stdin,
             },

@@ -312,19 +312,20 @@ impl Records {
         }
         let staging = self.dir.join(format!(".new-{}", record.id));
         let _ = fs::remove_dir_all(&staging);
-        let mk = |p: &Path| {
+        let mk = |p: &Path, mode: u32| {
             fs::DirBuilder::new()
-                .mode(0o700)
+                .mode(mode)
                 .create(p)
                 .map_err(|source| StateError::CreateDir {
                     path: p.to_path_buf(),
                     source,
                 })
         };
-        mk(&staging)?;
+        mk(&staging, 0o700)?;
         let result = (|| {
-            mk(&staging.join("upper"))?;
-            mk(&staging.join("work"))?;
+            // the upper dir's mode is the container's `/` (the record dir keeps it private)
+            mk(&staging.join("upper"), 0o755)?;
+            mk(&staging.join("work"), 0o700)?;
             let _lock = self.lock()?;
             let taken = self.names()?;
             if record.name.is_empty() {
