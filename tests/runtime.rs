@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use camada::runtime::{self, Bind, Container, IdMaps, Io, Network, ProcessSpec, RootFs};
+use camada::runtime::{self, Bind, Network, ProcessSpec};
 
 // ----------------------------------------------------------------------------------------
 // The driver: examples/runtime_run.rs reads this job from CAMADA_RT_DRIVER
@@ -192,7 +192,7 @@ impl Sandbox {
         let exe = driver_exe();
         let mut vars = vec![("CAMADA_RT_DRIVER", serde_json::to_string(job).unwrap())];
         vars.extend(env.iter().cloned());
-        let mut c = match &self.user {
+        match &self.user {
             None => {
                 let mut c = Command::new(&exe);
                 c.envs(vars);
@@ -210,8 +210,7 @@ impl Sandbox {
                 c.arg(&exe);
                 c
             }
-        };
-        c
+        }
     }
 
     /// Runs the driver with `stdin`, output captured in files.
