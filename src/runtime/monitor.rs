@@ -445,10 +445,10 @@ fn run_monitor(
     m: &mut MonitorFiles,
 ) -> Result<(Ended, Option<Box<dyn std::any::Any>>), Early> {
     let setup = |what: &str, e: &dyn std::fmt::Display| Early::Setup(format!("{what}: {e}"));
-    let mut flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWPID;
+    // CLONE_NEWPID comes later, after the root filesystem is mounted: once this thread's
+    // children go to a new pid namespace it cannot create threads (clone(2): EINVAL), and a
+    // FUSE server mounted by RootFs::Mount needs its threads.
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if c.network != Network::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -498,6 +498,26 @@ fn run_monitor(
     let rootfs = c.run_dir.join("rootfs");
     std::fs::create_dir_all(&rootfs).map_err(|e| setup("creating the mount point", &e))?;
 
+    let keep = match source {
+        RootFs::Dir(src) => nix::mount::mount(
+            Some(src.as_path()),
+            &rootfs,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map(|()| None)
+        .map_err(|e| format!("mounting the root filesystem {}: {e}", src.display())),
+        RootFs::Mount(f) => f(&rootfs)
+            .map(Some)
+            .map_err(|e| format!("mounting the root filesystem: {e}")),
+    };
+    let keep = match keep {
+        Ok(k) => k,
+        Err(msg) => return Err(Early::Setup(msg)),
+    };
+    nix::sched::unshare(CloneFlags::CLONE_NEWPID)
+        .map_err(|e| setup("creating the pid namespace", &e))?;
     let init = match sys::fork().map_err(|e| setup("forking the container process", &e))? {
         ForkResult::Child => {
             drop(err_r);
@@ -515,27 +535,6 @@ fn run_monitor(
     let kill_init = || {
         let _ = kill(init, Signal::SIGKILL);
         let _ = waitpid(init, None);
-    };
-    let keep = match source {
-        RootFs::Dir(src) => nix::mount::mount(
-            Some(src.as_path()),
-            &rootfs,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map(|()| None)
-        .map_err(|e| format!("mounting the root filesystem {}: {e}", src.display())),
-        RootFs::Mount(f) => f(&rootfs)
-            .map(Some)
-            .map_err(|e| format!("mounting the root filesystem: {e}")),
-    };
-    let keep = match keep {
-        Ok(k) => k,
-        Err(msg) => {
-            kill_init();
-            return Err(Early::Setup(msg));
-        }
     };
     let mut cgo = File::from(cgo_w);
     let _ = cgo.write_all(b"g");

@@ -133,6 +133,10 @@ impl EventLoop {
             for (tag, flags) in ready {
                 self.handle(tag, flags);
             }
+            // Only now: the ready list names clients by index, so none may move before
+            // the whole list is handled.
+            self.clients
+                .retain(|c| !matches!(c.state, ClientState::Closed));
         }
     }
 
@@ -236,8 +240,6 @@ impl EventLoop {
                 }
             }
         }
-        self.clients
-            .retain(|c| !matches!(c.state, ClientState::Closed));
     }
 
     fn output(&mut self, stream: u8, data: &[u8]) {
@@ -250,10 +252,13 @@ impl EventLoop {
             log.write(usize::from(stream - 1), data);
         }
         let framed = frame(stream, data);
-        self.clients.retain_mut(|c| match c.state {
-            ClientState::Attached { .. } => c.stream.write_all(&framed).is_ok(),
-            _ => true,
-        });
+        for c in &mut self.clients {
+            if matches!(c.state, ClientState::Attached { .. })
+                && c.stream.write_all(&framed).is_err()
+            {
+                c.state = ClientState::Closed;
+            }
+        }
     }
 
     fn on_signal(&mut self) {
