@@ -1,20 +1,19 @@
 //! The runtime driven for real: containers on a busybox directory rootfs, run by a driver
-//! process (this test binary re-executed with `CAMADA_RT_DRIVER`), as root and as the
+//! process (examples/runtime_run.rs with a job in `CAMADA_RT_DRIVER`), as root and as the
 //! unprivileged user `camadatest` (with its /etc/subuid range, and in single-id mode).
 //!
 //! The driver is a fresh, single-threaded process that calls `camada::runtime` exactly as
-//! the engine does; its stdout and stderr go to files the test reads (libtest prints its
-//! own lines on the real stdout).
+//! the CLI does (a libtest thread could not: signals would reach the other threads).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use camada::runtime::{self, Bind, Container, IdMaps, Io, Network, ProcessSpec, RootFs};
+use camada::runtime::{self, Bind, Network, ProcessSpec};
 
 // ----------------------------------------------------------------------------------------
-// The driver
+// The driver: examples/runtime_run.rs reads this job from CAMADA_RT_DRIVER
 
 #[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
 struct Job {
@@ -33,94 +32,6 @@ struct Job {
     single_id: bool,
     exit_file: Option<PathBuf>,
     signal: i32,
-}
-
-#[test]
-fn driver() {
-    let Ok(job) = std::env::var("CAMADA_RT_DRIVER") else {
-        return;
-    };
-    let job: Job = serde_json::from_str(&job).expect("driver job");
-    for (var, fd) in [("CAMADA_RT_OUT", 1), ("CAMADA_RT_ERR", 2)] {
-        if let Ok(p) = std::env::var(var) {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .unwrap();
-            if fd == 1 {
-                nix::unistd::dup2_stdout(&f).unwrap();
-            } else {
-                nix::unistd::dup2_stderr(&f).unwrap();
-            }
-        }
-    }
-    let code = match drive(job) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            e.exit_code()
-        }
-    };
-    std::process::exit(code);
-}
-
-fn drive(job: Job) -> Result<i32, runtime::RuntimeError> {
-    let uid = nix::unistd::geteuid().as_raw();
-    let gid = nix::unistd::getegid().as_raw();
-    let maps = if job.single_id {
-        IdMaps::plan(uid, gid, "", "", "", None)
-    } else {
-        IdMaps::for_current_user()
-    };
-    match job.verb.as_str() {
-        "run" | "start" => {
-            let io = match &job.log {
-                Some(path) => Io::Log {
-                    path: path.clone(),
-                    stdin: job.stdin,
-                },
-                None => Io::Inherit { stdin: job.stdin },
-            };
-            let c = Container {
-                id: job.id.clone(),
-                rootfs: RootFs::Dir(job.rootfs.clone()),
-                run_dir: job.run_dir.clone(),
-                process: job.process.clone(),
-                hostname: job.hostname.clone(),
-                network: job.network.unwrap_or_default(),
-                binds: job.binds.clone(),
-                init: job.init,
-                io,
-                maps,
-            };
-            let exit_file = job.exit_file.clone();
-            let hook: runtime::OnExit = Box::new(move |info: &runtime::ExitInfo| {
-                if let Some(p) = exit_file {
-                    let _ = std::fs::write(
-                        p,
-                        format!("{} {}", info.code, info.failure.clone().unwrap_or_default()),
-                    );
-                }
-            });
-            let started = runtime::start(c, Some(hook))?;
-            if job.verb == "start" {
-                println!("{}", started.init_pid);
-                started.detach();
-                Ok(0)
-            } else {
-                started.wait()
-            }
-        }
-        "exec" => runtime::exec(&job.run_dir, &job.process, job.stdin)?.wait(),
-        "signal" => {
-            let sig = nix::sys::signal::Signal::try_from(job.signal).unwrap();
-            runtime::signal(&job.run_dir, sig).map(|()| 0)
-        }
-        "wait" => Ok(runtime::wait(&job.run_dir, Some(Duration::from_secs(20)))?.unwrap_or(-1)),
-        "attach" => runtime::attach(&job.run_dir, job.stdin, job.process.tty),
-        other => panic!("unknown verb {other}"),
-    }
 }
 
 // ----------------------------------------------------------------------------------------
@@ -278,10 +189,10 @@ impl Sandbox {
 
     /// The driver for `job`, as this sandbox's user, with `env` added.
     fn command(&self, job: &Job, env: &[(&str, String)]) -> Command {
-        let exe = std::env::current_exe().unwrap();
+        let exe = driver_exe();
         let mut vars = vec![("CAMADA_RT_DRIVER", serde_json::to_string(job).unwrap())];
         vars.extend(env.iter().cloned());
-        let mut c = match &self.user {
+        match &self.user {
             None => {
                 let mut c = Command::new(&exe);
                 c.envs(vars);
@@ -299,9 +210,7 @@ impl Sandbox {
                 c.arg(&exe);
                 c
             }
-        };
-        c.args(["--exact", "driver", "--nocapture", "--test-threads=1", "-q"]);
-        c
+        }
     }
 
     /// Runs the driver with `stdin`, output captured in files.
@@ -337,6 +246,30 @@ impl Sandbox {
     fn sh(&self, script: &str) -> Out {
         self.run(&self.job(&["sh", "-c", script]), "")
     }
+}
+
+/// examples/runtime_run, built on first use when `cargo test` was limited to this target.
+fn driver_exe() -> PathBuf {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        // target/<profile>/deps/runtime-HASH -> target/<profile>/examples/runtime_run
+        let me = std::env::current_exe().unwrap();
+        let profile_dir = me.parent().and_then(Path::parent).unwrap();
+        let exe = profile_dir.join("examples/runtime_run");
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-q", "--example", "runtime_run"]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let st = build
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "building examples/runtime_run");
+        assert!(exe.is_file(), "{} is missing", exe.display());
+        exe
+    })
+    .clone()
 }
 
 fn wait_timeout(child: &mut std::process::Child, limit: Duration) -> i32 {
@@ -684,11 +617,7 @@ fn a_real_terminal() {
         job.stdin = true;
         // `script` gives the driver a pty as its terminal; the shell gets one of its own
         let json = serde_json::to_string(&job).unwrap();
-        let exe = std::env::current_exe().unwrap();
-        let inner = format!(
-            "CAMADA_RT_DRIVER='{json}' {} --exact driver --nocapture --test-threads=1 -q",
-            exe.display()
-        );
+        let inner = format!("CAMADA_RT_DRIVER='{json}' {}", driver_exe().display());
         let mut c = match &s.user {
             None => Command::new("script"),
             Some(u) => {
@@ -783,5 +712,32 @@ fn detached_terminal_attach_and_exec_tty() {
         });
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains("42"), "{text}");
+    }
+}
+
+#[test]
+fn foreground_signals_reach_the_container() {
+    for s in sandboxes() {
+        let out = s.dir.path().join("sig-out");
+        let job = s.job(&[
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 8' TERM; echo ready; while :; do sleep 0.1; done",
+        ]);
+        let mut c = s.command(&job, &[("CAMADA_RT_OUT", out.display().to_string())]);
+        c.stdin(Stdio::null()).stdout(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        wait_for("the container to start", || {
+            std::fs::read_to_string(&out).is_ok_and(|t| t.contains("ready"))
+        });
+        // the driver is setpriv's exec'd image: same pid
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let code = wait_timeout(&mut child, Duration::from_secs(30));
+        assert_eq!(code, 8, "{:?}", s.who);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "ready\ngot-term\n");
     }
 }
