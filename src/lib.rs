@@ -24,6 +24,7 @@ pub mod layer;
 pub mod overlay;
 pub mod paths;
 pub mod reference;
+pub mod registry;
 pub mod runtime;
 pub mod state;
 pub mod store;

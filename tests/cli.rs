@@ -48,15 +48,22 @@ impl Camada {
         self.dir.path().join("root")
     }
 
+    /// The environment every command gets: its own store, config and HOME.
+    fn envs(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+            ("HOME", self.dir.path().into()),
+            ("CAMADA_ROOT", self.root().into()),
+            ("CAMADA_RUNROOT", self.dir.path().join("run").into()),
+            ("CAMADA_CONFIG", self.dir.path().join("config").into()),
+        ]
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_camada"));
         c.args(args)
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("CAMADA_ROOT", self.root())
-            .env("CAMADA_RUNROOT", self.dir.path().join("run"))
-            .env("CAMADA_CONFIG", self.dir.path().join("config"))
+            .envs(self.envs())
             .stdin(Stdio::null());
         c
     }
@@ -341,6 +348,26 @@ fn images_lists_tags_and_dangling_images_like_docker() {
         c.ok(&["images", "--digests"])
             .starts_with("REPOSITORY   TAG       DIGEST    IMAGE ID")
     );
+    // docker's filters: the dangling one for `rmi $(images -f dangling=true -q)`
+    assert_text(
+        &c.ok(&["images", "-q", "-f", "dangling=true"]),
+        &format!("{}\n", old.short()),
+    );
+    assert_eq!(
+        c.ok(&["images", "--filter=dangling=false", "-q"])
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(c.ok(&["images", "-qf", "reference=ap*"]).lines().count(), 1);
+    assert_eq!(
+        c.ok(&["images", "-q", "-f", "reference=*:2"])
+            .lines()
+            .count(),
+        0
+    );
+    let e = c.fails(&["images", "-f", "label=x"]);
+    assert!(e.contains("invalid filter"), "{e}");
 }
 
 #[test]
@@ -721,6 +748,10 @@ fn system_df_info_version() {
         assert!(info.contains(want), "{want}: {info}");
     }
     assert_eq!(c.ok(&["system", "info"]), info);
+    assert_text(
+        &c.ok(&["--version"]),
+        &format!("camada version {}\n", env!("CARGO_PKG_VERSION")),
+    );
     let v = c.ok(&["version"]);
     assert!(
         v.starts_with(&format!("Version:       {}\n", env!("CARGO_PKG_VERSION"))),
@@ -776,10 +807,12 @@ fn bad_command_lines_are_one_error_line_and_125() {
     );
     let e = c.fails(&["inspect", "-f"]);
     assert!(e.contains("--format") || e.contains("-f"), "{e}");
-    let e = c.fails(&["image"]);
-    assert!(e.starts_with("Error: "), "{e}");
-    let e = c.fails(&[]);
-    assert!(e.starts_with("Error: "), "{e}");
+    assert!(
+        c.ok(&["image"])
+            .starts_with("Usage: camada image <command>")
+    );
+    // bare `camada` shows the help, as docker does
+    assert!(c.ok(&[]).starts_with("Usage: camada"));
     let e = c.fails(&["tag", "a", "b", "c"]);
     assert!(e.contains("unexpected argument: c"), "{e}");
     // the hint names the command's help
@@ -943,6 +976,7 @@ fn import_makes_a_one_layer_image() {
         tree.contains("+ bin/  (1 entry inside)") && tree.contains("1 layer "),
         "{tree}"
     );
+    assert!(tree.contains("│  Imported from "), "{tree}");
     let all = c.ok(&["image", "tree", "--no-trunc", "mine:1"]);
     assert!(
         all.contains("+ bin/\n") && all.contains("+ bin/sh\n"),
@@ -991,4 +1025,55 @@ fn bad_archives_are_one_error_and_leave_nothing() {
         "Error: \"camada save\" requires at least 1 argument"
     );
     assert_eq!(store(&c), before, "the store is as it was");
+}
+
+#[test]
+fn prune_asks_on_a_terminal() {
+    // `script` (util-linux, essential on Debian) gives the command a terminal
+    let c = Camada::new();
+    let old = c.simple("app:1", b"one");
+    c.simple("app:1", b"two");
+    let on_tty = |answer: &str| {
+        let line = format!("{} image prune", env!("CARGO_BIN_EXE_camada"));
+        let mut cmd = Command::new("script");
+        cmd.args(["-q", "-e", "-c", &line, "/dev/null"])
+            .env_clear()
+            .envs(c.envs())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("running script (util-linux)");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), answer.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    let no = on_tty("n\n");
+    assert!(no.contains("WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N]"), "{no}");
+    assert!(!no.contains("Deleted Images"), "{no}");
+    assert_eq!(c.ok(&["images", "-q"]).lines().count(), 2);
+    let yes = on_tty("y\n");
+    assert!(
+        yes.contains(&format!("Deleted Images:\ndeleted: {old}\n")),
+        "{yes}"
+    );
+    assert_eq!(c.ok(&["images", "-q"]).lines().count(), 1);
+}
+
+#[test]
+fn a_damaged_image_is_still_listed_and_removable() {
+    let c = Camada::new();
+    let id = c.simple("app:1", b"x");
+    // its config blob lost (a disk error, a hand-made mess)
+    fs::remove_file(c.root().join("blobs/sha256").join(id.hex())).unwrap();
+    let list = c.ok(&["images"]);
+    assert!(
+        list.contains(id.short()) && list.contains(" N/A "),
+        "{list}"
+    );
+    let e = c.fails(&["inspect", "app:1"]);
+    assert!(e.contains(&id.to_string()), "{e}");
+    let out = c.ok(&["rmi", "app:1"]);
+    assert!(out.starts_with("Untagged: app:1\n"), "{out}");
+    assert_text(&c.ok(&["images", "-q"]), "");
 }

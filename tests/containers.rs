@@ -4,6 +4,8 @@
 //! nothing else is mapped).
 
 mod common;
+#[path = "common/registry.rs"]
+mod reg;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -74,9 +76,10 @@ fn exit_codes_pass_through() {
         c.run(["run", "--rm", "base", "no-such-command"])
             .exit(127)
             .stderr_has("no-such-command");
-        c.run(["run", "--rm", "nosuchimage", "true"])
-            .engine_error()
-            .stderr_has("camada pull nosuchimage");
+        // a missing image is pulled (here: no such registry to ask)
+        c.run(["run", "--rm", "nosuch.invalid/image", "true"])
+            .exit(125)
+            .stderr_has("Unable to find image 'nosuch.invalid/image:latest' locally\nError: ");
         // a signal's death is 128+n (pid 1 itself cannot be killed from inside)
         c.run([
             "run",
@@ -550,5 +553,29 @@ print('EXIT', os.waitstatus_to_exitcode(st))
             out.trim_end().ends_with("EXIT 3"),
             "{who:?}: exit code: {out}"
         );
+    }
+}
+
+#[test]
+fn run_pulls_a_missing_image() {
+    if !require("docker-registry", reg::available()) {
+        return;
+    }
+    let r = reg::Registry::start(reg::Auth::None);
+    let name = format!("{}/base:v1", r.addr());
+    let pusher = Camada::new();
+    pusher.load_base();
+    pusher.ok(["tag", "base", &name]);
+    pusher.ok(["push", "-q", &name]);
+    for (_, c) in engines(&[Who::Root, Who::User]) {
+        c.ok(["rmi", "base"]);
+        let run = c.run(["run", "--rm", &name, "echo", "pulled"]);
+        run.success()
+            .stdout_is("pulled\n")
+            .stderr_has(&format!("Unable to find image '{name}' locally"));
+        // stored now: no second pull
+        c.run(["run", "--rm", &name, "true"])
+            .success()
+            .stderr_is("");
     }
 }

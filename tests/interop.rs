@@ -71,7 +71,6 @@ fn has_base_image(c: &Camada, id: &Digest) {
 }
 
 #[test]
-#[ignore = "waits for camada load/save (helper store) and inspect (helper cli)"]
 fn save_is_read_by_skopeo() {
     let c = Camada::new();
     let base = c.load_base();
@@ -87,7 +86,6 @@ fn save_is_read_by_skopeo() {
 }
 
 #[test]
-#[ignore = "waits for camada load/save (helper store)"]
 fn save_is_copied_by_skopeo_into_an_oci_layout() {
     let c = Camada::new();
     let base = c.load_base();
@@ -102,7 +100,16 @@ fn save_is_copied_by_skopeo_into_an_oci_layout() {
             &dest,
         ],
     );
-    assert_eq!(skopeo_image_id(&c, &dest), base.image_id);
+    // Converting a docker manifest to OCI, skopeo re-serialises the config (its keys come out
+    // in another order), so the copy's ID differs; its content and layers must not.
+    let config = |source: &str| -> Value {
+        serde_json::from_str(&skopeo(&c, &["inspect", "--config", "--raw", source])).unwrap()
+    };
+    let original: Value = serde_json::from_slice(
+        &fs::read(base.oci_dir.join("blobs/sha256").join(base.image_id.hex())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config(&dest), original);
     assert_eq!(skopeo_diff_ids(&c, &dest), [base.diff_id.to_string()]);
 }
 
@@ -141,13 +148,11 @@ fn oci_archive_unpacks_with_umoci(c: &Camada) {
 }
 
 #[test]
-#[ignore = "waits for camada load/save (helper store)"]
 fn saved_oci_archive_unpacks_with_umoci() {
     oci_archive_unpacks_with_umoci(&Camada::new());
 }
 
 #[test]
-#[ignore = "waits for camada load/save (helper store)"]
 fn saved_oci_archive_unpacks_with_umoci_as_the_unprivileged_user() {
     let Some(c) = Camada::as_user() else { return };
     oci_archive_unpacks_with_umoci(&c);
@@ -240,20 +245,17 @@ fn skopeo_archives_load(c: &Camada) {
 }
 
 #[test]
-#[ignore = "waits for camada load (helper store) and inspect (helper cli)"]
 fn archives_made_by_skopeo_load_with_the_same_id_and_layers() {
     skopeo_archives_load(&Camada::new());
 }
 
 #[test]
-#[ignore = "waits for camada load (helper store) and inspect (helper cli)"]
 fn archives_made_by_skopeo_load_as_the_unprivileged_user() {
     let Some(c) = Camada::as_user() else { return };
     skopeo_archives_load(&c);
 }
 
 #[test]
-#[ignore = "waits for camada load/save (helper store)"]
 fn save_then_load_keeps_the_image_id() {
     let c = Camada::new();
     let base = c.load_base();

@@ -68,7 +68,7 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         })
     };
     match words.as_slice() {
-        ["images"] => s("aq", "", &["format"]),
+        ["images"] => s("aq", "f", &["format", "filter"]),
         ["tag"] => s("", "", &[]),
         ["rmi"] => s("f", "", &[]),
         ["inspect"] => s("", "f", &["format", "type"]),
@@ -83,6 +83,11 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["system", "prune"] => s("af", "", &[]),
         ["system", "df"] => s("", "", &[]),
         ["info"] => s("", "", &[]),
+        ["pull"] => s("q", "", &["platform", "tls-verify"]),
+        ["push"] => s("q", "", &["tls-verify"]),
+        ["login"] => s("", "up", &["username", "password", "tls-verify"]),
+        ["logout"] => s("", "", &[]),
+        ["search"] => s("", "", &["limit", "tls-verify"]),
         ["version"] => s("", "", &[]),
         ["run"] => command_line("dit", RUN_VALUES, RUN_LONG_VALUES),
         ["create"] => command_line("it", RUN_VALUES, RUN_LONG_VALUES),

@@ -37,6 +37,11 @@ pub enum Command {
     System(SystemGroup),
     Info(Info),
     Version(Version),
+    Pull(super::registry::Pull),
+    Push(super::registry::Push),
+    Login(super::registry::Login),
+    Logout(super::registry::Logout),
+    Search(super::registry::Search),
     Run(super::containers::Run),
     Create(super::containers::Create),
     Start(super::containers::Start),
@@ -72,6 +77,9 @@ pub struct Images {
     /// or 'json'
     #[argh(option)]
     pub format: Option<String>,
+    /// filter the list: dangling=true|false, reference=PATTERN (repeatable)
+    #[argh(option, short = 'f')]
+    pub filter: Vec<String>,
     /// only images of this repository (REPO or REPO:TAG)
     #[argh(positional, arg_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,

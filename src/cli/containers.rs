@@ -340,10 +340,28 @@ fn refuse_ports(publish: &[String], command: &str) -> Result<(), CliError> {
     ))
 }
 
+/// `create` as docker's: an image not stored is pulled first (told on stderr, so that
+/// stdout stays the container's own, or its ID).
+fn create_pulling(engine: &Engine, req: &CreateRequest) -> Result<String, CliError> {
+    match engine.create_container(req) {
+        Err(EngineError::Containers(ContainersError::ImageNotFound(word))) => {
+            let shown = match crate::reference::Reference::parse(&word) {
+                Ok(r) => r.familiar(),
+                Err(_) => word.clone(),
+            };
+            eprintln!("Unable to find image '{shown}' locally");
+            let name = engine.pull_for_run(&word)?;
+            eprintln!("Status: Downloaded newer image for {name}");
+            engine.create_container(req).map_err(fail)
+        }
+        other => other.map_err(fail),
+    }
+}
+
 pub fn run(engine: &Engine, a: &Run) -> Result<(), CliError> {
     require(!a.args.is_empty(), "IMAGE", "run")?;
     refuse_ports(&a.publish, "run")?;
-    let id = engine.create_container(&request!(a)).map_err(fail)?;
+    let id = create_pulling(engine, &request!(a))?;
     if a.detach {
         engine
             .start_container(&id, StartMode::Detached)
@@ -361,7 +379,7 @@ pub fn run(engine: &Engine, a: &Run) -> Result<(), CliError> {
 pub fn create(engine: &Engine, a: &Create) -> Result<(), CliError> {
     require(!a.args.is_empty(), "IMAGE", "create")?;
     refuse_ports(&a.publish, "create")?;
-    let id = engine.create_container(&request!(a)).map_err(fail)?;
+    let id = create_pulling(engine, &request!(a))?;
     writeln!(io::stdout().lock(), "{id}")?;
     Ok(())
 }

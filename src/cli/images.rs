@@ -42,10 +42,37 @@ const IMAGE_HEADERS: &[(&str, &str)] = &[
 ];
 
 pub fn images(engine: &Engine, a: &Images) -> Result<(), CliError> {
-    let rows = engine.images(&ListImages {
+    let mut req = ListImages {
         all: a.all,
         reference: a.reference.clone(),
-    })?;
+        ..ListImages::default()
+    };
+    for f in &a.filter {
+        match f.split_once('=') {
+            Some(("dangling", v)) => {
+                req.dangling = Some(match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(CliError::usage(
+                            format!("invalid filter {f:?}: dangling is true or false"),
+                            "images",
+                        ));
+                    }
+                })
+            }
+            Some(("reference", p)) => req.patterns.push(p.to_string()),
+            _ => {
+                return Err(CliError::usage(
+                    format!(
+                        "invalid filter {f:?}: camada filters by dangling=BOOL or reference=PATTERN"
+                    ),
+                    "images",
+                ));
+            }
+        }
+    }
+    let rows = engine.images(&req)?;
     let now = now();
     let none = || Value::String("<none>".into());
     let fields: Vec<Map<String, Value>> = rows

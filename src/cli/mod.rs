@@ -14,6 +14,7 @@ mod commands;
 mod containers;
 mod format;
 mod images;
+mod registry;
 mod system;
 mod template;
 mod tree;
@@ -115,10 +116,27 @@ fn one_line(s: &str) -> String {
 pub fn run(args: &[String]) -> Result<(), CliError> {
     let expanded = argv::expand(args);
     let command_name = expanded.command.join(" ");
-    if expanded.command.is_empty() && expanded.globals.iter().all(|g| g != "--help") {
-        return Err(CliError::usage("no command given", ""));
+    if expanded.command.is_empty()
+        && expanded
+            .globals
+            .iter()
+            .any(|g| g == "--version" || g == "-v")
+    {
+        let mut out = io::stdout().lock();
+        writeln!(out, "camada version {}", env!("CARGO_PKG_VERSION"))?;
+        return Ok(());
     }
-    let argv = expanded.argv();
+    if expanded.command.is_empty() && expanded.globals.iter().all(|g| g != "--help") {
+        // bare `camada` shows the help, as bare `docker` does
+        return run(&["--help".to_string()]);
+    }
+    let mut argv = expanded.argv();
+    if matches!(expanded.command.as_slice(), [g] if g == "image" || g == "system")
+        && expanded.args.is_empty()
+    {
+        // bare `camada image` lists its subcommands, as docker does
+        argv.push("--help".into());
+    }
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let parsed = match Camada::from_args(&["camada"], &argv) {
         Ok(p) => p,
@@ -195,6 +213,11 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
     match &cmd.command {
         Command::Version(_) => system::version(),
         Command::Info(_) => system::info(&engine(&cmd)?),
+        Command::Pull(a) => registry::pull(&engine(&cmd)?, a),
+        Command::Push(a) => registry::push(&engine(&cmd)?, a),
+        Command::Login(a) => registry::login(&engine(&cmd)?, a),
+        Command::Logout(a) => registry::logout(&engine(&cmd)?, a),
+        Command::Search(a) => registry::search(&engine(&cmd)?, a),
         Command::Images(a) => images::images(&engine(&cmd)?, a),
         Command::Tag(a) => images::tag(&engine(&cmd)?, a),
         Command::Rmi(a) => images::rmi(&engine(&cmd)?, a),

@@ -23,7 +23,7 @@ pub fn draw(tree: &ImageTree, truncate: bool, now: i64) -> String {
         human_size(tree.size)
     );
     out.push_str(
-        "top of the stack first; + added, ~ changed, - deleted (relative to the layers below)\n\n",
+        "the stack as a container sees it, base at the bottom;\n+ added, ~ changed, - deleted: relative to the layers below\n\n",
     );
     let mut first = true;
     for step in tree.steps.iter().rev() {

@@ -347,6 +347,20 @@ impl Engine {
             })
     }
 
+    /// After a `wait` answered: until the monitor has recorded the exit and gone (its
+    /// answer can come before the exit hook when the wait connected late). Bounded.
+    fn settle(&self, id: &str, limit: Duration) {
+        let Ok(records) = self.records() else { return };
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            let running = records.load(id).is_ok_and(|c| c.state.status.is_running());
+            if !running || !self.monitor_alive(id) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Reads a container and makes its status true: "running" with no monitor becomes
     /// exited (137: the monitor's death takes the process with it), recorded.
     fn current(&self, records: &Records, id: &str) -> Result<Container> {
@@ -481,6 +495,25 @@ impl Engine {
         records.clean_leftovers();
         let record = records.create(record)?;
         Ok(record.id)
+    }
+
+    /// `run`/`create` of an image not stored: pulls it (quietly, default platform) and
+    /// returns the name as docker prints it (`busybox:latest`).
+    pub fn pull_for_run(&self, word: &str) -> std::result::Result<String, EngineError> {
+        let reference =
+            crate::reference::Reference::parse(word).map_err(|e| EngineError::BadReference {
+                word: word.to_string(),
+                why: e.to_string(),
+            })?;
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        super::pull::pull(
+            &self.store,
+            &reference,
+            &super::pull::PullOptions::default(),
+            &(),
+            &cancel,
+        )?;
+        Ok(reference.familiar())
     }
 
     /// Starts a created or exited container. Returns the exit code in the foreground and
@@ -675,6 +708,18 @@ impl Engine {
             .as_deref()
             .and_then(|s| parse_signal(s).ok())
             .unwrap_or(Signal::SIGTERM);
+        let result = self.stop_running(&dir, sig, timeout);
+        self.settle(&c.record.id, Duration::from_secs(10));
+        result
+    }
+
+    fn stop_running(
+        &self,
+        dir: &Path,
+        sig: Signal,
+        timeout: Duration,
+    ) -> std::result::Result<(), EngineError> {
+        let dir = dir.to_path_buf();
         let gone = |e: &RuntimeError| matches!(e, RuntimeError::NotRunning { .. });
         match runtime::signal(&dir, sig) {
             Err(e) if gone(&e) => return Ok(()),
@@ -708,6 +753,7 @@ impl Engine {
         runtime::signal(&dir, sig).map_err(ContainersError::from)?;
         if sig == Signal::SIGKILL {
             let _ = runtime::wait(&dir, Some(Duration::from_secs(10)));
+            self.settle(&c.record.id, Duration::from_secs(10));
         }
         Ok(())
     }
@@ -756,6 +802,7 @@ impl Engine {
             let dir = self.run_dir(id);
             let _ = runtime::signal(&dir, Signal::SIGKILL);
             let _ = runtime::wait(&dir, Some(Duration::from_secs(30)));
+            self.settle(id, Duration::from_secs(10));
         }
         records.remove(id).map_err(ContainersError::from)?;
         let _ = std::fs::remove_dir_all(self.run_dir(id));

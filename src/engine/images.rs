@@ -74,9 +74,11 @@ impl Engine {
             if let Some(f) = facts.get(id) {
                 return Ok(*f);
             }
+            // a damaged image is still listed (so that it can be removed), without date
+            // or size; inspect and history name what is wrong with it
             let f = (
-                created(&config(&self.store, id)?),
-                self.store.image_size(id)?,
+                config(&self.store, id).ok().as_ref().and_then(created),
+                self.store.image_size(id).unwrap_or(0),
             );
             facts.insert(id.clone(), f);
             Ok(f)
@@ -89,8 +91,22 @@ impl Engine {
             let Ok(r) = Reference::parse(name) else {
                 continue;
             };
-            if let Some(f) = &filter {
-                if f.name() != r.name() || (f.tag.is_some() && f.tag != r.tag) {
+            if let Some(f) = &filter
+                && (f.name() != r.name() || (f.tag.is_some() && f.tag != r.tag))
+            {
+                continue;
+            }
+            if req.dangling == Some(true) {
+                continue;
+            }
+            if !req.patterns.is_empty() {
+                let name = r.familiar_name();
+                let with_tag = format!("{name}:{}", r.tag.as_deref().unwrap_or(""));
+                if !req
+                    .patterns
+                    .iter()
+                    .any(|p| glob(p, &name) || glob(p, &with_tag))
+                {
                     continue;
                 }
             }
@@ -110,7 +126,7 @@ impl Engine {
                 size,
             });
         }
-        if filter.is_none() {
+        if filter.is_none() && req.patterns.is_empty() && req.dangling != Some(false) {
             let mut seen = BTreeSet::new();
             for manifest in db.dangling() {
                 let Some(rec) = db.images.get(&manifest) else {
@@ -291,6 +307,36 @@ impl Engine {
     }
 }
 
+/// Shell-style matching of `*` (any run of characters but `/`) and `?`, as Go's
+/// `path.Match` that docker's reference filter uses.
+fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // classic two-pointer match with backtracking to the last `*`
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == n[ni] || (c == '?' && n[ni] != '/') => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) if n[sn] != '/' => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                _ => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
 fn short(container: &str) -> String {
     container.chars().take(12).collect()
 }
@@ -341,4 +387,22 @@ fn delete_image(store: &Store, db: &mut ImageDb, id: &Digest) -> Result<Vec<Remo
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn glob_matches_like_path_match() {
+        assert!(glob("busybox", "busybox"));
+        assert!(glob("busy*", "busybox"));
+        assert!(glob("*:1.*", "app:1.36"));
+        assert!(glob("a?p", "app"));
+        assert!(!glob("busy*", "alpine"));
+        assert!(!glob("*", "user/app"), "* does not cross /");
+        assert!(glob("*/*", "user/app"));
+        assert!(glob("", ""));
+        assert!(!glob("", "x"));
+    }
 }

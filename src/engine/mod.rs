@@ -1,5 +1,5 @@
 //! The engine: camada's verbs (images, tag, rmi, inspect, history, prune, df, info, tree,
-//! save/load/import, later pull/push/run...) wired over the service modules.
+//! save/load/import, pull/push/login; later run...) wired over the service modules.
 //!
 //! Owns the `Engine` (paths + store) and the plain data each verb returns: rows, reports,
 //! trees. It decides everything docker decides (which tag to untag, when an image may be
@@ -10,6 +10,9 @@
 pub mod archive;
 pub mod containers;
 mod images;
+pub mod login;
+pub mod pull;
+pub mod push;
 mod system;
 mod tree;
 
@@ -56,6 +59,12 @@ pub enum EngineError {
     LayerIndex { diff_id: DiffId, why: String },
     #[error("{0}")]
     Archive(#[from] archive::ArchiveError),
+    #[error(transparent)]
+    Pull(#[from] pull::PullError),
+    #[error(transparent)]
+    Push(#[from] push::PushError),
+    #[error(transparent)]
+    Login(#[from] login::LoginError),
     #[error("{0}")]
     Containers(#[from] containers::ContainersError),
 }
@@ -116,6 +125,11 @@ pub struct ListImages {
     pub all: bool,
     /// `REPO` or `REPO:TAG` as the user typed it.
     pub reference: Option<String>,
+    /// `--filter dangling=true|false`: only untagged images, or only tagged ones.
+    pub dangling: Option<bool>,
+    /// `--filter reference=PATTERN`: the familiar `name` or `name:tag` matches the glob
+    /// (`*`, `?`); several patterns: any of them.
+    pub patterns: Vec<String>,
 }
 
 /// One row of `images`: an image under one of its names (or `<none>`).

@@ -228,6 +228,25 @@ fn probe_userns() -> Probe {
         ok = false;
         seen.push("the kernel has no user namespaces".into());
     }
+    // the settings can look right and still be refused (a seccomp profile, a container
+    // we run in): try it, in a child, when util-linux's unshare is there
+    if ok && let Some(unshare) = find_in_path("unshare") {
+        match std::process::Command::new(unshare)
+            .args(["--user", "--map-root-user", "true"])
+            .stdin(std::process::Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => seen.push("unshare --user works".into()),
+            Ok(out) => {
+                ok = false;
+                seen.push(format!(
+                    "unshare --user fails: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Err(e) => seen.push(format!("unshare not run: {e}")),
+        }
+    }
     Probe {
         ok,
         detail: seen.join(", "),

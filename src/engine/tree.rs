@@ -153,7 +153,8 @@ impl Engine {
                 size: self.store.layer_size(&d)?,
                 diff_id: d,
                 files,
-                created_by: h.created_by,
+                // an imported layer has no command, only a comment ("Imported from x")
+                created_by: h.created_by.filter(|c| !c.trim().is_empty()).or(h.comment),
                 created,
                 added,
                 changed,

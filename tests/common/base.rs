@@ -100,6 +100,13 @@ fn build() -> BaseImage {
             .args(["-R", "a+rX"])
             .arg(&dir)
             .status();
+        // Images of older versions of the script or of busybox are of no further use.
+        for e in fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with("base-") && e.path() != dir {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
     }
     let read_digest = |name: &str| -> Digest {
         let p = dir.join(name);
