@@ -579,3 +579,109 @@ fn run_pulls_a_missing_image() {
             .stderr_is("");
     }
 }
+
+#[test]
+fn logs_follow_and_inspect_shape() {
+    for (_, c) in engines(&[Who::Root, Who::User]) {
+        let id = c.ok([
+            "run",
+            "-d",
+            "-v",
+            &format!("{}:/data:ro", c.work().display()),
+            "base",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo line$i; sleep 0.2; done",
+        ]);
+        let id = id.trim();
+        // -f returns once the container has stopped, with every line
+        c.run(["logs", "-f", id])
+            .success()
+            .stdout_is("line1\nline2\nline3\n");
+        let json = c.ok(["container", "inspect", id]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let o = &v[0];
+        for key in [
+            "Id",
+            "Created",
+            "Path",
+            "Args",
+            "State",
+            "Image",
+            "Name",
+            "HostConfig",
+            "Mounts",
+            "Config",
+        ] {
+            assert!(o.get(key).is_some(), "inspect has {key}: {json}");
+        }
+        assert_eq!(o["Id"], id);
+        assert_eq!(o["Path"], "sh");
+        assert_eq!(o["State"]["Status"], "exited");
+        assert_eq!(o["State"]["ExitCode"], 0);
+        assert!(o["Image"].as_str().unwrap().starts_with("sha256:"));
+        assert_eq!(o["Config"]["Image"], "base");
+        assert_eq!(o["Mounts"][0]["Destination"], "/data");
+        assert_eq!(o["Mounts"][0]["RW"], false);
+        assert!(o["Name"].as_str().unwrap().starts_with('/'));
+        // `inspect` without --type finds containers too
+        c.run(["inspect", "-f", "{{.State.Status}}", id])
+            .success()
+            .stdout_is("exited\n");
+        cleanup(&c);
+    }
+}
+
+#[test]
+fn detached_terminal_and_attach() {
+    let py = r#"
+import os, pty, sys, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b''
+for _ in range(100):
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            d = os.read(fd, 4096)
+        except OSError:
+            break
+        if not d:
+            break
+        out += d
+    if b'attached' in out:
+        break
+os.write(fd, b'echo from-$((40+2)); exit 5\n')
+while True:
+    r, _, _ = select.select([fd], [], [], 20)
+    if not r:
+        break
+    try:
+        d = os.read(fd, 4096)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors='replace'))
+print('EXIT', os.waitstatus_to_exitcode(st))
+"#;
+    for (who, c) in engines(&[Who::Root, Who::User]) {
+        c.ok(["run", "-dit", "--name", "shell", "base", "sh"]);
+        assert!(c.ok(["ps"]).contains("shell"));
+        let mut cmd = c.command("/usr/bin/python3");
+        cmd.arg("-c").arg(py).arg("/bin/sh").arg("-c").arg(format!(
+            "echo attached; exec {} attach shell",
+            c.executable(Path::new(common::BIN)).display()
+        ));
+        let out = c.exec(cmd).success().stdout();
+        assert!(out.contains("from-42"), "{who:?}: {out}");
+        assert!(out.trim_end().ends_with("EXIT 5"), "{who:?}: {out}");
+        c.run(["inspect", "-f", "{{.State.ExitCode}}", "shell"])
+            .success()
+            .stdout_is("5\n");
+        cleanup(&c);
+    }
+}
