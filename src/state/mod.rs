@@ -176,7 +176,7 @@ pub struct Record {
     pub id: String,
     /// RFC 3339.
     pub created: String,
-    /// argv[0] and the rest, after docker's ENTRYPOINT/CMD rules.
+    /// `argv[0]` and the rest, after docker's ENTRYPOINT/CMD rules.
     pub path: String,
     pub args: Vec<String>,
     /// The image ID, `sha256:<hex>` (the store's `containers_using` reads this key).
