@@ -20,9 +20,26 @@ enum Who {
     SingleId,
 }
 
+/// A Camada whose containers are all removed when it goes, also when the test panics (a
+/// detached container must never outlive its test).
+struct Engine(Camada);
+
+impl std::ops::Deref for Engine {
+    type Target = Camada;
+    fn deref(&self) -> &Camada {
+        &self.0
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        cleanup(&self.0);
+    }
+}
+
 /// The engines a test runs against, each with the base image loaded. Rootless ones need
 /// FUSE and user namespaces (a loud SKIP off CI when missing).
-fn engines(who: &[Who]) -> Vec<(Who, Camada)> {
+fn engines(who: &[Who]) -> Vec<(Who, Engine)> {
     let mut out = Vec::new();
     for &w in who {
         let c = match w {
@@ -49,7 +66,7 @@ fn engines(who: &[Who]) -> Vec<(Who, Camada)> {
             }
         };
         c.load_base();
-        out.push((w, c));
+        out.push((w, Engine(c)));
     }
     out
 }
