@@ -25,5 +25,7 @@ pub mod overlay;
 pub mod paths;
 pub mod reference;
 pub mod registry;
+pub mod runtime;
+pub mod state;
 pub mod store;
 pub mod tarindex;

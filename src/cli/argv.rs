@@ -26,6 +26,36 @@ pub struct FlagSpec {
 /// Global flags (before the command) that take a value.
 const GLOBAL_VALUES: &[&str] = &["root", "runroot"];
 
+/// Short value flags of `run` and `create` (`-h` is the hostname there, as in docker).
+const RUN_VALUES: &str = "ewuvph";
+/// Their long value flags.
+const RUN_LONG_VALUES: &[&str] = &[
+    "name",
+    "env",
+    "env-file",
+    "volume",
+    "workdir",
+    "user",
+    "publish",
+    "network",
+    "entrypoint",
+    "hostname",
+];
+
+/// A command whose own arguments end at its first positional (the image, the container).
+fn command_line(
+    bools: &'static str,
+    values: &'static str,
+    long_values: &'static [&'static str],
+) -> Option<FlagSpec> {
+    Some(FlagSpec {
+        bools,
+        values,
+        long_values,
+        stop_at_positional: true,
+    })
+}
+
 /// The commands camada knows, with the flags the expansion must know about.
 pub fn spec(command: &[String]) -> Option<FlagSpec> {
     let words: Vec<&str> = command.iter().map(String::as_str).collect();
@@ -59,13 +89,26 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["logout"] => s("", "", &[]),
         ["search"] => s("", "", &["limit", "tls-verify"]),
         ["version"] => s("", "", &[]),
+        ["run"] => command_line("dit", RUN_VALUES, RUN_LONG_VALUES),
+        ["create"] => command_line("it", RUN_VALUES, RUN_LONG_VALUES),
+        ["exec"] => command_line("it", "ewu", &["env", "workdir", "user"]),
+        ["start"] => s("ait", "", &[]),
+        ["stop" | "restart"] => s("", "t", &["time"]),
+        ["kill"] => s("", "s", &["signal"]),
+        ["rm"] => s("fv", "", &[]),
+        ["ps"] => s("aqs", "", &[]),
+        ["logs"] => s("ft", "n", &["tail"]),
+        ["attach" | "wait"] => s("", "", &[]),
+        ["container"] => s("", "", &[]),
+        ["container", "inspect"] => s("", "f", &["format"]),
+        ["container", "prune"] => s("f", "", &[]),
         _ => None,
     }
 }
 
 /// Commands whose next word names a subcommand.
 fn is_group(word: &str) -> bool {
-    matches!(word, "image" | "system")
+    matches!(word, "image" | "system" | "container")
 }
 
 /// docker's two-word forms that are the same as a one-word command.
@@ -83,6 +126,18 @@ fn alias(group: &str, sub: &str) -> Option<&'static str> {
         ("image", "push") => "push",
         ("image", "build") => "build",
         ("system", "info") => "info",
+        ("container", "ls" | "list" | "ps") => "ps",
+        ("container", "rm" | "remove") => "rm",
+        ("container", "run") => "run",
+        ("container", "create") => "create",
+        ("container", "start") => "start",
+        ("container", "stop") => "stop",
+        ("container", "kill") => "kill",
+        ("container", "restart") => "restart",
+        ("container", "exec") => "exec",
+        ("container", "logs") => "logs",
+        ("container", "attach") => "attach",
+        ("container", "wait") => "wait",
         _ => return None,
     })
 }
@@ -338,6 +393,33 @@ mod tests {
         assert_eq!(e("-dp 8080:80 img"), "-d -p 8080:80 img");
         assert_eq!(e("-p8080:80 img -it"), "-p 8080:80 img -it");
         assert_eq!(e("busybox -- -it"), "busybox -- -it");
+    }
+
+    #[test]
+    fn container_commands_expand_up_to_their_command_line() {
+        assert_eq!(argv("run -it base sh"), "run -i -t base sh");
+        assert_eq!(
+            argv("run -dit --name x -eA=1 base ls -la"),
+            "run -d -i -t --name x -e A=1 base ls -la"
+        );
+        assert_eq!(argv("run -itd --rm base"), "run -i -t -d --rm base");
+        assert_eq!(argv("run -h myhost base"), "run -h myhost base");
+        assert_eq!(
+            argv("run --env-file=f base -it"),
+            "run --env-file f base -it"
+        );
+        assert_eq!(argv("create -it base"), "create -i -t base");
+        assert_eq!(argv("exec -it c sh -c x"), "exec -i -t c sh -c x");
+        assert_eq!(argv("start -ai c"), "start -a -i c");
+        assert_eq!(argv("start -it c"), "start -i -t c");
+        assert_eq!(argv("container ls -aq"), "ps -a -q");
+        assert_eq!(argv("container rm -fv c"), "rm -f -v c");
+        assert_eq!(argv("container run -d base"), "run -d base");
+        assert_eq!(argv("container prune -f"), "container prune -f");
+        assert_eq!(argv("logs -ft c"), "logs -f -t c");
+        assert_eq!(argv("logs -n3 c"), "logs -n 3 c");
+        assert_eq!(argv("stop -t 1 c"), "stop -t 1 c");
+        assert_eq!(argv("kill -sTERM c"), "kill -s TERM c");
     }
 
     #[test]

@@ -42,6 +42,19 @@ pub enum Command {
     Login(super::registry::Login),
     Logout(super::registry::Logout),
     Search(super::registry::Search),
+    Run(super::containers::Run),
+    Create(super::containers::Create),
+    Start(super::containers::Start),
+    Stop(super::containers::Stop),
+    Restart(super::containers::Restart),
+    Kill(super::containers::Kill),
+    Rm(super::containers::Rm),
+    Ps(super::containers::Ps),
+    Exec(super::containers::Exec),
+    Logs(super::containers::Logs),
+    Attach(super::containers::Attach),
+    Wait(super::containers::Wait),
+    Container(super::containers::ContainerGroup),
 }
 
 /// List images (also: image ls).

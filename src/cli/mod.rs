@@ -11,6 +11,7 @@
 mod archive;
 mod argv;
 mod commands;
+mod containers;
 mod format;
 mod images;
 mod registry;
@@ -40,6 +41,10 @@ pub enum CliError {
     Output(#[source] io::Error),
     #[error("{0}")]
     Template(#[from] template::TemplateError),
+    /// The container's own exit code (run, start -a, exec, attach); anything to say was
+    /// already printed.
+    #[error("exit status {0}")]
+    Exit(i32),
     /// Several objects failed; each message was already printed.
     #[error("{0}")]
     Reported(String),
@@ -80,6 +85,7 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
         Err(CliError::Reported(_)) => EXIT_ERROR,
+        Err(CliError::Exit(code)) => code,
         Err(CliError::Usage { message, command }) => {
             eprintln!("Error: {}", one_line(&message));
             let cmd = if command.is_empty() {
@@ -215,7 +221,16 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Images(a) => images::images(&engine(&cmd)?, a),
         Command::Tag(a) => images::tag(&engine(&cmd)?, a),
         Command::Rmi(a) => images::rmi(&engine(&cmd)?, a),
-        Command::Inspect(a) => images::inspect(&engine(&cmd)?, a),
+        Command::Inspect(a) => {
+            let e = engine(&cmd)?;
+            match a.kind.as_deref() {
+                Some("container") => containers::inspect(&e, &a.names, a.format.as_deref()),
+                None if containers::all_containers(&e, &a.names) => {
+                    containers::inspect(&e, &a.names, a.format.as_deref())
+                }
+                _ => images::inspect(&e, a),
+            }
+        }
         Command::History(a) => images::history(&engine(&cmd)?, a),
         Command::Save(a) => archive::save(&engine(&cmd)?, a),
         Command::Load(a) => archive::load(&engine(&cmd)?, a),
@@ -223,6 +238,24 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Image(g) => match &g.command {
             ImageCommand::Prune(a) => images::prune(&engine(&cmd)?, a.all, a.force, false),
             ImageCommand::Tree(a) => images::tree(&engine(&cmd)?, a),
+        },
+        Command::Run(a) => containers::run(&engine(&cmd)?, a),
+        Command::Create(a) => containers::create(&engine(&cmd)?, a),
+        Command::Start(a) => containers::start(&engine(&cmd)?, a),
+        Command::Stop(a) => containers::stop(&engine(&cmd)?, a),
+        Command::Restart(a) => containers::restart(&engine(&cmd)?, a),
+        Command::Kill(a) => containers::kill(&engine(&cmd)?, a),
+        Command::Rm(a) => containers::rm(&engine(&cmd)?, a),
+        Command::Ps(a) => containers::ps(&engine(&cmd)?, a),
+        Command::Exec(a) => containers::exec(&engine(&cmd)?, a),
+        Command::Logs(a) => containers::logs(&engine(&cmd)?, a),
+        Command::Attach(a) => containers::attach(&engine(&cmd)?, a),
+        Command::Wait(a) => containers::wait(&engine(&cmd)?, a),
+        Command::Container(g) => match &g.command {
+            containers::ContainerCommand::Inspect(a) => {
+                containers::inspect(&engine(&cmd)?, &a.containers, a.format.as_deref())
+            }
+            containers::ContainerCommand::Prune(a) => containers::prune(&engine(&cmd)?, a),
         },
         Command::System(g) => match &g.command {
             SystemCommand::Prune(a) => images::prune(&engine(&cmd)?, a.all, a.force, true),

@@ -8,6 +8,7 @@
 //! never import each other; this module is where they meet.
 
 pub mod archive;
+pub mod containers;
 mod images;
 pub mod login;
 pub mod pull;
@@ -64,6 +65,8 @@ pub enum EngineError {
     Push(#[from] push::PushError),
     #[error(transparent)]
     Login(#[from] login::LoginError),
+    #[error("{0}")]
+    Containers(#[from] containers::ContainersError),
 }
 
 /// The engine: where things are, and the store.
