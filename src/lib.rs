@@ -23,6 +23,7 @@ pub mod image;
 pub mod layer;
 pub mod paths;
 pub mod reference;
+pub mod registry;
 pub mod runtime;
 pub mod store;
 pub mod tarindex;

@@ -186,13 +186,23 @@ impl Reference {
 
     /// The name as `docker images` shows it in REPOSITORY: Docker Hub's `docker.io/`
     /// and `library/` dropped (`busybox`, `user/app`, `127.0.0.1:5000/app`).
+    /// One deliberate difference from docker (found by fuzzing): a Docker Hub path whose
+    /// first component would read as a registry (`docker.io/a.b/c`, `docker.io/localhost/x`)
+    /// keeps `docker.io/`, so the familiar form always parses back to the same name.
     pub fn familiar_name(&self) -> String {
         if self.registry != DOCKER_HUB {
             return self.name();
         }
-        match self.repository.strip_prefix(OFFICIAL_PREFIX) {
-            Some(rest) if !rest.contains('/') => rest.to_owned(),
-            _ => self.repository.clone(),
+        if let Some(rest) = self.repository.strip_prefix(OFFICIAL_PREFIX)
+            && !rest.contains('/')
+        {
+            return rest.to_owned();
+        }
+        let first = self.repository.split('/').next().unwrap_or_default();
+        if first.contains('.') || first == "localhost" {
+            self.name()
+        } else {
+            self.repository.clone()
         }
     }
 

@@ -210,6 +210,13 @@ impl Store {
         Ok((file, path))
     }
 
+    /// A scratch file in `tmp/` (e.g. a spooled archive), removed when dropped and, after a
+    /// crash, by the next [`Store::open`].
+    pub fn temp_file(&self, kind: &str) -> Result<TempFile> {
+        let (file, path) = self.tmp_file(kind)?;
+        Ok(TempFile { file, path })
+    }
+
     /// Removes the entries of `tmp/` whose owning command is gone. Entries with a name
     /// this store does not make are left alone.
     fn clean_tmp(&self) -> Result<()> {
@@ -241,6 +248,27 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// A scratch file in `tmp/`, removed on drop.
+pub struct TempFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl TempFile {
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
     }
 }
 

@@ -1,0 +1,229 @@
+//! How docker prints numbers, times and tables: sizes in decimal units with three
+//! significant digits (`4.26MB`), ages as `About an hour ago`, and tables aligned the way
+//! Go's `tabwriter` aligns docker's (min width 10, padding 3, last column unpadded).
+//!
+//! Pure: values in, strings out; the caller passes "now", so every function is testable.
+
+/// docker's `units.HumanSize`: decimal units, 3 significant digits, Go's `%g` form.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < UNITS.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    format!("{}{}", go_g3(size), UNITS[unit])
+}
+
+/// Go's `%.3g` for a value in `[0, 1000)`: three significant digits, trailing zeros
+/// dropped, and Go's exponent form when rounding reaches 1000 (`1e+03`).
+fn go_g3(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    // The exponent of the value once rounded to three significant digits.
+    let mut exp = v.abs().log10().floor() as i32;
+    let scale = 10f64.powi(2 - exp);
+    let rounded = (v * scale).round() / scale;
+    if rounded.abs() >= 10f64.powi(exp + 1) {
+        exp += 1;
+    }
+    if exp >= 3 {
+        let mant = rounded / 10f64.powi(exp);
+        let m = trim_zeros(format!("{mant:.2}"));
+        return format!("{m}e+{exp:02}");
+    }
+    let decimals = (2 - exp).max(0) as usize;
+    trim_zeros(format!("{rounded:.decimals$}"))
+}
+
+fn trim_zeros(s: String) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// docker's `units.HumanDuration` (what `CREATED` shows before ` ago`).
+pub fn human_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    if s < 1 {
+        return "Less than a second".into();
+    }
+    if s == 1 {
+        return "1 second".into();
+    }
+    if s < 60 {
+        return format!("{s} seconds");
+    }
+    let minutes = s / 60;
+    if minutes == 1 {
+        return "About a minute".into();
+    }
+    if minutes < 60 {
+        return format!("{minutes} minutes");
+    }
+    // Go: int(d.Hours() + 0.5)
+    let hours = (s as f64 / 3600.0 + 0.5) as i64;
+    if hours == 1 {
+        return "About an hour".into();
+    }
+    if hours < 48 {
+        return format!("{hours} hours");
+    }
+    if hours < 24 * 7 * 2 {
+        return format!("{} days", hours / 24);
+    }
+    if hours < 24 * 30 * 2 {
+        return format!("{} weeks", hours / 24 / 7);
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{} months", hours / 24 / 30);
+    }
+    format!("{} years", s / 3600 / 24 / 365)
+}
+
+/// `CREATED` as docker shows it: `3 weeks ago`, or `N/A` when the image has no date.
+pub fn ago(created: Option<i64>, now: i64) -> String {
+    match created {
+        Some(t) => format!("{} ago", human_duration(now - t)),
+        None => "N/A".into(),
+    }
+}
+
+/// docker's `Ellipsis`: at most `max` characters, the cut marked by `...`.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= max {
+        return s.to_string();
+    }
+    if max <= 3 {
+        return chars[..max].iter().collect();
+    }
+    let mut out: String = chars[..max - 3].iter().collect();
+    out.push_str("...");
+    out
+}
+
+/// A table laid out as docker's `tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`: every
+/// column but the last is as wide as its widest cell plus 3, and at least 10.
+#[derive(Debug, Default)]
+pub struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table {
+            rows: vec![header.iter().map(|s| s.to_string()).collect()],
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// The table as text, one line per row, each ending in `\n`.
+    pub fn render(&self) -> String {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut widths = vec![10usize; columns];
+        for row in &self.rows {
+            // the last cell of a row is not padded, so it does not widen its column
+            for (i, cell) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
+                widths[i] = widths[i].max(cell.chars().count() + 3);
+            }
+        }
+        let mut out = String::new();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate() {
+                out.push_str(cell);
+                if i + 1 < row.len() {
+                    let pad = widths[i] - cell.chars().count();
+                    out.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_match_go_units() {
+        for (n, want) in [
+            (0, "0B"),
+            (1, "1B"),
+            (999, "999B"),
+            (1000, "1kB"),
+            (1234, "1.23kB"),
+            (4_261_000, "4.26MB"),
+            (4_265_000, "4.26MB"), // round half to even on the binary value, as Go
+            (12_345_678, "12.3MB"),
+            (123_456_789, "123MB"),
+            (100_000_000, "100MB"),
+            (999_999, "1e+03kB"),
+            (1_500_000_000, "1.5GB"),
+            (77_800_000, "77.8MB"),
+        ] {
+            assert_eq!(human_size(n), want, "{n}");
+        }
+    }
+
+    #[test]
+    fn durations_match_go_units() {
+        for (s, want) in [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (119, "About a minute"),
+            (120, "2 minutes"),
+            (3599, "59 minutes"),
+            (3600, "About an hour"),
+            (5399, "About an hour"),
+            (5400, "2 hours"),
+            (47 * 3600, "47 hours"),
+            (48 * 3600, "2 days"),
+            (14 * 24 * 3600, "2 weeks"),
+            (60 * 24 * 3600, "2 months"),
+            (2 * 365 * 24 * 3600, "2 years"),
+        ] {
+            assert_eq!(human_duration(s), want, "{s}");
+        }
+        assert_eq!(ago(Some(100), 100 + 7200), "2 hours ago");
+        assert_eq!(ago(None, 5), "N/A");
+    }
+
+    #[test]
+    fn ellipsis_cuts_with_dots() {
+        assert_eq!(ellipsis("short", 45), "short");
+        let long = "/bin/sh -c #(nop) ADD file:8e30b1ad0dfa2e2b5a5 in / ";
+        let cut = ellipsis(long, 45);
+        assert_eq!(cut.chars().count(), 45);
+        assert!(cut.ends_with("..."));
+        assert_eq!(ellipsis("abcdef", 2), "ab");
+    }
+
+    #[test]
+    fn table_aligns_like_tabwriter() {
+        let mut t = Table::new(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
+        t.row(vec![
+            "busybox".into(),
+            "latest".into(),
+            "a416a98b71e2".into(),
+            "2 weeks ago".into(),
+            "4.26MB".into(),
+        ]);
+        assert_eq!(
+            t.render(),
+            "REPOSITORY   TAG       IMAGE ID       CREATED       SIZE\n\
+             busybox      latest    a416a98b71e2   2 weeks ago   4.26MB\n"
+        );
+    }
+}
