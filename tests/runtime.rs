@@ -1,5 +1,5 @@
 //! The runtime driven for real: containers on a busybox directory rootfs, run by a driver
-//! process (examples/runtime_run.rs with a job in `CAMADA_RT_DRIVER`), as root and as the
+//! process (tests/drivers/runtime_run.rs with a job in `CAMADA_RT_DRIVER`), as root and as the
 //! unprivileged user `camadatest` (with its /etc/subuid range, and in single-id mode).
 //!
 //! The driver is a fresh, single-threaded process that calls `camada::runtime` exactly as
@@ -13,7 +13,7 @@ use std::time::Duration;
 use camada::runtime::{self, Bind, Network, ProcessSpec};
 
 // ----------------------------------------------------------------------------------------
-// The driver: examples/runtime_run.rs reads this job from CAMADA_RT_DRIVER
+// The driver: tests/drivers/runtime_run.rs reads this job from CAMADA_RT_DRIVER
 
 #[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
 struct Job {

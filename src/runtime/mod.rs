@@ -16,7 +16,7 @@
 //! overlay reaches the monitor as a closure ([`RootFs::Mount`]) that the engine builds: the
 //! monitor is a fork of the engine's process (no re-exec), so the closure, and the exit hook
 //! that records state, simply run in it. Hence the rule for callers: call [`start`] and
-//! [`exec`] from a process with one thread (the CLI is), because a user namespace can only
+//! [`exec()`] from a process with one thread (the CLI is), because a user namespace can only
 //! be entered by a single-threaded process and the fork copies only the calling thread.
 //!
 //! Files under `<run_dir>/`, all owned by this module: `ctl.sock`, `monitor.pid`,

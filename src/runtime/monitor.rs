@@ -2,8 +2,8 @@
 //!
 //! Owns: [`start`] (fork the monitor, write its id maps, wait until the process runs or
 //! fails), the monitor's life (namespaces, rootfs mount, forking the first process
-//! ([`super::first`]), the event loop ([`super::relay`]), the exit hook, unmount). The
-//! client side of the control socket is [`super::control`]. Never touches container
+//! (`first.rs`), the event loop (`relay.rs`), the exit hook, unmount). The
+//! client side of the control socket is `control.rs`. Never touches container
 //! records: the engine's [`OnExit`] hook does that, inside the monitor, once the container
 //! has exited.
 //!
