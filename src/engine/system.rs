@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{Engine, EngineError};
+use crate::runtime::userns;
 
 /// `camada version`.
 #[derive(Debug, Clone)]
@@ -87,16 +88,14 @@ impl Engine {
             .flatten()
             .map(|u| u.name)
             .unwrap_or_else(|| uid.to_string());
-        let subuid = subordinate_ranges(
-            &fs::read_to_string("/etc/subuid").unwrap_or_default(),
-            &user,
-            uid.as_raw(),
-        );
-        let subgid = subordinate_ranges(
-            &fs::read_to_string("/etc/subgid").unwrap_or_default(),
-            &user,
-            uid.as_raw(),
-        );
+        let ranges = |file: &str| -> Vec<(u64, u64)> {
+            let text = fs::read_to_string(file).unwrap_or_default();
+            userns::parse_subids(&text, &user, uid.as_raw())
+                .into_iter()
+                .map(|(first, count)| (u64::from(first), u64::from(count)))
+                .collect()
+        };
+        let (subuid, subgid) = (ranges("/etc/subuid"), ranges("/etc/subgid"));
         let images = self.images(&super::ListImages::default())?;
         let mut ids: Vec<_> = images.iter().map(|r| &r.id).collect();
         ids.sort();
@@ -111,8 +110,8 @@ impl Engine {
             gid: gid.as_raw(),
             subuid,
             subgid,
-            newuidmap: find_in_path("newuidmap"),
-            newgidmap: find_in_path("newgidmap"),
+            newuidmap: userns::find_program("newuidmap"),
+            newgidmap: userns::find_program("newgidmap"),
             fuse: probe_fuse(),
             userns: probe_userns(),
             images: ids.len(),
@@ -152,30 +151,6 @@ fn count_dirs(dir: &Path) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-/// The ranges of `/etc/subuid`-style text for a user (by name or by uid).
-pub fn subordinate_ranges(text: &str, user: &str, uid: u32) -> Vec<(u64, u64)> {
-    let uid = uid.to_string();
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.trim().split(':');
-            let (who, first, count) = (f.next()?, f.next()?, f.next()?);
-            if who != user && who != uid {
-                return None;
-            }
-            Some((first.parse().ok()?, count.parse().ok()?))
-        })
-        .collect()
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|d| d.join(name))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 fn probe_fuse() -> Probe {
@@ -230,7 +205,7 @@ fn probe_userns() -> Probe {
     }
     // the settings can look right and still be refused (a seccomp profile, a container
     // we run in): try it, in a child, when util-linux's unshare is there
-    if ok && let Some(unshare) = find_in_path("unshare") {
+    if ok && let Some(unshare) = userns::find_program("unshare") {
         match std::process::Command::new(unshare)
             .args(["--user", "--map-root-user", "true"])
             .stdin(std::process::Stdio::null())
@@ -250,20 +225,5 @@ fn probe_userns() -> Probe {
     Probe {
         ok,
         detail: seen.join(", "),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subordinate_ranges_by_name_or_uid() {
-        let text = "ana:100000:65536\nbob:165536:65536\n1000:300000:10\nbad line\nana:x:1\n";
-        assert_eq!(
-            subordinate_ranges(text, "ana", 1000),
-            vec![(100_000, 65_536), (300_000, 10)]
-        );
-        assert_eq!(subordinate_ranges(text, "eve", 2000), vec![]);
     }
 }

@@ -264,13 +264,17 @@ fn run_helper(helper: &std::path::Path, pid: i32, ranges: &[IdRange]) -> Result<
     Ok(())
 }
 
-/// `name` on PATH (or the standard Debian directories when PATH is unset).
+/// The executable `name` on PATH, else in the standard Debian directories (a `sudo` or
+/// `env -i` environment may have a short PATH while newuidmap sits in /usr/bin).
 pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
+        .chain(["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|d| d.join(name))
-        .find(|p| p.is_file())
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 #[cfg(test)]
