@@ -1,0 +1,41 @@
+#!/bin/bash
+# Start latency of `camada run --rm IMAGE true` against the peers of issue 5, rootless, in
+# one interleaved hyperfine run: podman (native overlay, runc, --network none), runc of a
+# prepared rootless bundle, bwrap, and unshare; plus `camada exec` into a running container.
+#
+#   sudo benches/start_latency.sh [USER]      (default USER: camadatest, made by the tests)
+#
+# Needs: hyperfine, podman, runc, bwrap (apt-get install hyperfine podman runc bubblewrap),
+# a release build (cargo build --release) and fixtures/mkbase. Everything runs as USER
+# through runuser; stores live under /tmp/camada-bench-start. Not part of CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+U=${1:-camadatest}
+W=/tmp/camada-bench-start
+rm -rf "$W"; mkdir -p "$W"
+cargo build --release -q
+install -m 755 target/release/camada "$W/camada"
+fixtures/mkbase "$W/base" >/dev/null
+chmod -R a+rX "$W/base"
+chown "$U" "$W"
+runuser -u "$U" -- env -i W="$W" bash -euc '
+export HOME=$W PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR=$W/xdg
+export CAMADA_ROOT=$W/root CAMADA_RUNROOT=$W/run
+mkdir -p $XDG_RUNTIME_DIR; chmod 700 $XDG_RUNTIME_DIR; cd $W
+$W/camada load -i $W/base/base.tar >/dev/null
+P="podman --root $W/podman --runroot $XDG_RUNTIME_DIR/podman --storage-driver overlay"
+$P load -i $W/base/base.tar >/dev/null 2>&1
+mkdir -p bundle/rootfs; tar -C bundle/rootfs -xf $W/base/rootfs.tar 2>/dev/null || true
+(cd bundle && runc spec --rootless && sed -i "s/\"sh\"/\"true\"/; s/\"terminal\": true/\"terminal\": false/" config.json)
+touch in out   # rootless runc fchowns its stdio: give it files the user owns
+hyperfine -N -w 3 -r ${RUNS:-20} --export-markdown $W/start.md \
+  -n "camada run --rm base true" "$W/camada run --rm base true" \
+  -n "podman run --rm --runtime runc --network none base true" "$P run --rm --runtime runc --network none base true" \
+  -n "runc run (rootless bundle)" "sh -c '\''runc --root $W/runc run -b $W/bundle c\$\$ <$W/in >$W/out 2>&1'\''" \
+  -n "bwrap --unshare-all --ro-bind ROOTFS / true" "bwrap --unshare-all --ro-bind $W/bundle/rootfs / /bin/true" \
+  -n "unshare -Urmpf --mount-proc true" "unshare -Urmpf --mount-proc true"
+$W/camada run -d --name bench-exec base sleep 600 >/dev/null
+hyperfine -N -w 3 -r ${RUNS:-20} -n "camada exec bench-exec true" "$W/camada exec bench-exec true"
+$W/camada rm -f bench-exec >/dev/null
+cat $W/start.md
+'
