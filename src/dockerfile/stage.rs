@@ -84,6 +84,23 @@ impl Dockerfile {
             .collect()
     }
 
+    /// `--build-arg` names no ARG line declares (docker warns: "One or more build-args
+    /// [...] were not consumed"); the proxy args are never reported.
+    pub fn unused_build_args(&self, args: &BuildArgs) -> Vec<String> {
+        let declared: Vec<&str> = (self.meta_args.iter())
+            .chain(self.stages.iter().flat_map(|s| s.steps.iter()))
+            .filter_map(|step| match &step.instruction {
+                Instruction::Arg(decls) => Some(decls.iter().map(|d| d.name.as_str())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        (args.values.keys())
+            .filter(|k| !declared.contains(&k.as_str()) && !PROXY_ARGS.contains(&k.as_str()))
+            .cloned()
+            .collect()
+    }
+
     fn expand_at(
         &self,
         step: &Step,

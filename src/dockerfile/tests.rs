@@ -550,6 +550,8 @@ fn arg_scopes_and_precedence() {
         Some("http://p:3128")
     );
     assert_eq!(env.expand("$HTTP_PROXY").unwrap(), "");
+    args.values.insert("NOPE".into(), "x".into());
+    assert_eq!(df.unused_build_args(&args), s(&["NOPE"]));
 }
 
 #[test]
