@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod digest;
+pub mod dockerfile;
 pub mod engine;
 pub mod image;
 pub mod layer;
