@@ -15,7 +15,7 @@ pub struct Error {
     pub kind: ErrorKind,
 }
 
-/// What went wrong, without the place (the [`Error`] adds file and line).
+/// What went wrong, without the place (the [`struct@Error`] adds file and line).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ErrorKind {
     #[error("the Dockerfile is not UTF-8 text")]
