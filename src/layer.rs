@@ -34,6 +34,17 @@ pub enum Compression {
     Zstd,
 }
 
+impl From<Compression> for crate::image::Compression {
+    /// The same compression as the image model names it (media types).
+    fn from(c: Compression) -> crate::image::Compression {
+        match c {
+            Compression::None => crate::image::Compression::None,
+            Compression::Gzip => crate::image::Compression::Gzip,
+            Compression::Zstd => crate::image::Compression::Zstd,
+        }
+    }
+}
+
 impl Compression {
     /// Detects the compression from the first bytes of a blob (4 are enough). Formats no
     /// OCI layer uses (xz, bzip2) are named so that the error can say so.

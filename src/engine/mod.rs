@@ -16,7 +16,7 @@ pub mod push;
 mod system;
 mod tree;
 
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::digest::{DiffId, Digest};
@@ -206,4 +206,83 @@ pub struct ImportRequest {
     /// Dockerfile instructions (`CMD ["sh"]`, `ENV A=1`...) applied to the config.
     pub changes: Vec<String>,
     pub message: Option<String>,
+}
+
+/// Reads from `inner`, appending everything read to `copy` (a blob being written while a
+/// layer is ingested from the same bytes). It remembers which side failed, so a caller can
+/// tell the source (network, archive) from the store (a full disk) in what it keeps.
+pub(crate) struct Tee<R, W> {
+    pub(crate) inner: R,
+    pub(crate) copy: W,
+    pub(crate) read_failed: bool,
+    pub(crate) write_failed: bool,
+}
+
+impl<R: Read, W: Write> Tee<R, W> {
+    pub(crate) fn new(inner: R, copy: W) -> Tee<R, W> {
+        Tee {
+            inner,
+            copy,
+            read_failed: false,
+            write_failed: false,
+        }
+    }
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self
+            .inner
+            .read(buf)
+            .inspect_err(|_| self.read_failed = true)?;
+        self.copy
+            .write_all(&buf[..n])
+            .inspect_err(|_| self.write_failed = true)?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tee_tests {
+    use super::Tee;
+    use std::io::{self, Read, Write};
+
+    struct Full;
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Cut;
+    impl Read for Cut {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::from(io::ErrorKind::ConnectionReset))
+        }
+    }
+
+    #[test]
+    fn copies_what_it_reads_and_names_the_side_that_failed() {
+        let mut copy = Vec::new();
+        let mut t = Tee::new(&b"layer bytes"[..], &mut copy);
+        let mut out = Vec::new();
+        t.read_to_end(&mut out).unwrap();
+        assert!(!t.read_failed && !t.write_failed);
+        assert_eq!(
+            (out.as_slice(), copy.as_slice()),
+            (&b"layer bytes"[..], &b"layer bytes"[..])
+        );
+
+        // a full disk is the store's failure, not the source's: a pull keeps its partial
+        let mut t = Tee::new(&b"x"[..], Full);
+        assert!(t.read(&mut [0; 8]).is_err());
+        assert!(t.write_failed && !t.read_failed);
+
+        let mut t = Tee::new(Cut, Vec::new());
+        assert!(t.read(&mut [0; 8]).is_err());
+        assert!(t.read_failed && !t.write_failed);
+    }
 }

@@ -10,10 +10,11 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
+use super::Tee;
 use crate::digest::{DiffId, Digest};
 use crate::image::{self, ImageConfig, Manifest, Platform};
 use crate::paths::Paths;
@@ -294,11 +295,7 @@ impl BlobSink for StoreSink<'_> {
             .into());
         }
         let Some(expected) = self.expect.get(&blob.digest) else {
-            let mut tee = Tee {
-                r: body,
-                w: &mut part,
-                read_failed: false,
-            };
+            let mut tee = Tee::new(body, &mut part);
             io::copy(&mut tee, &mut io::sink())?;
             part.commit(Some(blob.size))?;
             return Ok(());
@@ -311,22 +308,19 @@ impl BlobSink for StoreSink<'_> {
         };
         let stage = self.store.stage_layer()?;
         let (tar, idx) = stage.create_files()?;
-        let mut tee = Tee {
-            r: body,
-            w: &mut part,
-            read_failed: false,
-        };
+        let mut tee = Tee::new(body, &mut part);
         let result = crate::layer::ingest(
             prefix.chain(&mut tee),
             BufWriter::with_capacity(1 << 20, tar),
             BufWriter::new(idx),
         );
-        let read_failed = tee.read_failed;
+        let (read_failed, write_failed) = (tee.read_failed, tee.write_failed);
         let ingested = match result {
             Ok(i) => i,
             Err(e) => {
-                if !read_failed {
-                    // not the network: what is kept cannot be trusted to resume from
+                if !read_failed && !write_failed {
+                    // neither the network nor the disk: the bytes themselves are bad, so
+                    // what is kept cannot be trusted to resume from (a full disk keeps them)
                     part.restart()?;
                 }
                 return Err(e.into());
@@ -351,27 +345,5 @@ impl BlobSink for StoreSink<'_> {
         part.commit(Some(blob.size))?;
         stage.commit(&ingested.diff_id)?;
         Ok(())
-    }
-}
-
-/// Reads from `r`, appending everything read to `w` (the partial blob); remembers
-/// whether reading (the network) failed, as opposed to what consumed the bytes.
-struct Tee<'a, W: Write> {
-    r: &'a mut dyn Read,
-    w: &'a mut W,
-    read_failed: bool,
-}
-
-impl<W: Write> Read for Tee<'_, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = match self.r.read(buf) {
-            Ok(n) => n,
-            Err(e) => {
-                self.read_failed = true;
-                return Err(e);
-            }
-        };
-        self.w.write_all(&buf[..n])?;
-        Ok(n)
     }
 }

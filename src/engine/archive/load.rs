@@ -7,8 +7,9 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::{ArchiveError, Result, Tee, media_compression};
+use super::{ArchiveError, Result};
 use crate::digest::{DiffId, Digest};
+use crate::engine::Tee;
 use crate::engine::{Input, LoadedImage};
 use crate::image::{
     ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, Descriptor, ImageConfig, ImageManifest, Index,
@@ -549,15 +550,7 @@ impl Loader<'_, '_> {
                 (got, Some(stage), None)
             } else {
                 let mut w = store.blob_writer(blob.map(|b| &b.digest), blob.map(|b| b.size))?;
-                let got = ingest(
-                    Tee {
-                        inner: section,
-                        copy: &mut w,
-                    },
-                    tar,
-                    idx,
-                )
-                .map_err(layer_err)?;
+                let got = ingest(Tee::new(section, &mut w), tar, idx).map_err(layer_err)?;
                 (got, Some(stage), Some(w))
             }
         };
@@ -603,7 +596,7 @@ impl Loader<'_, '_> {
                 uncompressed_layer(ManifestFormat::Oci, diff_id, ingested.tar_size)
             }
             None => Descriptor::new(
-                ManifestFormat::Oci.layer_media_type(media_compression(compression)),
+                ManifestFormat::Oci.layer_media_type(compression.into()),
                 ingested.compressed.clone(),
                 ingested.compressed_size,
             ),

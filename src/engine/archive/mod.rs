@@ -21,7 +21,7 @@ pub use import::import;
 pub use load::load;
 pub use save::save;
 
-use std::io::{self, Read, Write};
+use std::io;
 
 use crate::digest::{DiffId, Digest};
 use crate::image::ImageError;
@@ -116,26 +116,3 @@ pub enum ArchiveError {
 }
 
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
-
-/// Copies everything read through it into a writer (a layer blob while it is ingested).
-struct Tee<R, W> {
-    inner: R,
-    copy: W,
-}
-
-impl<R: Read, W: Write> Read for Tee<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n])?;
-        Ok(n)
-    }
-}
-
-/// `layer`'s compression as `image` names it.
-fn media_compression(c: crate::layer::Compression) -> crate::image::Compression {
-    match c {
-        crate::layer::Compression::None => crate::image::Compression::None,
-        crate::layer::Compression::Gzip => crate::image::Compression::Gzip,
-        crate::layer::Compression::Zstd => crate::image::Compression::Zstd,
-    }
-}
