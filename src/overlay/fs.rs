@@ -693,6 +693,39 @@ impl Overlay {
             reply.data(data);
         }
     }
+
+    /// For a handle on a directory served straight from the lower index: its children
+    /// from directory offset `pos` (2 and up; 0 and 1 are `.` and `..`), each with the
+    /// offset of the entry after it. `None` for an upper or merged directory.
+    fn lower_children(
+        &self,
+        fh: FileHandle,
+        pos: u64,
+    ) -> Option<impl Iterator<Item = (u64, crate::tarindex::Entry<'_>)>> {
+        if fh.0 & LOWER_FH == 0 {
+            return None;
+        }
+        let kids = self.lower.index.children((fh.0 & !LOWER_FH) as EntryId);
+        let start = kids.start as u64 + (pos - 2);
+        Some(
+            (start..u64::from(kids.end))
+                .enumerate()
+                .filter_map(move |(k, c)| {
+                    let e = self.lower.get(EntryId::try_from(c).ok()?)?;
+                    Some((pos + k as u64 + 1, e))
+                }),
+        )
+    }
+
+    /// The listing an opendir of a merged or upper directory made for handle `fh`.
+    fn dir_list(&self, fh: FileHandle) -> Result<std::sync::Arc<Vec<DirEnt>>, Errno> {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned()
+            .ok_or(Errno::EBADF)
+    }
 }
 
 impl Filesystem for Overlay {
@@ -1211,16 +1244,8 @@ impl Filesystem for Overlay {
             }
             pos = 2;
         }
-        let i = (pos - 2) as usize;
-        if fh.0 & LOWER_FH != 0 {
-            let id = (fh.0 & !LOWER_FH) as EntryId;
-            let kids = self.lower.index.children(id);
-            let start = kids.start as usize + i;
-            for (k, c) in (start..kids.end as usize).enumerate() {
-                let Some(e) = self.lower.get(c as EntryId) else {
-                    continue;
-                };
-                let next = pos + k as u64 + 1;
+        if let Some(kids) = self.lower_children(fh, pos) {
+            for (next, e) in kids {
                 if reply.add(
                     INodeNo(ino_of(&e)),
                     next,
@@ -1232,16 +1257,11 @@ impl Filesystem for Overlay {
             }
             return reply.ok();
         }
-        let list = self
-            .dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&fh.0)
-            .cloned();
-        let Some(list) = list else {
-            return reply.error(Errno::EBADF);
+        let list = match self.dir_list(fh) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
         };
-        for (k, d) in list.iter().enumerate().skip(i) {
+        for (k, d) in list.iter().enumerate().skip((pos - 2) as usize) {
             if reply.add(
                 INodeNo(d.ino),
                 k as u64 + 3,
@@ -1286,18 +1306,10 @@ impl Filesystem for Overlay {
             }
             pos = 2;
         }
-        let i = (pos - 2) as usize;
-        if fh.0 & LOWER_FH != 0 {
-            let id = (fh.0 & !LOWER_FH) as EntryId;
-            let kids = self.lower.index.children(id);
-            let start = kids.start as usize + i;
-            for (k, c) in (start..kids.end as usize).enumerate() {
-                let Some(e) = self.lower.get(c as EntryId) else {
-                    continue;
-                };
+        if let Some(kids) = self.lower_children(fh, pos) {
+            for (next, e) in kids {
                 let cino = ino_of(&e);
                 let a = lower::attr(&e, cino);
-                let next = pos + k as u64 + 1;
                 if reply.add(
                     INodeNo(cino),
                     next,
@@ -1324,16 +1336,11 @@ impl Filesystem for Overlay {
             }
             return reply.ok();
         }
-        let list = self
-            .dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&fh.0)
-            .cloned();
-        let Some(list) = list else {
-            return reply.error(Errno::EBADF);
+        let list = match self.dir_list(fh) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
         };
-        for (k, d) in list.iter().enumerate().skip(i) {
+        for (k, d) in list.iter().enumerate().skip((pos - 2) as usize) {
             let Ok(Some(f)) = self.resolve(ino.0, &d.name) else {
                 continue;
             };
