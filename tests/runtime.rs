@@ -15,24 +15,9 @@ use camada::runtime::{self, Bind, Network, ProcessSpec};
 // ----------------------------------------------------------------------------------------
 // The driver: tests/drivers/runtime_run.rs reads this job from CAMADA_RT_DRIVER
 
-#[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
-struct Job {
-    /// "run" (foreground), "start" (detached), "exec", "signal", "wait"
-    verb: String,
-    id: String,
-    rootfs: PathBuf,
-    run_dir: PathBuf,
-    process: ProcessSpec,
-    hostname: String,
-    network: Option<Network>,
-    binds: Vec<Bind>,
-    init: bool,
-    stdin: bool,
-    log: Option<PathBuf>,
-    single_id: bool,
-    exit_file: Option<PathBuf>,
-    signal: i32,
-}
+#[path = "drivers/runtime_job.rs"]
+mod runtime_job;
+use runtime_job::Job;
 
 // ----------------------------------------------------------------------------------------
 // Test helpers

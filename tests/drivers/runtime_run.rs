@@ -10,34 +10,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use camada::runtime::{
-    self, Bind, Container, ExitInfo, IdMaps, Io, Network, OnExit, ProcessSpec, RootFs,
-};
+use camada::runtime::{self, Container, ExitInfo, IdMaps, Io, OnExit, RootFs};
 
-/// One thing to do.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Job {
-    /// `run` (foreground), `start` (detached: prints the first process's pid), `exec`,
-    /// `signal`, `wait`, `attach`.
-    verb: String,
-    id: String,
-    rootfs: PathBuf,
-    run_dir: PathBuf,
-    process: ProcessSpec,
-    hostname: String,
-    network: Option<Network>,
-    binds: Vec<Bind>,
-    init: bool,
-    stdin: bool,
-    /// Detached log (json-file) instead of the caller's stdio.
-    log: Option<PathBuf>,
-    /// Map only the caller's own id, as for a user without /etc/subuid ranges.
-    single_id: bool,
-    /// The exit hook writes `CODE FAILURE` here.
-    exit_file: Option<PathBuf>,
-    signal: i32,
-}
+#[path = "runtime_job.rs"]
+mod runtime_job;
+use runtime_job::Job;
 
 fn usage() -> ! {
     eprintln!("usage: runtime_run [--init] [--network host|none|private] ROOTFS CMD [ARG...]");
