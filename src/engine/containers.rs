@@ -330,21 +330,20 @@ impl Engine {
         self.paths.run_dir(id)
     }
 
-    /// Whether the monitor of a record that says "running" is still there.
+    /// Whether the monitor of a record that says "running" is still there. The monitor's
+    /// pid decides when it is known: the control socket alone can still accept a
+    /// connection for a moment after a `kill -9` of the monitor (the dying container
+    /// process may hold the listening fd). The socket decides only before the pid is written.
     fn monitor_alive(&self, id: &str) -> bool {
         let dir = self.run_dir(id);
-        if runtime::is_running(&dir) {
-            return true;
-        }
-        // between the exit hook and the socket's removal, or a monitor busy starting
-        std::fs::read_to_string(dir.join("monitor.pid"))
+        match std::fs::read_to_string(dir.join("monitor.pid"))
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
-            .is_some_and(|pid| {
-                pid > 0
-                    && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .is_ok_and(|st| !st.contains(") Z "))
-            })
+        {
+            Some(pid) if pid > 0 => std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|st| !st.contains(") Z ")),
+            _ => runtime::is_running(&dir),
+        }
     }
 
     /// After a `wait` answered: until the monitor has recorded the exit and gone (its
