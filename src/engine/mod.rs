@@ -8,6 +8,7 @@
 //! never import each other; this module is where they meet.
 
 pub mod archive;
+mod build;
 pub mod containers;
 mod images;
 pub mod login;
@@ -23,6 +24,7 @@ use crate::digest::{DiffId, Digest};
 use crate::paths::{Env, Paths, PathsError};
 use crate::store::{Store, StoreError};
 
+pub use build::BuildRequest;
 pub use system::{DiskUsage, Probe, SystemInfo, UsageLine, VersionInfo, version};
 pub use tree::{ImageTree, TreeLayer, TreeStep};
 
@@ -67,6 +69,10 @@ pub enum EngineError {
     Login(#[from] login::LoginError),
     #[error("{0}")]
     Containers(#[from] containers::ContainersError),
+    #[error("{0}")]
+    Build(#[from] crate::build::BuildError),
+    #[error("{0}")]
+    BadBuildFlag(String),
 }
 
 /// The engine: where things are, and the store.
