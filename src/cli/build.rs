@@ -10,8 +10,7 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use super::CliError;
-use crate::build::{Progress, StepInfo};
-use crate::engine::{BuildRequest, Engine};
+use crate::engine::{BuildProgress as Progress, BuildRequest, Engine, StepInfo};
 use crate::reference::Reference;
 
 /// Build an image from a Dockerfile (also: image build).

@@ -24,6 +24,7 @@ use crate::digest::{DiffId, Digest};
 use crate::paths::{Env, Paths, PathsError};
 use crate::store::{Store, StoreError};
 
+pub use crate::build::{Built, Progress as BuildProgress, StepInfo};
 pub use build::BuildRequest;
 pub use system::{DiskUsage, Probe, SystemInfo, UsageLine, VersionInfo, version};
 pub use tree::{ImageTree, TreeLayer, TreeStep};
