@@ -94,12 +94,26 @@ fn read(store: &Store) -> File {
         .unwrap_or_default()
 }
 
-/// Bytes and entry count of the build cache, for `system df`: the layers only cache
-/// entries keep alive are counted by the store's GC, so this is the entries' own size.
+/// Entries of the build cache and the bytes of the layers only they keep (what `system
+/// prune` would free), for `system df`.
 pub fn usage(store: &Store) -> (usize, u64) {
-    let path = store.paths().buildcache_json();
-    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-    (read(store).entries.len(), size)
+    let file = read(store);
+    let mut in_images = std::collections::HashSet::new();
+    if let Ok(db) = store.images() {
+        for rec in db.images.values() {
+            in_images.extend(store.image_layers(&rec.config).unwrap_or_default());
+        }
+    }
+    let mut counted = std::collections::HashSet::new();
+    let mut bytes = 0;
+    for e in file.entries.values() {
+        for d in store.image_layers(&e.config).unwrap_or_default() {
+            if !in_images.contains(&d) && counted.insert(d.clone()) {
+                bytes += store.layer_size(&d).unwrap_or(0);
+            }
+        }
+    }
+    (file.entries.len(), bytes)
 }
 
 /// Forgets every entry (`system prune`); the next GC then frees what only they kept.

@@ -193,7 +193,13 @@ impl Executor<'_> {
             text: step.original.clone(),
         };
         let started = Instant::now();
-        let from = info(1, &stage.from);
+        let from = StepInfo {
+            text: match &stage.name {
+                Some(n) => format!("FROM {image} AS {n}"),
+                None => format!("FROM {image}"),
+            },
+            ..info(1, &stage.from)
+        };
         progress.step(&from);
         let mut state = self.from(stage, image)?;
         progress.done(&from, started.elapsed());

@@ -1,0 +1,352 @@
+//! `camada build` through the real binary on the fixtures base image: each instruction's
+//! effect seen by running or inspecting the built image, the cache rules, multi-stage
+//! builds, failures; as root, as `camadatest` with its subuid range, and as that user in
+//! single-id mode (no newuidmap on PATH).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{Camada, require};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Root,
+    User,
+    SingleId,
+}
+
+const ALL: &[Who] = &[Who::Root, Who::User, Who::SingleId];
+
+/// The engines a test builds with, each with the base image loaded (rootless ones need
+/// FUSE and user namespaces: a loud SKIP off CI when missing).
+fn engines(who: &[Who]) -> Vec<(Who, Camada)> {
+    let mut out = Vec::new();
+    for &w in who {
+        let mut c = match w {
+            Who::Root if common::is_root() => Camada::new(),
+            Who::Root => continue,
+            Who::User | Who::SingleId => match Camada::as_user() {
+                Some(c) => c,
+                None => continue,
+            },
+        };
+        if w != Who::Root
+            && (!require("FUSE", common::fuse_usable())
+                || !require("user namespaces", c.userns_usable()))
+        {
+            continue;
+        }
+        if w == Who::SingleId {
+            c.env("PATH", "/nonexistent");
+        }
+        c.load_base();
+        out.push((w, c));
+    }
+    out
+}
+
+/// Writes a context dir `name` under the engine's work dir: (path, contents) pairs,
+/// owned by the engine's user. Returns its path.
+fn context(c: &Camada, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = c.work().join(name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    for (path, text) in files {
+        let p = dir.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, text).unwrap();
+    }
+    if let Some(u) = c.user() {
+        u.chown_tree(&dir);
+    }
+    dir
+}
+
+fn build(c: &Camada, args: &[&str], ctx: &Path) -> common::Run {
+    let mut v: Vec<String> = vec!["build".into()];
+    v.extend(args.iter().map(|s| s.to_string()));
+    v.push(ctx.display().to_string());
+    c.run(v)
+}
+
+fn inspect(c: &Camada, image: &str, format: &str) -> String {
+    c.ok(["inspect", "--format", format, image])
+        .trim()
+        .to_owned()
+}
+
+/// Layer directories in the store (a rebuild from cache must add none).
+fn layer_count(c: &Camada) -> usize {
+    fs::read_dir(c.root().join("layers")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn instructions_take_effect_in_the_image() {
+    for (who, c) in engines(ALL) {
+        let ctx = context(
+            &c,
+            "meta",
+            &[(
+                "Dockerfile",
+                r#"# syntax=docker/dockerfile:1
+ARG BASE=base
+FROM ${BASE}:latest
+ARG GREETING=hello
+ENV WHO=world PATH=/opt/bin:$PATH
+LABEL maintainer 'Ana <ana@example.org>'
+LABEL org.example.greeting="$GREETING"
+RUN mkdir -p /opt/bin && printf '#!/bin/sh\necho "$GREETING $WHO from $(pwd) as $(id -u)"\n' > /opt/bin/greet && chmod 755 /opt/bin/greet
+WORKDIR /srv
+WORKDIR data
+RUN echo "$GREETING" > built-with && rm -rf /home
+EXPOSE 8080 53/udp
+VOLUME /var/cache
+STOPSIGNAL SIGINT
+USER 1000
+ENTRYPOINT ["greet"]
+"#,
+            )],
+        );
+        build(&c, &["-t", "meta:1", "--build-arg", "GREETING=hi"], &ctx)
+            .success()
+            .stdout_has("[1/14] FROM base:latest")
+            .stdout_has("Successfully tagged meta:1");
+        // ENTRYPOINT + ENV + WORKDIR + USER, and the ARG reached RUN but not the image env
+        c.run(["run", "--rm", "meta:1"])
+            .success()
+            .stdout_is(" world from /srv/data as 1000\n");
+        c.run(["run", "--rm", "--entrypoint", "cat", "meta:1", "built-with"])
+            .success()
+            .stdout_is("hi\n");
+        // the RUN's deletion is a whiteout in its layer
+        c.run(["run", "--rm", "--entrypoint", "ls", "meta:1", "/home"])
+            .exit(1);
+        assert_eq!(
+            inspect(&c, "meta:1", "{{.Config.Labels}}"),
+            "map[maintainer:Ana <ana@example.org> org.example.greeting:hi]",
+            "{who:?}"
+        );
+        assert_eq!(inspect(&c, "meta:1", "{{.Author}}"), "");
+        assert_eq!(inspect(&c, "meta:1", "{{.Config.StopSignal}}"), "SIGINT");
+        let json = inspect(&c, "meta:1", "{{json .Config}}");
+        for want in [
+            r#""8080/tcp":{}"#,
+            r#""53/udp":{}"#,
+            r#""/var/cache":{}"#,
+            r#""User":"1000""#,
+            r#""WorkingDir":"/srv/data""#,
+            r#""WHO=world""#,
+            r#""PATH=/opt/bin:/usr/local/sbin"#,
+        ] {
+            assert!(json.contains(want), "{who:?}: {want} not in {json}");
+        }
+        assert!(
+            !json.contains("GREETING="),
+            "{who:?}: an ARG leaked: {json}"
+        );
+        // history: one entry per instruction after FROM (ARG adds none), two layers
+        let history = c.ok([
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.CreatedBy}}",
+            "meta:1",
+        ]);
+        assert!(history.contains("#(nop)  ENV WHO=world"), "{history}");
+        assert!(
+            history.contains("|1 GREETING=hi /bin/sh -c echo"),
+            "{history}"
+        );
+        assert_eq!(
+            inspect(&c, "meta:1", "{{len .RootFS.Layers}}"),
+            "3",
+            "{who:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unchanged_rebuild_is_all_cached_and_makes_nothing() {
+    for (who, c) in engines(&[Who::Root, Who::User]) {
+        let ctx = context(
+            &c,
+            "cache",
+            &[(
+                "Dockerfile",
+                "FROM base\nRUN echo one > /one\nARG V=1\nENV E=e\nRUN echo v$V > /v\nCMD cat /v\n",
+            )],
+        );
+        let first = build(&c, &["-q", "-t", "c:1"], &ctx).success().stdout();
+        let layers = layer_count(&c);
+        let again = build(&c, &["-t", "c:2"], &ctx).success().stdout();
+        assert_eq!(again.matches("CACHED").count(), 4, "{who:?}: {again}");
+        assert!(again.contains(&format!("Successfully built {}", &first.trim()[7..19])));
+        assert_eq!(
+            layer_count(&c),
+            layers,
+            "{who:?}: a cached rebuild made a layer"
+        );
+        assert_eq!(inspect(&c, "c:2", "{{.Id}}"), first.trim());
+        // a changed ARG value reruns from its first use (RUN uses every ARG declared before
+        // it, as docker), not before
+        let changed = build(&c, &["-t", "c:3", "--build-arg", "V=2"], &ctx)
+            .success()
+            .stdout();
+        assert_eq!(changed.matches("CACHED").count(), 2, "{who:?}: {changed}");
+        c.run(["run", "--rm", "c:3"]).success().stdout_is("v2\n");
+        c.run(["run", "--rm", "c:1"]).success().stdout_is("v1\n");
+        // --no-cache runs everything again
+        let fresh = build(&c, &["--no-cache", "-t", "c:4"], &ctx)
+            .success()
+            .stdout();
+        assert!(!fresh.contains("CACHED"), "{fresh}");
+        // image prune keeps the cache (BuildKit's is separate); system prune drops it
+        c.ok(["rmi", "c:2", "c:4"]);
+        c.ok(["image", "prune", "-f"]);
+        let after = build(&c, &["-t", "c:5"], &ctx).success().stdout();
+        assert_eq!(after.matches("CACHED").count(), 4, "{who:?}: {after}");
+        assert!(c.ok(["system", "df"]).contains("Build Cache"));
+        c.ok(["system", "prune", "-f"]);
+        let pruned = build(&c, &["-t", "c:6"], &ctx).success().stdout();
+        assert!(!pruned.contains("CACHED"), "{who:?}: {pruned}");
+        c.run(["run", "--rm", "c:6"]).success().stdout_is("v1\n");
+    }
+}
+
+#[test]
+fn a_failing_run_stops_the_build_and_moves_no_tag() {
+    for (who, c) in engines(ALL) {
+        let ok = context(
+            &c,
+            "ok",
+            &[("Dockerfile", "FROM base\nRUN echo first > /f\n")],
+        );
+        let id = build(&c, &["-q", "-t", "app"], &ok).success().stdout();
+        let bad = context(
+            &c,
+            "bad",
+            &[(
+                "Dockerfile",
+                "FROM base\nRUN echo before-failing\nRUN echo about to fail; exit 3\nRUN echo never\n",
+            )],
+        );
+        let r = build(&c, &["-t", "app"], &bad);
+        r.exit(125)
+            .stdout_has("about to fail")
+            .stdout_lacks("never")
+            .stderr_is("Error: RUN /bin/sh -c \"echo about to fail; exit 3\" exited with code 3\n");
+        assert_eq!(inspect(&c, "app", "{{.Id}}"), id.trim(), "{who:?}");
+        // quiet: the output of the failing step still shows, on stderr
+        build(&c, &["-q", "-t", "app"], &bad)
+            .exit(125)
+            .stdout_is("")
+            .stderr_has("about to fail\n");
+    }
+}
+
+#[test]
+fn dockerfile_errors_name_the_line() {
+    let c = Camada::new();
+    let ctx = context(
+        &c,
+        "syntax",
+        &[("Dockerfile", "FROM base\n\nRUN true\nCOPPY a b\n")],
+    );
+    build(&c, &[], &ctx)
+        .engine_error()
+        .stderr_has("Dockerfile:4: unknown instruction: COPPY");
+    let named = context(&c, "named", &[("build.df", "FROM base\nENV\n")]);
+    build(
+        &c,
+        &["-f", &named.join("build.df").display().to_string()],
+        &named,
+    )
+    .engine_error()
+    .stderr_has("build.df:2:");
+    build(
+        &c,
+        &["--target", "nope"],
+        &named.parent().unwrap().join("syntax"),
+    )
+    .engine_error();
+    let missing = context(&c, "missing", &[("x", "")]);
+    build(&c, &[], &missing)
+        .engine_error()
+        .stderr_has("Dockerfile");
+}
+
+#[test]
+fn stdin_dockerfile_quiet_tags_and_labels() {
+    for (_, c) in engines(&[Who::Root, Who::User]) {
+        let ctx = context(&c, "empty", &[]);
+        let r = c.run_stdin(
+            [
+                "build",
+                "-q",
+                "-f",
+                "-",
+                "-t",
+                "one",
+                "-t",
+                "two:x",
+                "--label",
+                "a=b",
+                "--label",
+                "c=d e",
+                &ctx.display().to_string(),
+            ],
+            b"FROM base\nCMD [\"echo\", \"from stdin\"]\n",
+        );
+        r.success();
+        let out = r.stdout();
+        assert!(
+            out.starts_with("sha256:") && out.len() == 72 && out.ends_with('\n'),
+            "-q prints the ID only: {out:?}"
+        );
+        for name in ["one", "two:x"] {
+            assert_eq!(inspect(&c, name, "{{.Id}}"), out.trim());
+        }
+        assert_eq!(inspect(&c, "one", "{{.Config.Labels}}"), "map[a:b c:d e]");
+        c.run(["run", "--rm", "one"])
+            .success()
+            .stdout_is("from stdin\n");
+    }
+}
+
+#[test]
+fn multi_stage_builds_only_what_the_target_needs() {
+    for (who, c) in engines(&[Who::Root, Who::User]) {
+        let ctx = context(
+            &c,
+            "multi",
+            &[(
+                "Dockerfile",
+                "FROM base AS builder\nRUN echo built > /artifact\n\
+                 FROM base AS broken\nRUN exit 1\n\
+                 FROM builder AS tested\nRUN cat /artifact > /tested\n\
+                 FROM base\nRUN echo final > /final\n",
+            )],
+        );
+        // the final stage needs none of the others
+        let out = build(&c, &["-t", "m"], &ctx).success().stdout();
+        assert!(
+            !out.contains("broken") && !out.contains("builder"),
+            "{who:?}: {out}"
+        );
+        // --target: the stage and what it builds on, never the broken one
+        let out = build(&c, &["--target", "tested", "-t", "m:t"], &ctx)
+            .success()
+            .stdout();
+        assert!(
+            out.contains("[builder 1/2]") && out.contains("[tested 2/2]"),
+            "{out}"
+        );
+        assert!(!out.contains("broken"), "{who:?}: {out}");
+        c.run(["run", "--rm", "m:t", "cat", "/tested"])
+            .success()
+            .stdout_is("built\n");
+        build(&c, &["--target", "broken"], &ctx).exit(125);
+    }
+}
