@@ -9,13 +9,26 @@
 //! stored layer and a config into a tagged image come through [`Backend`], which the
 //! engine implements (so import, commit and build share one path).
 //!
+//! The context side (the context dir, `.dockerignore`, COPY/ADD planning and the layers
+//! they write) is in `context`, `ignore`, `glob`, `copy`, `archive`, `imagefs`, `view`.
+//!
 //! Invariant: nothing a build makes is named before the whole build succeeded: layers
 //! and configs are content-addressed and kept alive by the cache, tags move only at the
 //! end, so a failing step leaves every tag where it was.
 
+pub mod archive;
 pub mod cache;
+pub mod context;
+pub mod copy;
 pub mod exec;
+pub mod glob;
+pub mod ignore;
+pub mod imagefs;
 pub mod output;
+pub mod view;
+
+#[cfg(test)]
+mod context_tests;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -9,6 +9,7 @@
 
 pub mod archive;
 mod build;
+pub mod commit;
 pub mod containers;
 mod images;
 pub mod login;
@@ -74,6 +75,8 @@ pub enum EngineError {
     Build(#[from] crate::build::BuildError),
     #[error("{0}")]
     BadBuildFlag(String),
+    #[error("{0}")]
+    Commit(#[from] commit::CommitError),
 }
 
 /// The engine: where things are, and the store.
