@@ -7,9 +7,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::cache::{self, Cache};
+use super::context::Context;
+use super::copy::{CopyOpts, CopyPlan, Source, plan_copy};
+use super::imagefs::ImageFs;
 use super::output::{Progress, StepInfo};
 use super::{Backend, BuildError, Built, NewLayer, Request};
 use crate::digest::Digest;
+use crate::dockerfile::CopyArgs;
 use crate::dockerfile::{
     self, BuildArgs, Command, Dockerfile, Healthcheck, Instruction, PortRange, Stage, StageEnv,
     Step,
@@ -56,10 +60,22 @@ pub fn build(
     };
     let needed = needed_stages(&df, target);
     let named = needed.len() > 1;
+    let reads_context = needed.iter().any(|&i| {
+        df.stages[i].steps.iter().any(|s| match &s.instruction {
+            Instruction::Copy(c) | Instruction::Add(c) => c.from.is_none(),
+            _ => false,
+        })
+    });
+    let context = if reads_context {
+        Some(Context::open(&req.context, req.dockerfile_path.as_deref())?)
+    } else {
+        None
+    };
     let mut ex = Executor {
         store,
         backend,
         req,
+        context: context.as_ref(),
         df: &df,
         args: &args,
         cache: Cache::load(store),
@@ -154,6 +170,8 @@ struct Executor<'a> {
     store: &'a Store,
     backend: &'a dyn Backend,
     req: &'a Request,
+    /// Opened when a needed stage copies from it.
+    context: Option<&'a Context>,
     df: &'a Dockerfile,
     args: &'a BuildArgs,
     cache: Cache,
@@ -227,21 +245,50 @@ impl Executor<'_> {
                 progress.done(&info, started.elapsed());
                 continue;
             }
-            let extra = self.key_extra(step, &expanded, &env)?;
-            let key = cache::key(&state.key, &[&format!("{expanded:?}"), &extra]);
-            if !self.req.no_cache
-                && let Some((_, config)) = self.cache.get(self.store, &key)
-            {
-                if matches!(expanded, Instruction::Cmd(_)) {
-                    cmd_set = true;
+            let (key, done) = match copy_args(&expanded) {
+                Some((c, add)) => {
+                    // the plan decides the key (content hash) and, on a miss, the layer
+                    let lower = self.image_fs("the stage so far", &state.config)?;
+                    let from_fs;
+                    let source = match &c.from {
+                        Some(f) => {
+                            from_fs = self.from_fs(stage.index, f, step)?;
+                            Source::Image(&from_fs)
+                        }
+                        None => Source::Context(self.context.ok_or_else(|| {
+                            self.step_err(step, "the build context was not opened")
+                        })?),
+                    };
+                    let plan = self.plan(step, source, c, add, &state.config, &lower)?;
+                    let hash = plan.cache_key().map_err(|e| self.copy_err(step, e))?;
+                    let key = cache::key(&state.key, &[&format!("{expanded:?}"), hash.hex()]);
+                    if let Some(config) = self.cached(&key) {
+                        state = State { config, key };
+                        progress.cached(&info);
+                        continue;
+                    }
+                    (key, Some(self.copy_layer(step, &plan)?))
                 }
-                state = State { config, key };
-                progress.cached(&info);
-                continue;
-            }
+                None => {
+                    let extra = self.key_extra(&expanded, &env);
+                    let key = cache::key(&state.key, &[&format!("{expanded:?}"), &extra]);
+                    if let Some(config) = self.cached(&key) {
+                        if matches!(expanded, Instruction::Cmd(_)) {
+                            cmd_set = true;
+                        }
+                        state = State { config, key };
+                        progress.cached(&info);
+                        continue;
+                    }
+                    (key, None)
+                }
+            };
             let mut next = state.config.clone();
             let created = now_rfc3339();
-            let outcome = self.apply(step, &expanded, &env, &mut next, &mut cmd_set, progress)?;
+            let outcome = match done {
+                Some(layer) => Outcome::Layer(Some(layer)),
+                None => self.apply(step, &expanded, &env, &mut next, &mut cmd_set, progress)?,
+            };
             let rc = next.config.get_or_insert_with(RunConfig::default);
             rc.env = env
                 .image_env()
@@ -305,26 +352,98 @@ impl Executor<'_> {
         })
     }
 
-    /// What besides the expanded instruction decides the step's result: for RUN the
-    /// build args in effect (docker's rule: a changed ARG value reruns from its first
-    /// use), for COPY/ADD the content hash of what they read.
-    fn key_extra(
-        &self,
-        step: &Step,
-        expanded: &Instruction,
-        env: &StageEnv,
-    ) -> Result<String, BuildError> {
-        Ok(match expanded {
+    /// What besides the expanded instruction decides a (non-COPY) step's result: for RUN
+    /// the build args in effect (docker's rule: every RUN after an ARG uses it, so a
+    /// changed value reruns from there).
+    fn key_extra(&self, expanded: &Instruction, env: &StageEnv) -> String {
+        match expanded {
             Instruction::Run { .. } => env
                 .run_env()
                 .iter()
                 .map(|(k, v)| format!("{k}={v}\n"))
                 .collect(),
-            Instruction::Copy(_) | Instruction::Add(_) => {
-                return Err(self.step_err(step, "COPY and ADD come with the build context API"));
-            }
             _ => String::new(),
-        })
+        }
+    }
+
+    /// The cached result of `key`, unless `--no-cache`.
+    fn cached(&self, key: &str) -> Option<ImageConfig> {
+        if self.req.no_cache {
+            return None;
+        }
+        self.cache.get(self.store, key).map(|(_, config)| config)
+    }
+
+    fn copy_err(&self, step: &Step, source: super::context::ContextError) -> BuildError {
+        BuildError::Copy {
+            file: self.df.file.clone(),
+            line: step.line,
+            source,
+        }
+    }
+
+    /// The files of an image config's layers (`what` names it in errors).
+    fn image_fs(&self, what: &str, config: &ImageConfig) -> Result<ImageFs, BuildError> {
+        let diff_ids = &config.rootfs.diff_ids;
+        if diff_ids.is_empty() {
+            return Ok(ImageFs::empty(what));
+        }
+        let (_, index) = self.store.chain_index(diff_ids)?;
+        let tars: Vec<_> = diff_ids.iter().map(|d| self.store.layer_tar(d)).collect();
+        Ok(ImageFs::open(what, &index, &tars)?)
+    }
+
+    /// `COPY --from=WORD`: an earlier stage (by name or index), else an image.
+    fn from_fs(&self, current: usize, word: &str, step: &Step) -> Result<ImageFs, BuildError> {
+        if let Some(s) = stage_ref(self.df, word, current)
+            && let Some(state) = &self.results[s.index]
+        {
+            return self.image_fs(&format!("stage {word}"), &state.config);
+        }
+        let (_, config) = self
+            .backend
+            .base(word, None)
+            .map_err(|why| self.step_err(step, why))?;
+        self.image_fs(&format!("image {word}"), &config)
+    }
+
+    fn plan<'s>(
+        &self,
+        step: &Step,
+        source: Source<'s>,
+        c: &CopyArgs,
+        add: bool,
+        config: &ImageConfig,
+        lower: &ImageFs,
+    ) -> Result<CopyPlan<'s>, BuildError> {
+        let workdir = config
+            .config
+            .as_ref()
+            .map(|c| c.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into());
+        let opts = CopyOpts {
+            chown: c.chown.clone(),
+            chmod: c.chmod.clone(),
+            add,
+        };
+        plan_copy(source, &c.sources, &c.dest, &workdir, &opts, lower)
+            .map_err(|e| self.copy_err(step, e))
+    }
+
+    /// Writes the planned layer and stores it.
+    fn copy_layer(&self, step: &Step, plan: &CopyPlan) -> Result<NewLayer, BuildError> {
+        let tmp = self.store.temp_file("copy")?;
+        let mut w = std::io::BufWriter::with_capacity(256 << 10, tmp.file());
+        plan.write_layer(&mut w)
+            .map_err(|e| self.copy_err(step, e))?;
+        let werr = |e: std::io::Error| self.step_err(step, e);
+        std::io::Write::flush(&mut w).map_err(werr)?;
+        drop(w);
+        let mut f = std::fs::File::open(tmp.path()).map_err(werr)?;
+        self.backend
+            .layer_from_tar(&mut f)
+            .map_err(|why| self.step_err(step, why))
     }
 
     /// docker's `created_by` for the step.
@@ -526,6 +645,15 @@ impl Executor<'_> {
         self.backend
             .layer_from_upper(&opts)
             .map_err(|why| self.step_err(step, why))
+    }
+}
+
+/// COPY's or ADD's operands, and whether it is ADD.
+fn copy_args(i: &Instruction) -> Option<(&CopyArgs, bool)> {
+    match i {
+        Instruction::Copy(c) => Some((c, false)),
+        Instruction::Add(c) => Some((c, true)),
+        _ => None,
     }
 }
 

@@ -50,6 +50,9 @@ pub struct Request {
     pub dockerfile_name: String,
     /// The context directory.
     pub context: PathBuf,
+    /// The Dockerfile's host path (its `NAME.dockerignore` beside it wins), `None` from
+    /// stdin.
+    pub dockerfile_path: Option<PathBuf>,
     /// `-t`, each a full reference.
     pub tags: Vec<String>,
     /// `--build-arg K=V`.
@@ -117,6 +120,14 @@ pub enum BuildError {
         what: String,
         why: String,
     },
+    #[error("{file}:{line}: {source}")]
+    Copy {
+        file: String,
+        line: usize,
+        source: context::ContextError,
+    },
+    #[error("{0}")]
+    Context(#[from] context::ContextError),
     #[error("RUN {command} exited with code {code}")]
     RunFailed { command: String, code: i32 },
     #[error("RUN {command}: {source}")]

@@ -38,6 +38,11 @@ impl Engine {
         req: &BuildRequest,
         progress: &mut dyn Progress,
     ) -> Result<Built, EngineError> {
+        let dockerfile_path = match (&req.stdin_dockerfile, &req.file) {
+            (Some(_), _) => None,
+            (None, Some(f)) => Some(f.clone()),
+            (None, None) => Some(req.context.join("Dockerfile")),
+        };
         let (dockerfile, name) = match (&req.stdin_dockerfile, &req.file) {
             (Some(bytes), _) => (bytes.clone(), "Dockerfile".to_owned()),
             (None, file) => {
@@ -89,6 +94,7 @@ impl Engine {
             dockerfile,
             dockerfile_name: name,
             context: req.context.clone(),
+            dockerfile_path,
             tags,
             build_args: pairs(&req.build_args, "build-arg")?,
             target: req.target.clone(),
