@@ -252,7 +252,7 @@ impl Executor<'_> {
                     let from_fs;
                     let source = match &c.from {
                         Some(f) => {
-                            from_fs = self.from_fs(stage.index, f, step)?;
+                            from_fs = self.copy_source_fs(stage.index, f, step)?;
                             Source::Image(&from_fs)
                         }
                         None => Source::Context(self.context.ok_or_else(|| {
@@ -394,7 +394,7 @@ impl Executor<'_> {
     }
 
     /// `COPY --from=WORD`: an earlier stage (by name or index), else an image.
-    fn from_fs(&self, current: usize, word: &str, step: &Step) -> Result<ImageFs, BuildError> {
+    fn copy_source_fs(&self, current: usize, word: &str, step: &Step) -> Result<ImageFs, BuildError> {
         if let Some(s) = stage_ref(self.df, word, current)
             && let Some(state) = &self.results[s.index]
         {
