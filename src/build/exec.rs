@@ -394,7 +394,12 @@ impl Executor<'_> {
     }
 
     /// `COPY --from=WORD`: an earlier stage (by name or index), else an image.
-    fn copy_source_fs(&self, current: usize, word: &str, step: &Step) -> Result<ImageFs, BuildError> {
+    fn copy_source_fs(
+        &self,
+        current: usize,
+        word: &str,
+        step: &Step,
+    ) -> Result<ImageFs, BuildError> {
         if let Some(s) = stage_ref(self.df, word, current)
             && let Some(state) = &self.results[s.index]
         {

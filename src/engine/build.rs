@@ -2,14 +2,14 @@
 //! The executor calls back through [`crate::build::Backend`], implemented here.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, commit};
 use crate::build::{self, Backend, BuildError, Built, NewLayer, Progress, Request};
 use crate::digest::Digest;
-use crate::image::{ImageConfig, ManifestFormat, Platform, build_image, uncompressed_layer};
-use crate::layer::{self, diff::Owner};
-use crate::overlay::{self, mapping::Ownership};
+use crate::image::{ImageConfig, ManifestFormat, Platform, uncompressed_layer};
+
+use crate::overlay;
 use crate::reference::Reference;
 use crate::store::{Store, StoreError, WriteGuard};
 
@@ -108,7 +108,7 @@ impl Engine {
         let writing = self.store.writing()?;
         let backend = StoreBackend {
             store: &self.store,
-            _writing: &writing,
+            writing: &writing,
         };
         Ok(build::build(&self.store, &backend, &request, progress)?)
     }
@@ -116,7 +116,7 @@ impl Engine {
 
 struct StoreBackend<'a> {
     store: &'a Store,
-    _writing: &'a WriteGuard,
+    writing: &'a WriteGuard,
 }
 
 impl Backend for StoreBackend<'_> {
@@ -144,94 +144,38 @@ impl Backend for StoreBackend<'_> {
     }
 
     fn layer_from_upper(&self, opts: &overlay::Options) -> Result<Option<NewLayer>, String> {
-        layer_from_upper(self.store, &opts.upper, &opts.side_table).map_err(|e| e.to_string())
+        let owners =
+            commit::upper_owners(&opts.upper, &opts.side_table).map_err(|e| e.to_string())?;
+        commit::layer_from_upper(self.store, self.writing, &opts.upper, &owners)
+            .map(|l| l.map(new_layer))
+            .map_err(|e| e.to_string())
     }
 
     fn layer_from_tar(&self, tar: &mut dyn std::io::Read) -> Result<NewLayer, String> {
-        layer_from_tar(self.store, tar).map_err(|e| e.to_string())
+        commit::layer_from_tar(self.store, self.writing, tar, "the COPY layer")
+            .map(new_layer)
+            .map_err(|e| e.to_string())
     }
 
     fn write_image(&self, config: &ImageConfig, tags: &[String]) -> Result<Digest, String> {
-        write_image(self.store, config, tags).map_err(|e| e.to_string())
-    }
-}
-
-fn layer_from_upper(
-    store: &Store,
-    upper: &Path,
-    side_table: &Path,
-) -> Result<Option<NewLayer>, EngineError> {
-    let empty = std::fs::read_dir(upper)
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(true);
-    if empty {
-        return Ok(None);
-    }
-    let owners = Ownership::open(upper, side_table.to_path_buf())
-        .map_err(|e| EngineError::Build(BuildError::Backend(e.to_string())))?;
-    let owner = |rel: &[u8], meta: &std::fs::Metadata| -> Option<Owner> {
-        use std::os::unix::fs::MetadataExt;
-        owners
-            .get(
-                &upper.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel)),
-                rel,
-                meta.mode(),
-            )
-            .map(|o| Owner {
-                uid: o.uid,
-                gid: o.gid,
-                mode: o.mode,
-                rdev: u64::from(o.rdev),
-                xattrs: Vec::new(),
-            })
-    };
-    let tmp = store.temp_file("build-layer")?;
-    let werr = |e: std::io::Error| EngineError::Build(BuildError::Backend(e.to_string()));
-    layer::diff::diff(upper, &owner, std::io::BufWriter::new(tmp.file()))
-        .map_err(|e| EngineError::Build(BuildError::Backend(e.to_string())))?;
-    let mut f = std::fs::File::open(tmp.path()).map_err(werr)?;
-    layer_from_tar(store, &mut f).map(Some)
-}
-
-fn layer_from_tar(store: &Store, tar: &mut dyn std::io::Read) -> Result<NewLayer, EngineError> {
-    let stage = store.stage_layer()?;
-    let (t, idx) = stage.create_files()?;
-    let ingested = layer::ingest(tar, std::io::BufWriter::with_capacity(256 << 10, t), idx)
-        .map_err(|e| EngineError::Build(BuildError::Backend(e.to_string())))?;
-    let diff_id = ingested.diff_id.clone();
-    stage.commit(&diff_id)?;
-    store.link_layer_blob(&diff_id)?;
-    Ok(NewLayer {
-        diff_id,
-        size: ingested.tar_size,
-    })
-}
-
-fn write_image(
-    store: &Store,
-    config: &ImageConfig,
-    tags: &[String],
-) -> Result<Digest, EngineError> {
-    let mut layers = Vec::new();
-    for d in &config.rootfs.diff_ids {
-        store.link_layer_blob(d)?;
-        layers.push(uncompressed_layer(
-            ManifestFormat::Oci,
-            d,
-            store.layer_size(d)?,
-        ));
-    }
-    let built = build_image(config, &layers, ManifestFormat::Oci)
-        .map_err(|e| EngineError::Build(BuildError::Backend(e.to_string())))?;
-    store.put_blob(&built.config_json)?;
-    store.put_blob(&built.manifest_json)?;
-    let id = built.config.digest.clone();
-    store.update(|db| {
-        db.add_image(&built.manifest.digest, &id, None);
-        for t in tags {
-            db.tag(t, &built.manifest.digest);
+        let err = |e: StoreError| e.to_string();
+        let mut layers = Vec::new();
+        for d in &config.rootfs.diff_ids {
+            self.store.link_layer_blob(d).map_err(err)?;
+            let size = self.store.layer_size(d).map_err(err)?;
+            layers.push(uncompressed_layer(ManifestFormat::Oci, d, size));
         }
-        Ok::<_, StoreError>(())
-    })?;
-    Ok(id)
+        let tags = tags
+            .iter()
+            .map(|t| Reference::parse(t).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        commit::record_image(self.store, config, &layers, &tags).map_err(|e| e.to_string())
+    }
+}
+
+fn new_layer(l: commit::NewLayer) -> NewLayer {
+    NewLayer {
+        diff_id: l.diff_id,
+        size: l.size,
+    }
 }
