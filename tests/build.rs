@@ -350,3 +350,140 @@ fn multi_stage_builds_only_what_the_target_needs() {
         build(&c, &["--target", "broken"], &ctx).exit(125);
     }
 }
+
+#[test]
+fn copy_follows_the_context_and_a_changed_file_reruns_from_its_copy() {
+    for (who, c) in engines(&[Who::Root, Who::User]) {
+        let ctx = context(
+            &c,
+            "copy",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM base\nWORKDIR /app\nCOPY a.txt .\nRUN cat a.txt > seen-a\n\
+                     COPY --chmod=0600 dir/ data/\nCOPY *.md docs/\nRUN ls -R /app > /listing\n",
+                ),
+                ("a.txt", "A1\n"),
+                ("dir/one", "1\n"),
+                ("dir/sub/two", "2\n"),
+                ("dir/secret.key", "no\n"),
+                ("x.md", "x\n"),
+                ("y.md", "y\n"),
+                (".dockerignore", "**/*.key\n"),
+            ],
+        );
+        // a symlink out of the context is copied as a link, never followed
+        std::os::unix::fs::symlink("/etc/shadow", ctx.join("dir/shadow")).unwrap();
+        if let Some(u) = c.user() {
+            u.chown_tree(&ctx);
+        }
+        build(&c, &["-t", "cp:1"], &ctx).success();
+        let run = |cmd: &str| c.ok(["run", "--rm", "cp:1", "sh", "-c", cmd]);
+        assert_eq!(run("cat /app/seen-a"), "A1\n", "{who:?}");
+        assert_eq!(
+            run("cd /app && find data docs | sort"),
+            "data\ndata/one\ndata/shadow\ndata/sub\ndata/sub/two\ndocs\ndocs/x.md\ndocs/y.md\n",
+            "{who:?}"
+        );
+        assert_eq!(run("readlink /app/data/shadow"), "/etc/shadow\n");
+        assert_eq!(
+            run("stat -c '%a %u:%g' /app/data/one /app/a.txt"),
+            "600 0:0\n644 0:0\n"
+        );
+        // unchanged: all cached; one file changed: from the COPY that reads it on
+        let again = build(&c, &["-t", "cp:2"], &ctx).success().stdout();
+        assert_eq!(again.matches("CACHED").count(), 6, "{who:?}: {again}");
+        fs::write(ctx.join("dir/sub/two"), "2 changed\n").unwrap();
+        let changed = build(&c, &["-t", "cp:3"], &ctx).success().stdout();
+        assert_eq!(changed.matches("CACHED").count(), 3, "{who:?}: {changed}");
+        assert!(
+            changed.contains("[5/7] COPY --chmod=0600 dir/ data/\n#5 DONE"),
+            "{changed}"
+        );
+        // an ignored file changing changes nothing; neither does an mtime
+        fs::write(ctx.join("dir/secret.key"), "still no\n").unwrap();
+        let ignored = build(&c, &["-t", "cp:4"], &ctx).success().stdout();
+        assert_eq!(ignored.matches("CACHED").count(), 6, "{who:?}: {ignored}");
+        // a source outside the context is refused, with the line
+        let bad = context(
+            &c,
+            "outside",
+            &[("Dockerfile", "FROM base\nCOPY ../x /x\n")],
+        );
+        build(&c, &[], &bad)
+            .engine_error()
+            .stderr_has("Dockerfile:2: ");
+        let missing = context(
+            &c,
+            "nofile",
+            &[("Dockerfile", "FROM base\n\nCOPY app.py /\n")],
+        );
+        build(&c, &[], &missing).engine_error().stderr_is(
+            "Error: Dockerfile:3: COPY failed: file not found in build context or excluded by .dockerignore: \"app.py\"\n",
+        );
+    }
+}
+
+#[test]
+fn copy_from_a_stage_and_an_image() {
+    for (who, c) in engines(&[Who::Root, Who::User]) {
+        let ctx = context(
+            &c,
+            "from",
+            &[(
+                "Dockerfile",
+                "FROM base AS build\nRUN mkdir /out && echo artifact > /out/a && chown 1000:1000 /out/a\n\
+                 FROM scratch\nCOPY --from=build /out/a /a\nCOPY --from=0 /bin/busybox /bin/busybox\n\
+                 COPY --from=base:latest /etc/passwd /etc/passwd\nENTRYPOINT [\"/bin/busybox\"]\n",
+            )],
+        );
+        build(&c, &["-t", "from"], &ctx).success();
+        c.run(["run", "--rm", "from", "cat", "/a"])
+            .success()
+            .stdout_is("artifact\n");
+        // --from keeps the owners it had there
+        c.run(["run", "--rm", "from", "stat", "-c", "%u:%g", "/a"])
+            .success()
+            .stdout_is("1000:1000\n");
+        c.run(["run", "--rm", "from", "grep", "-c", "root", "/etc/passwd"])
+            .success()
+            .stdout_is("1\n");
+        assert_eq!(
+            inspect(&c, "from", "{{len .RootFS.Layers}}"),
+            "3",
+            "{who:?}"
+        );
+    }
+}
+
+#[test]
+fn the_fixtures_example_builds_and_runs() {
+    for (who, c) in engines(ALL) {
+        let example = c.give(&common::fixtures_dir().join("example"));
+        build(&c, &["-t", "hello:1.0"], &example)
+            .success()
+            .stdout_has("Successfully tagged hello:1.0");
+        c.run(["run", "--rm", "hello:1.0", "cat", "www/index.html"])
+            .success()
+            .stdout_has("<h1>Hello from camada</h1>");
+        c.run([
+            "run",
+            "--rm",
+            "hello:1.0",
+            "sh",
+            "-c",
+            "test -x app.sh && pwd",
+        ])
+        .success()
+        .stdout_is("/app\n");
+        assert_eq!(
+            inspect(&c, "hello:1.0", "{{.Config.Labels.maintainer}}"),
+            "Ana Teacher <ana@example.org>",
+            "{who:?}"
+        );
+        assert_eq!(
+            inspect(&c, "hello:1.0", "{{json .Config.Cmd}}"),
+            r#"["./app.sh"]"#
+        );
+    }
+}
