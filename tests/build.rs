@@ -487,3 +487,132 @@ fn the_fixtures_example_builds_and_runs() {
         );
     }
 }
+
+/// Every entry under `root` as `path type mode uid:gid size link sha256` (no timestamps).
+fn tree_listing(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let (kind, extra) = if m.is_dir() {
+                stack.push(p.clone());
+                ("d", String::new())
+            } else if m.file_type().is_symlink() {
+                ("l", fs::read_link(&p).unwrap().display().to_string())
+            } else if m.is_file() {
+                let bytes = fs::read(&p).unwrap();
+                ("f", camada::digest::Digest::of(&bytes).short().to_owned())
+            } else {
+                ("o", String::new())
+            };
+            out.push(format!(
+                "{rel} {kind} {:o} {}:{} {} {extra}",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid(),
+                if kind == "f" { m.len() } else { 0 }
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn buildah_builds_the_same_file_tree() {
+    if !common::is_root() {
+        require("root (buildah with the vfs driver)", Err("not root".into()));
+        return;
+    }
+    for t in ["buildah", "umoci"] {
+        common::tool(t);
+    }
+    let c = Camada::new();
+    let base = c.load_base();
+    let ctx = context(
+        &c,
+        "interop",
+        &[
+            (
+                "Dockerfile",
+                "FROM base:latest\nENV APP=/srv/app\n\
+                 RUN mkdir -p $APP/gen && for i in 1 2 3; do echo \"file $i\" > $APP/gen/f$i; done \
+                 && chown -R 1000:1000 $APP/gen && rm -rf /home && ln -s gen/f1 $APP/link \
+                 && chmod 0700 $APP/gen/f2\n\
+                 COPY --chown=1000:100 dir/ $APP/data/\nCOPY --chmod=0640 top.txt $APP/\n\
+                 WORKDIR $APP\nRUN pwd > where && rm gen/f3\nCMD [\"ls\"]\n",
+            ),
+            ("dir/a", "a\n"),
+            ("dir/sub/c", "c\n"),
+            ("top.txt", "top\n"),
+        ],
+    );
+    build(&c, &["-q", "-t", "interop"], &ctx).success();
+    let dir = c.dir();
+    let archive = dir.join("camada.tar");
+    c.ok([
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        "interop",
+    ]);
+    let oci = dir.join("camada-oci");
+    fs::create_dir(&oci).unwrap();
+    let tar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&oci)
+        .arg("-xf")
+        .arg(&archive)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-ec", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let d = dir.display();
+    let b = format!("buildah --root {d}/broot --runroot {d}/brun --storage-driver vfs");
+    sh(&format!(
+        "{b} pull -q oci-archive:{} >/dev/null && {b} tag $({b} images -q | head -1) base:latest \
+         && {b} bud --isolation chroot -q -t interop {} >/dev/null \
+         && {b} push -q interop oci:{d}/buildah-oci:interop \
+         && umoci unpack --image {d}/buildah-oci:interop {d}/buildah-bundle >/dev/null \
+         && umoci unpack --image {d}/camada-oci:latest {d}/camada-bundle >/dev/null",
+        base.oci_tar.display(),
+        ctx.display()
+    ));
+    let theirs = tree_listing(&dir.join("buildah-bundle/rootfs"));
+    let ours = tree_listing(&dir.join("camada-bundle/rootfs"));
+    // buildah leaves the empty mount points of its generated /etc files in the RUN layer;
+    // BuildKit and camada do not
+    let stubs = ["etc/hostname ", "etc/hosts ", "etc/resolv.conf "];
+    let theirs: Vec<String> = theirs
+        .into_iter()
+        .filter(|l| !(stubs.iter().any(|s| l.starts_with(s)) && l.contains(" f ")))
+        .collect();
+    assert!(
+        theirs == ours,
+        "buildah's tree (-) against camada's (+):\n{}",
+        common::diff_lines(&theirs.join("\n"), &ours.join("\n"))
+    );
+    assert!(
+        ours.iter()
+            .any(|l| l.starts_with("srv/app/gen/f2 f 700 1000:1000"))
+    );
+    sh(&format!(
+        "{b} rmi -a -f >/dev/null 2>&1 || true; rm -rf {d}/broot {d}/brun"
+    ));
+}

@@ -647,10 +647,26 @@ impl Executor<'_> {
                 code,
             });
         }
+        drop_mount_stubs(&opts.upper);
         self.backend
             .layer_from_upper(&opts)
             .map_err(|why| self.step_err(step, why))
     }
+}
+
+/// Removes from a RUN's upper dir the empty files the runtime made only as mount points
+/// for its generated /etc files (an image without them gets them as stubs): BuildKit
+/// leaves them out of the layer too, and a RUN that changed nothing then makes none.
+fn drop_mount_stubs(upper: &Path) {
+    for stub in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        let p = upper.join(stub);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    // an etc/ left empty was only their parent (copied up to make them); remove_dir
+    // fails on anything else
+    let _ = std::fs::remove_dir(upper.join("etc"));
 }
 
 /// COPY's or ADD's operands, and whether it is ADD.
