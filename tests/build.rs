@@ -616,3 +616,161 @@ fn buildah_builds_the_same_file_tree() {
         "{b} rmi -a -f >/dev/null 2>&1 || true; rm -rf {d}/broot {d}/brun"
     ));
 }
+
+/// The debootstrap minbase rootfs as a tar every test user can read, made once per run
+/// (the rootfs itself is cached between runs in /var/tmp/camada-bench/debian-rootfs).
+fn debian_minbase() -> Option<PathBuf> {
+    static TAR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let made = TAR.get_or_init(|| {
+        let rootfs = Path::new("/var/tmp/camada-bench/debian-rootfs");
+        let sh = |script: &str| -> Result<(), String> {
+            let out = std::process::Command::new("sh")
+                .args(["-ec", script])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{script}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        if !rootfs.join("usr/bin/apt-get").exists() {
+            if !Path::new("/usr/sbin/debootstrap").exists() {
+                return Err("debootstrap is not installed (apt-get install debootstrap)".into());
+            }
+            sh(&format!(
+                "mkdir -p {0}.new && debootstrap --variant=minbase bookworm {0}.new >/dev/null \
+                 && mv {0}.new {0}",
+                rootfs.display()
+            ))?;
+        }
+        let dir = Path::new("/var/tmp/camada-build-test");
+        let tar = dir.join(format!("debian-minbase-{}.tar", std::process::id()));
+        sh(&format!(
+            "mkdir -p -m 0755 {} && rm -f {}/debian-minbase-*.tar && tar -C {} -cf {} . \
+             && chmod 0644 {}",
+            dir.display(),
+            dir.display(),
+            rootfs.display(),
+            tar.display(),
+            tar.display()
+        ))?;
+        Ok(tar)
+    });
+    match made {
+        Ok(p) => Some(p.clone()),
+        Err(why) => {
+            require("a Debian minbase image", Err(why.clone()));
+            None
+        }
+    }
+}
+
+/// A local Debian repository in `dir`: `hello-camada` (a file) and `svc-camada` (its
+/// postinst makes a system user and chowns a directory to it), plus their Packages index.
+fn make_repo(dir: &Path) {
+    for (name, postinst) in [
+        ("hello-camada", None),
+        (
+            "svc-camada",
+            Some(
+                "#!/bin/sh\nset -e\nuseradd --system --no-create-home svc-camada\n\
+                 mkdir -p /var/lib/svc-camada\nchown svc-camada:svc-camada /var/lib/svc-camada\n",
+            ),
+        ),
+    ] {
+        let root = dir.join(format!("{name}-src"));
+        fs::create_dir_all(root.join("DEBIAN")).unwrap();
+        fs::create_dir_all(root.join(format!("usr/share/{name}"))).unwrap();
+        fs::write(
+            root.join("DEBIAN/control"),
+            format!(
+                "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: camada <t@example.org>\n\
+                 Description: camada test package\n"
+            ),
+        )
+        .unwrap();
+        fs::write(
+            root.join(format!("usr/share/{name}/msg")),
+            format!("{name} installed\n"),
+        )
+        .unwrap();
+        if let Some(script) = postinst {
+            let p = root.join("DEBIAN/postinst");
+            fs::write(&p, script).unwrap();
+            std::os::unix::fs::PermissionsExt::set_mode(
+                &mut fs::metadata(&p).unwrap().permissions(),
+                0o755,
+            );
+            let st = std::process::Command::new("chmod")
+                .arg("0755")
+                .arg(&p)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let st = std::process::Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "--build"])
+            .arg(&root)
+            .arg(dir.join(format!("{name}_1.0_all.deb")))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "dpkg-deb --build {name}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+    let out = std::process::Command::new("dpkg-scanpackages")
+        .args([".", "/dev/null"])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dpkg-scanpackages");
+    fs::write(dir.join("Packages"), out.stdout).unwrap();
+}
+
+#[test]
+fn dpkg_and_apt_install_in_a_debian_image() {
+    let Some(tar) = debian_minbase() else { return };
+    for t in ["dpkg-deb", "dpkg-scanpackages"] {
+        common::tool(t);
+    }
+    for (who, c) in engines(ALL) {
+        c.ok(["import", tar.to_str().unwrap(), "debian:minbase"]);
+        let ctx = context(
+            &c,
+            "debian",
+            &[(
+                "Dockerfile",
+                "FROM debian:minbase\nCOPY repo/ /repo/\n\
+                 RUN dpkg -i /repo/hello-camada_1.0_all.deb\n\
+                 RUN rm -f /etc/apt/sources.list && \
+                 echo 'deb [trusted=yes] file:/repo ./' > /etc/apt/sources.list.d/local.list \
+                 && apt-get update && apt-get install -y svc-camada\n",
+            )],
+        );
+        make_repo(&ctx.join("repo"));
+        if let Some(u) = c.user() {
+            u.chown_tree(&ctx);
+        }
+        build(&c, &["-t", "deb"], &ctx).success();
+        let run = |cmd: &str| c.ok(["run", "--rm", "deb", "sh", "-c", cmd]);
+        assert_eq!(
+            run("cat /usr/share/hello-camada/msg /usr/share/svc-camada/msg"),
+            "hello-camada installed\nsvc-camada installed\n",
+            "{who:?}"
+        );
+        assert_eq!(
+            run("dpkg-query -W -f '${Status}\\n' hello-camada svc-camada"),
+            "install ok installed\ninstall ok installed\n",
+            "{who:?}"
+        );
+        let owner = run("stat -c %U:%G /var/lib/svc-camada");
+        if who != Who::SingleId {
+            assert_eq!(owner, "svc-camada:svc-camada\n", "{who:?}");
+        }
+    }
+}
