@@ -4,6 +4,8 @@
 //! single-id mode (no newuidmap on PATH).
 
 mod common;
+#[path = "common/registry.rs"]
+mod reg;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -701,16 +703,8 @@ fn make_repo(dir: &Path) {
         if let Some(script) = postinst {
             let p = root.join("DEBIAN/postinst");
             fs::write(&p, script).unwrap();
-            std::os::unix::fs::PermissionsExt::set_mode(
-                &mut fs::metadata(&p).unwrap().permissions(),
-                0o755,
-            );
-            let st = std::process::Command::new("chmod")
-                .arg("0755")
-                .arg(&p)
-                .status()
-                .unwrap();
-            assert!(st.success());
+            let exec = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+            fs::set_permissions(&p, exec).unwrap();
         }
         let st = std::process::Command::new("dpkg-deb")
             .args(["--root-owner-group", "-Zgzip", "--build"])
@@ -772,5 +766,58 @@ fn dpkg_and_apt_install_in_a_debian_image() {
         if who != Who::SingleId {
             assert_eq!(owner, "svc-camada:svc-camada\n", "{who:?}");
         }
+    }
+}
+
+#[test]
+fn pushed_layers_are_compressed_as_build_said() {
+    if !require("a local registry", reg::available()) {
+        return;
+    }
+    let r = reg::Registry::start(reg::Auth::None);
+    let c = Camada::new();
+    c.load_base();
+    let ctx = context(
+        &c,
+        "push",
+        &[(
+            "Dockerfile",
+            "FROM base\nRUN echo pushed > /p\nCMD [\"cat\", \"/p\"]\n",
+        )],
+    );
+    for (flag, suffix) in [(None, "tar+gzip"), (Some("zstd"), "tar+zstd")] {
+        let name = format!("{}/built/{}", r.addr(), flag.unwrap_or("default"));
+        let mut args = vec!["-t", name.as_str()];
+        if let Some(f) = flag {
+            args.extend(["--compression", f]);
+        }
+        build(&c, &args, &ctx).success();
+        c.ok(["push", &name]);
+        let raw = c
+            .exec({
+                let mut cmd = c.command("skopeo");
+                cmd.args(["inspect", "--raw", "--tls-verify=false"])
+                    .arg(format!("docker://{name}"));
+                cmd
+            })
+            .success()
+            .stdout();
+        let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        let types: Vec<&str> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["mediaType"].as_str().unwrap())
+            .collect();
+        assert_eq!(types.len(), 2, "{raw}");
+        // the store keeps every layer of a built image uncompressed; push compresses them
+        assert!(types.iter().all(|t| t.ends_with(suffix)), "{flag:?}: {raw}");
+        // a fresh store pulls it and runs it
+        let other = Camada::new();
+        other.ok(["pull", &name]);
+        other
+            .run(["run", "--rm", &name])
+            .success()
+            .stdout_is("pushed\n");
     }
 }
