@@ -15,6 +15,7 @@ pub mod pull;
 pub mod push;
 mod system;
 mod tree;
+pub mod volumes;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -67,6 +68,8 @@ pub enum EngineError {
     Login(#[from] login::LoginError),
     #[error("{0}")]
     Containers(#[from] containers::ContainersError),
+    #[error("{0}")]
+    Volumes(#[from] volumes::VolumesError),
 }
 
 /// The engine: where things are, and the store.
