@@ -16,6 +16,7 @@ pub mod pull;
 pub mod push;
 mod system;
 mod tree;
+pub mod volumes;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -70,6 +71,8 @@ pub enum EngineError {
     Containers(#[from] containers::ContainersError),
     #[error("{0}")]
     Commit(#[from] commit::CommitError),
+    #[error("{0}")]
+    Volumes(#[from] volumes::VolumesError),
 }
 
 /// The engine: where things are, and the store.
