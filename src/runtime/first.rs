@@ -111,10 +111,17 @@ pub(crate) fn first_process(
         let _ = nix::unistd::dup2_stdin(dup_or_null());
     }
     drop(log_pipes);
+    // before the pivot: the host's /etc/passwd names the host user
+    let host_user = host_user_name(&c.maps);
     if let Err(e) = mounts::pivot(rootfs) {
         return report(&err_w, Failure::engine(e.to_string()));
     }
-    let can_setgroups = c.maps.writer != MapWriter::Single;
+    let ids = process::Ids {
+        can_setgroups: c.maps.writer != MapWriter::Single,
+        single: c.maps.single(),
+        host_user,
+        fake_ids: c.fake_ids,
+    };
     if c.init {
         return match sys::fork() {
             Err(e) => report(
@@ -123,7 +130,7 @@ pub(crate) fn first_process(
             ),
             Ok(ForkResult::Child) => {
                 sys::close_fds_from(3, &[err_w.as_raw_fd()]);
-                let f = process::become_and_exec(&c.process, &c.hostname, can_setgroups);
+                let f = process::become_and_exec(&c.process, &c.hostname, &ids);
                 report(&err_w, f)
             }
             Ok(ForkResult::Parent { child }) => {
@@ -133,8 +140,20 @@ pub(crate) fn first_process(
         };
     }
     sys::close_fds_from(3, &[err_w.as_raw_fd()]);
-    let f = process::become_and_exec(&c.process, &c.hostname, can_setgroups);
+    let f = process::become_and_exec(&c.process, &c.hostname, &ids);
     report(&err_w, f)
+}
+
+/// The host user's name in single-id mode (for the fix a refused `-u` gives), else empty.
+fn host_user_name(maps: &super::IdMaps) -> String {
+    match maps.uid.first() {
+        Some(r) if maps.single().is_some() => nix::unistd::User::from_uid(r.outside.into())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 /// Writes `CODE MESSAGE` for the monitor and returns the code.

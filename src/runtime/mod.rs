@@ -20,7 +20,7 @@
 //! be entered by a single-threaded process and the fork copies only the calling thread.
 //!
 //! Files under `<run_dir>/`, all owned by this module: `ctl.sock`, `monitor.pid`,
-//! `init.pid` (host pid of the container's first process), `rootfs/` (mount point),
+//! `init.pid` (host pid of the container's first process), `rootfs/` (mount point), `fake-ids`,
 //! `hosts`, `hostname`, `resolv.conf`. The detached log (`Io::Log`) is docker's json-file
 //! format: one `{"log":"...","stream":"stdout|stderr","time":"RFC3339Nano"}` per line.
 
@@ -32,6 +32,7 @@ pub mod mounts;
 pub mod process;
 pub mod pty;
 mod relay;
+mod seccomp;
 mod sys;
 pub mod userns;
 
@@ -120,8 +121,13 @@ pub struct Container {
     /// `--init`: a tiny init reaps zombies and forwards signals to the process.
     pub init: bool,
     pub io: Io,
-    /// Usually [`IdMaps::for_current_user`].
+    /// Usually [`IdMaps::for_current_user`] (or [`IdMaps::for_user`] for `-u`).
     pub maps: IdMaps,
+    /// Fake ids (for build's RUN in single-id mode): chown, fchown, lchown, fchownat, the
+    /// set*id calls and setgroups succeed without effect (a seccomp filter, as
+    /// Charliecloud's `--seccomp`), so package managers that chown files or drop privileges
+    /// work where only one id is mapped. `exec` into the container gets the filter too.
+    pub fake_ids: bool,
 }
 
 /// Why running a container failed.

@@ -252,6 +252,19 @@ pub fn start(mut container: Container, on_exit: Option<OnExit>) -> Result<Starte
         let path = run_dir.join(name);
         std::fs::write(&path, text).map_err(|source| RuntimeError::RunDir { path, source })?;
     }
+    let fake_ids = run_dir.join(FAKE_IDS_FILE);
+    let marked = if container.fake_ids {
+        std::fs::write(&fake_ids, "")
+    } else {
+        std::fs::remove_file(&fake_ids).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        })
+    };
+    marked.map_err(|source| RuntimeError::RunDir {
+        path: fake_ids,
+        source,
+    })?;
     let pipe =
         || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| setup_err(&id, format!("pipe: {e}")));
     let (status_r, status_w) = pipe()?;
@@ -333,8 +346,12 @@ impl MonitorFiles {
     }
 }
 
+/// Present in the run directory when the container runs with fake ids (`exec` follows).
+pub(crate) const FAKE_IDS_FILE: &str = "fake-ids";
+
 /// The files a monitor keeps in its run directory.
 const RUN_FILES: &[&str] = &[
+    FAKE_IDS_FILE,
     "ctl.sock",
     "init.pid",
     "monitor.pid",

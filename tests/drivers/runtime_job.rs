@@ -25,6 +25,8 @@ pub struct Job {
     pub log: Option<PathBuf>,
     /// Map only the caller's own id, as for a user without /etc/subuid ranges.
     pub single_id: bool,
+    /// `Container::fake_ids`.
+    pub fake_ids: bool,
     /// The exit hook writes `CODE FAILURE` here.
     pub exit_file: Option<PathBuf>,
     pub signal: i32,

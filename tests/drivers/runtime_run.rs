@@ -103,6 +103,10 @@ fn drive(job: Job) -> Result<i32, runtime::RuntimeError> {
     } else {
         IdMaps::for_current_user()
     };
+    let rootfs = job.rootfs.clone();
+    let maps = maps.for_user(&job.process.user, |p| {
+        std::fs::read_to_string(rootfs.join(p.trim_start_matches('/'))).ok()
+    });
     match job.verb.as_str() {
         "run" | "start" => {
             let io = match &job.log {
@@ -131,6 +135,7 @@ fn drive(job: Job) -> Result<i32, runtime::RuntimeError> {
                 init: job.init,
                 io,
                 maps,
+                fake_ids: job.fake_ids,
             };
             let started = runtime::start(c, Some(hook))?;
             if detached {
