@@ -308,6 +308,56 @@ fn exit_codes_and_separate_streams() {
     }
 }
 
+/// The (stream, text) pairs of a json-file log.
+fn log_lines(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert!(v["time"].as_str().unwrap().ends_with('Z'), "{l}");
+            (
+                v["stream"].as_str().unwrap().to_string(),
+                v["log"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_foreground_also_logs() {
+    for s in sandboxes() {
+        let log = s.dir.path().join("fg.log");
+        let mut job = s.job(&[
+            "sh",
+            "-c",
+            "echo out; echo err >&2; read x; echo got $x; exit 3",
+        ]);
+        job.log = Some(log.clone());
+        job.stdin = true;
+        let o = s.run(&job, "in\n");
+        // the terminal sees what it saw without the log, streams apart
+        assert_eq!(
+            (o.code, o.stdout.as_str(), o.stderr.as_str()),
+            (3, "out\ngot in\n", "err\n"),
+            "{:?}",
+            s.who
+        );
+        let mut lines = log_lines(&log);
+        lines.sort();
+        let want = [
+            ("stderr", "err\n"),
+            ("stdout", "got in\n"),
+            ("stdout", "out\n"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(lines, want, "{:?}", s.who);
+    }
+}
+
 #[test]
 fn stdin_only_when_asked() {
     for s in sandboxes() {
@@ -680,6 +730,8 @@ fn a_real_terminal() {
         let mut job = s.job(&["sh"]);
         job.process.tty = true;
         job.stdin = true;
+        let log = s.dir.path().join("tty.log");
+        job.log = Some(log.clone());
         // `script` gives the driver a pty as its terminal; the shell gets one of its own
         let json = serde_json::to_string(&job).unwrap();
         let inner = format!("CAMADA_RT_DRIVER='{json}' {}", driver_exe().display());
@@ -711,6 +763,14 @@ fn a_real_terminal() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("42xterm"), "{:?}: {text}", s.who);
         assert!(text.contains("/dev/pts/0"), "{:?}: {text}", s.who);
+        // the pty's output is logged as stdout too
+        let lines = log_lines(&log);
+        assert!(
+            lines.iter().all(|(s, _)| s == "stdout")
+                && lines.iter().any(|(_, t)| t.contains("42xterm")),
+            "{:?}: {lines:?}",
+            s.who
+        );
         assert_eq!(
             out.status.code(),
             Some(3),

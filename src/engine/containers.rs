@@ -674,12 +674,19 @@ impl Engine {
             binds.push(b);
         }
         let stdin = r.config.open_stdin;
-        let io = match mode {
-            StartMode::Foreground => Io::Inherit { stdin },
-            // the caller's own stdio, so no output is lost before an attach could connect
-            StartMode::Attach { stdin: attach } => Io::Inherit {
-                stdin: stdin && attach,
+        // the foreground modes also log (docker's `logs` works after them), except with
+        // --rm, where no one could read it
+        let foreground = |stdin| match r.host_config.auto_remove {
+            true => Io::Inherit { stdin },
+            false => Io::InheritAndLog {
+                stdin,
+                log: records.log_path(&r.id),
             },
+        };
+        let io = match mode {
+            StartMode::Foreground => foreground(stdin),
+            // the caller's own stdio, so no output is lost before an attach could connect
+            StartMode::Attach { stdin: attach } => foreground(stdin && attach),
             StartMode::Detached => Io::Log {
                 path: records.log_path(&r.id),
                 stdin,

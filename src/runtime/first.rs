@@ -22,7 +22,7 @@ use nix::unistd::{ForkResult, Pid};
 use super::monitor::{LogPipes, dup_or_null, forwarded_set};
 use super::process::{self, Failure};
 use super::userns::MapWriter;
-use super::{Container, Io, mounts, pty, sys};
+use super::{Container, mounts, pty, sys};
 
 fn send_fd(tx: &OwnedFd, fd: &OwnedFd) -> nix::Result<()> {
     let fds = [fd.as_raw_fd()];
@@ -96,18 +96,19 @@ pub(crate) fn first_process(
             );
         }
     } else if let Some(p) = &log_pipes {
-        let null;
-        let stdin_fd = match &p.stdin {
-            Some((r, _)) => r,
-            None => {
-                null = dup_or_null();
-                &null
+        match &p.stdin {
+            Some((r, _)) => {
+                let _ = nix::unistd::dup2_stdin(r);
             }
-        };
-        let _ = nix::unistd::dup2_stdin(stdin_fd);
+            // the foreground with -i: the caller's stdin, as inherited
+            None if c.io.foreground() && c.io.stdin() => {}
+            None => {
+                let _ = nix::unistd::dup2_stdin(dup_or_null());
+            }
+        }
         let _ = nix::unistd::dup2_stdout(&p.out.1);
         let _ = nix::unistd::dup2_stderr(&p.err.1);
-    } else if matches!(c.io, Io::Inherit { stdin: false }) {
+    } else if c.io.foreground() && !c.io.stdin() {
         let _ = nix::unistd::dup2_stdin(dup_or_null());
     }
     drop(log_pipes);

@@ -21,7 +21,7 @@
 //!
 //! Files under `<run_dir>/`, all owned by this module: `ctl.sock`, `monitor.pid`,
 //! `init.pid` (host pid of the container's first process), `rootfs/` (mount point), `fake-ids`,
-//! `hosts`, `hostname`, `resolv.conf`. The detached log (`Io::Log`) is docker's json-file
+//! `hosts`, `hostname`, `resolv.conf`. The log (`Io::Log`, `Io::InheritAndLog`) is docker's json-file
 //! format: one `{"log":"...","stream":"stdout|stderr","time":"RFC3339Nano"}` per line.
 
 mod control;
@@ -104,6 +104,35 @@ pub enum Io {
     /// Detached: output goes to the json-file log at this path (and to attached clients);
     /// stdin, when `stdin`, stays open for `attach`.
     Log { path: PathBuf, stdin: bool },
+    /// Foreground as [`Io::Inherit`], and the output also goes to the json-file log at
+    /// `log` (docker's `logs` of a container that ran in the foreground): the monitor
+    /// relays it, stdout to its stdout and stderr to its stderr (a pty's output is stdout).
+    InheritAndLog { stdin: bool, log: PathBuf },
+}
+
+impl Io {
+    /// The container keeps its stdin open (the caller's, or one `attach` feeds).
+    pub fn stdin(&self) -> bool {
+        match self {
+            Io::Inherit { stdin } | Io::Log { stdin, .. } | Io::InheritAndLog { stdin, .. } => {
+                *stdin
+            }
+        }
+    }
+
+    /// The caller's terminal or stdio takes part (the foreground modes).
+    pub fn foreground(&self) -> bool {
+        !matches!(self, Io::Log { .. })
+    }
+
+    /// The json-file log the output goes to, if any.
+    pub fn log(&self) -> Option<&Path> {
+        match self {
+            Io::Log { path, .. } => Some(path),
+            Io::InheritAndLog { log, .. } => Some(log),
+            Io::Inherit { .. } => None,
+        }
+    }
 }
 
 /// Everything [`start`] needs to run one container.

@@ -109,14 +109,18 @@ fn drive(job: Job) -> Result<i32, runtime::RuntimeError> {
     });
     match job.verb.as_str() {
         "run" | "start" => {
+            let detached = job.verb == "start";
             let io = match &job.log {
-                Some(path) => Io::Log {
+                Some(path) if detached => Io::Log {
                     path: path.clone(),
                     stdin: job.stdin,
                 },
+                Some(path) => Io::InheritAndLog {
+                    stdin: job.stdin,
+                    log: path.clone(),
+                },
                 None => Io::Inherit { stdin: job.stdin },
             };
-            let detached = job.verb == "start";
             let exit_file = job.exit_file;
             let hook: OnExit = Box::new(move |info: &ExitInfo| {
                 if let Some(p) = exit_file {
