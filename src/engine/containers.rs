@@ -518,19 +518,23 @@ impl Engine {
 
     /// `run`/`create` of an image not stored: pulls it (quietly, default platform) and
     /// returns the name as docker prints it (`busybox:latest`).
-    pub fn pull_for_run(&self, word: &str) -> std::result::Result<String, EngineError> {
+    /// `cancel` stops it (Ctrl-C), keeping the partial download.
+    pub fn pull_for_run(
+        &self,
+        word: &str,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> std::result::Result<String, EngineError> {
         let reference =
             crate::reference::Reference::parse(word).map_err(|e| EngineError::BadReference {
                 word: word.to_string(),
                 why: e.to_string(),
             })?;
-        let cancel = std::sync::atomic::AtomicBool::new(false);
         super::pull::pull(
             &self.store,
             &reference,
             &super::pull::PullOptions::default(),
             &(),
-            &cancel,
+            cancel,
         )?;
         Ok(reference.familiar())
     }
