@@ -34,6 +34,7 @@ pub mod pty;
 mod relay;
 mod seccomp;
 mod sys;
+pub mod unshared;
 pub mod userns;
 
 use std::path::{Path, PathBuf};
