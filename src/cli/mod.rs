@@ -14,6 +14,7 @@ mod commands;
 mod containers;
 mod format;
 mod images;
+mod interrupt;
 mod registry;
 mod system;
 mod template;
