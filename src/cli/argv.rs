@@ -99,6 +99,9 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["ps"] => s("aqs", "", &[]),
         ["logs"] => s("ft", "n", &["tail"]),
         ["attach" | "wait"] => s("", "", &[]),
+        ["diff" | "mount" | "umount"] => s("", "", &[]),
+        ["commit"] => s("p", "acm", &["author", "change", "message"]),
+        ["unshare"] => command_line("", "", &["container"]),
         ["container"] => s("", "", &[]),
         ["container", "inspect"] => s("", "f", &["format"]),
         ["container", "prune"] => s("f", "", &[]),
@@ -138,6 +141,10 @@ fn alias(group: &str, sub: &str) -> Option<&'static str> {
         ("container", "logs") => "logs",
         ("container", "attach") => "attach",
         ("container", "wait") => "wait",
+        ("container", "diff") => "diff",
+        ("container", "commit") => "commit",
+        ("container", "mount") => "mount",
+        ("container", "umount" | "unmount") => "umount",
         _ => return None,
     })
 }

@@ -55,6 +55,11 @@ pub enum Command {
     Attach(super::containers::Attach),
     Wait(super::containers::Wait),
     Container(super::containers::ContainerGroup),
+    Diff(super::fsops::Diff),
+    Commit(super::fsops::Commit),
+    Mount(super::fsops::Mount),
+    Umount(super::fsops::Umount),
+    Unshare(super::fsops::Unshare),
 }
 
 /// List images (also: image ls).

@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod commit;
 pub mod containers;
+pub mod fsops;
 mod images;
 pub mod login;
 pub mod pull;
@@ -70,6 +71,8 @@ pub enum EngineError {
     Containers(#[from] containers::ContainersError),
     #[error("{0}")]
     Commit(#[from] commit::CommitError),
+    #[error("{0}")]
+    Fsops(#[from] fsops::FsopsError),
 }
 
 /// The engine: where things are, and the store.
