@@ -56,6 +56,7 @@ pub enum Command {
     Wait(super::containers::Wait),
     Container(super::containers::ContainerGroup),
     Diff(super::fsops::Diff),
+    Cp(super::fsops::Cp),
     Commit(super::fsops::Commit),
     Mount(super::fsops::Mount),
     Umount(super::fsops::Umount),

@@ -8,6 +8,7 @@ use argh::FromArgs;
 use super::CliError;
 use crate::engine::Engine;
 use crate::engine::commit::CommitRequest;
+use crate::engine::cp::{CpPath, CpRequest};
 
 /// Inspect changes to files or directories on a container's filesystem (also: container
 /// diff).
@@ -71,6 +72,39 @@ pub struct Unshare {
     /// the command and its arguments
     #[argh(positional, greedy, arg_name = "COMMAND [ARG...]")]
     pub command: Vec<String>,
+}
+
+/// Copy files/folders between a container and the local filesystem (also: container cp).
+/// CONTAINER:SRC_PATH DEST_PATH|- or SRC_PATH|- CONTAINER:DEST_PATH; `-` is a tar stream.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "cp", help_triggers("--help"))]
+pub struct Cp {
+    /// archive mode (copy all uid/gid information)
+    #[argh(switch, short = 'a')]
+    pub archive: bool,
+    /// always follow symbol link in SRC_PATH
+    #[argh(switch, short = 'L')]
+    pub follow_link: bool,
+    /// suppress progress output (camada prints none)
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+    /// the source: CONTAINER:SRC_PATH, a local path, or - (a tar on stdin)
+    #[argh(positional, arg_name = "SRC")]
+    pub src: String,
+    /// the destination: CONTAINER:DEST_PATH, a local path, or - (a tar on stdout)
+    #[argh(positional, arg_name = "DEST")]
+    pub dst: String,
+}
+
+pub fn cp(engine: &Engine, a: &Cp) -> Result<(), CliError> {
+    let _quiet = a.quiet;
+    engine.copy(&CpRequest {
+        src: CpPath::parse(&a.src),
+        dst: CpPath::parse(&a.dst),
+        archive: a.archive,
+        follow: a.follow_link,
+    })?;
+    Ok(())
 }
 
 pub fn diff(engine: &Engine, a: &Diff) -> Result<(), CliError> {

@@ -253,6 +253,7 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Attach(a) => containers::attach(&engine(&cmd)?, a),
         Command::Wait(a) => containers::wait(&engine(&cmd)?, a),
         Command::Diff(a) => fsops::diff(&engine(&cmd)?, a),
+        Command::Cp(a) => fsops::cp(&engine(&cmd)?, a),
         Command::Commit(a) => fsops::commit(&engine(&cmd)?, a),
         Command::Mount(a) => fsops::mount(&engine(&cmd)?, a),
         Command::Umount(a) => fsops::umount(&engine(&cmd)?, a),

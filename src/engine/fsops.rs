@@ -37,6 +37,8 @@ pub enum FsopsError {
     Lower { id: String, why: String },
     #[error("{0}")]
     Runtime(#[from] runtime::RuntimeError),
+    #[error("{0}")]
+    Cp(#[from] super::cp::CpError),
     #[error("creating {path}: {source}")]
     MountDir {
         path: PathBuf,
@@ -133,7 +135,15 @@ pub fn changes(
                     let attrs = own.is_some_and(|o| {
                         (o.mode & 0o7777, o.uid, o.gid) != (l.mode(), l.uid(), l.gid())
                     });
-                    let busy = fs::read_dir(&host_dir)?.next().is_some();
+                    let mut busy = false;
+                    for e in fs::read_dir(&host_dir)? {
+                        let e = e?;
+                        let rel = join(&child, e.file_name().as_bytes());
+                        if !runtime_mount_point(upper, &rel, &fs::symlink_metadata(e.path())?) {
+                            busy = true;
+                            break;
+                        }
+                    }
                     (attrs || busy).then_some(ChangeKind::Changed)
                 }
             };

@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod commit;
 pub mod containers;
+pub mod cp;
 pub mod fsops;
 mod images;
 pub mod login;
