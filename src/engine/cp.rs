@@ -226,11 +226,11 @@ fn is_dir(st: &FileStat) -> bool {
 fn src_kind(root: &Root, path: &str, follow: bool) -> Result<SrcKind, String> {
     let (_, st) = root.item(path, follow).map_err(|e| match e {
         Errno::ENOENT => "ENOENT".to_string(),
-        e => e.to_string(),
+        e => io::Error::from(e).to_string(),
     })?;
     let dir = is_dir(&st);
     if !dir && (path.ends_with('/') || path.ends_with("/.")) {
-        return Err(format!("{path}: not a directory"));
+        return Err(io::Error::from(Errno::ENOTDIR).to_string());
     }
     Ok(if dir { SrcKind::Dir } else { SrcKind::NonDir })
 }
