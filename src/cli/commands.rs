@@ -56,6 +56,12 @@ pub enum Command {
     Wait(super::containers::Wait),
     Container(super::containers::ContainerGroup),
     Volume(super::volumes::VolumeGroup),
+    Diff(super::fsops::Diff),
+    Cp(super::fsops::Cp),
+    Commit(super::fsops::Commit),
+    Mount(super::fsops::Mount),
+    Umount(super::fsops::Umount),
+    Unshare(super::fsops::Unshare),
 }
 
 /// List images (also: image ls).

@@ -13,6 +13,7 @@ mod argv;
 mod commands;
 mod containers;
 mod format;
+mod fsops;
 mod images;
 mod interrupt;
 mod registry;
@@ -253,6 +254,12 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Logs(a) => containers::logs(&engine(&cmd)?, a),
         Command::Attach(a) => containers::attach(&engine(&cmd)?, a),
         Command::Wait(a) => containers::wait(&engine(&cmd)?, a),
+        Command::Diff(a) => fsops::diff(&engine(&cmd)?, a),
+        Command::Cp(a) => fsops::cp(&engine(&cmd)?, a),
+        Command::Commit(a) => fsops::commit(&engine(&cmd)?, a),
+        Command::Mount(a) => fsops::mount(&engine(&cmd)?, a),
+        Command::Umount(a) => fsops::umount(&engine(&cmd)?, a),
+        Command::Unshare(a) => fsops::unshare(&engine(&cmd)?, a),
         Command::Container(g) => match &g.command {
             containers::ContainerCommand::Inspect(a) => {
                 containers::inspect(&engine(&cmd)?, &a.containers, a.format.as_deref())

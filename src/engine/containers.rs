@@ -68,6 +68,10 @@ pub enum ContainersError {
     KillNotRunning(String),
     #[error("container {0} is already running")]
     AlreadyRunning(String),
+    #[error(
+        "container {0} is mounted (camada mount): its writable layer is being served; run camada umount {0} first"
+    )]
+    Mounted(String),
     #[error("reading container {id}'s log {path}: {source}")]
     Log {
         id: String,
@@ -355,7 +359,7 @@ impl Engine {
         Ok(r)
     }
 
-    fn run_dir(&self, id: &str) -> PathBuf {
+    pub(super) fn run_dir(&self, id: &str) -> PathBuf {
         self.paths.run_dir(id)
     }
 
@@ -418,14 +422,14 @@ impl Engine {
         Ok(c)
     }
 
-    fn find(&self, word: &str) -> Result<(Records, Container)> {
+    pub(super) fn find(&self, word: &str) -> Result<(Records, Container)> {
         let records = self.records().map_err(engine_to_containers)?;
         let id = records.resolve(word)?;
         let c = self.current(&records, &id)?;
         Ok((records, c))
     }
 
-    fn image_config(&self, id: &Digest) -> Result<ImageConfig> {
+    pub(super) fn image_config(&self, id: &Digest) -> Result<ImageConfig> {
         let bytes = self
             .store
             .read_blob(id)
@@ -576,6 +580,9 @@ impl Engine {
                 _ => Err(ContainersError::AlreadyRunning(c.record.name.clone())),
             };
         }
+        if runtime::mountsrv::server_pid(&self.paths.mount_dir(&id)).is_some() {
+            return Err(ContainersError::Mounted(c.record.name.clone()));
+        }
         let container = self.runtime_container(&records, &c, mode)?;
         let started_at = now();
         let auto_remove = c.record.host_config.auto_remove;
@@ -657,12 +664,13 @@ impl Engine {
         let _ = records.write_state(id, &s);
     }
 
-    fn runtime_container(
+    /// What the overlay serves as the container's root: its image's layers under its
+    /// writable layer.
+    pub(super) fn overlay_options(
         &self,
         records: &Records,
         c: &Container,
-        mode: StartMode,
-    ) -> Result<runtime::Container> {
+    ) -> Result<overlay::Options> {
         let r = &c.record;
         let image_id: Digest = r.image.parse().map_err(|_| ContainersError::ImageConfig {
             id: r.image.clone(),
@@ -675,7 +683,21 @@ impl Engine {
         let diff_ids = self.store.image_layers(&image_id).map_err(store_err)?;
         let (_, lower_index) = self.store.chain_index(&diff_ids).map_err(store_err)?;
         let tars = diff_ids.iter().map(|d| self.store.layer_tar(d)).collect();
-        let opts = overlay::Options::in_dir(&records.dir_of(&r.id), lower_index, tars);
+        Ok(overlay::Options::in_dir(
+            &records.dir_of(&r.id),
+            lower_index,
+            tars,
+        ))
+    }
+
+    fn runtime_container(
+        &self,
+        records: &Records,
+        c: &Container,
+        mode: StartMode,
+    ) -> Result<runtime::Container> {
+        let r = &c.record;
+        let opts = self.overlay_options(records, c)?;
         let maps = IdMaps::for_current_user().for_user(&r.config.user, |p| read_file_of(&opts, p));
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
             overlay::mount(&opts, mp)
@@ -860,6 +882,9 @@ impl Engine {
             let _ = runtime::wait(&dir, Some(Duration::from_secs(30)));
             self.settle(id, Duration::from_secs(10));
         }
+        let mount_dir = self.paths.mount_dir(id);
+        runtime::mountsrv::stop_server(&mount_dir, Duration::from_secs(10));
+        let _ = std::fs::remove_dir_all(&mount_dir);
         records.remove(id).map_err(ContainersError::from)?;
         let _ = std::fs::remove_dir_all(self.run_dir(id));
         if volumes {

@@ -10,6 +10,8 @@
 pub mod archive;
 pub mod commit;
 pub mod containers;
+pub mod cp;
+pub mod fsops;
 mod images;
 pub mod login;
 pub mod pull;
@@ -73,6 +75,8 @@ pub enum EngineError {
     Commit(#[from] commit::CommitError),
     #[error("{0}")]
     Volumes(#[from] volumes::VolumesError),
+    #[error("{0}")]
+    Fsops(#[from] fsops::FsopsError),
 }
 
 /// The engine: where things are, and the store.
