@@ -102,6 +102,8 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["container"] => s("", "", &[]),
         ["container", "inspect"] => s("", "f", &["format"]),
         ["container", "prune"] => s("f", "", &[]),
+        ["top"] => command_line("", "", &[]),
+        ["stats"] => s("a", "", &[]),
         ["volume"] => s("", "", &[]),
         ["volume", "create"] => s("", "d", &["driver", "label"]),
         ["volume", "ls"] => s("q", "", &[]),
@@ -144,6 +146,8 @@ fn alias(group: &str, sub: &str) -> Option<&'static str> {
         ("container", "logs") => "logs",
         ("container", "attach") => "attach",
         ("container", "wait") => "wait",
+        ("container", "top") => "top",
+        ("container", "stats") => "stats",
         _ => return None,
     })
 }

@@ -56,6 +56,8 @@ pub enum Command {
     Wait(super::containers::Wait),
     Container(super::containers::ContainerGroup),
     Volume(super::volumes::VolumeGroup),
+    Top(super::stats::Top),
+    Stats(super::stats::Stats),
 }
 
 /// List images (also: image ls).

@@ -11,8 +11,10 @@ pub mod archive;
 pub mod containers;
 mod images;
 pub mod login;
+mod procfs;
 pub mod pull;
 pub mod push;
+pub mod stats;
 mod system;
 mod tree;
 pub mod volumes;
@@ -70,6 +72,8 @@ pub enum EngineError {
     Containers(#[from] containers::ContainersError),
     #[error("{0}")]
     Volumes(#[from] volumes::VolumesError),
+    #[error("{0}")]
+    Stats(#[from] stats::StatsError),
 }
 
 /// The engine: where things are, and the store.
