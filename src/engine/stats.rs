@@ -9,6 +9,7 @@
 //! wall time between them. Never prints.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Instant;
 
 use super::containers::ContainersError;
@@ -20,7 +21,9 @@ use super::{Engine, EngineError};
 pub enum StatsError {
     #[error("container {0} is not running")]
     NotRunning(String),
-    #[error("running ps {args}: {source}")]
+    #[error(
+        "running ps {args}: {source} (top with ps options needs the host's ps: apt-get install procps)"
+    )]
     Ps {
         args: String,
         source: std::io::Error,
@@ -251,9 +254,15 @@ impl Engine {
             return Ok(ps_ef(&pids));
         }
         let args = ps_args.join(" ");
-        let out = std::process::Command::new("ps")
-            .args(ps_args)
-            .output()
+        // the host's ps on PATH, else where Debian puts it (PATH may be bare)
+        let run = |program: &str| std::process::Command::new(program).args(ps_args).output();
+        let out = run("ps")
+            .or_else(|e| {
+                ["/usr/bin/ps", "/bin/ps"]
+                    .iter()
+                    .find(|p| Path::new(p).is_file())
+                    .map_or(Err(e), |p| run(p))
+            })
             .map_err(|source| StatsError::Ps {
                 args: args.clone(),
                 source,
