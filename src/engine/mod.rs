@@ -8,6 +8,7 @@
 //! never import each other; this module is where they meet.
 
 pub mod archive;
+pub mod commit;
 pub mod containers;
 mod images;
 pub mod login;
@@ -70,6 +71,8 @@ pub enum EngineError {
     Login(#[from] login::LoginError),
     #[error("{0}")]
     Containers(#[from] containers::ContainersError),
+    #[error("{0}")]
+    Commit(#[from] commit::CommitError),
     #[error("{0}")]
     Volumes(#[from] volumes::VolumesError),
     #[error("{0}")]
