@@ -20,17 +20,43 @@ fn volumes(c: &Camada) -> Vec<String> {
         .collect()
 }
 
-/// `volimg`: the base image with `VOLUME /etc /data`.
+/// `volimg`: the base image plus `/app` (owned 1000:1000, its file 0640) with
+/// `VOLUME /etc /data /app`.
 fn volume_image(c: &Camada) {
-    let tar = if c.user().is_some() {
-        c.give(&base_image().rootfs_tar)
-    } else {
-        base_image().rootfs_tar.clone()
-    };
+    let rootfs = std::fs::read(&base_image().rootfs_tar).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut a = tar::Archive::new(rootfs.as_slice());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let h = e.header().clone();
+        b.append(&h, &mut e).unwrap();
+    }
+    for (path, dir, mode, data) in [
+        ("app/", true, 0o750, &b""[..]),
+        ("app/owned", false, 0o640, &b"app data\n"[..]),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(if dir {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
+        h.set_mode(mode);
+        h.set_uid(1000);
+        h.set_gid(1000);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    let tar = c.work().join("volimg.tar");
+    std::fs::write(&tar, b.into_inner().unwrap()).unwrap();
+    if let Some(u) = c.user() {
+        u.chown_tree(&tar);
+    }
     c.run([
         "import",
         "-c",
-        "VOLUME /etc /data",
+        "VOLUME /etc /data /app",
         tar.to_str().unwrap(),
         "volimg",
     ])
@@ -248,7 +274,35 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm() {
         c.run(["start", "-a", id]).success();
         let vols = volumes(&c);
         let anon: Vec<&String> = vols.iter().filter(|n| is_anonymous_name(n)).collect();
-        assert_eq!(anon.len(), 2, "{who:?}: /etc and /scratch: {vols:?}");
+        assert_eq!(anon.len(), 3, "{who:?}: /etc, /app and /scratch: {vols:?}");
+        // the copy of the image's /app keeps its owners (mapped) and modes
+        let json = c.ok(["inspect", id]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let app = v[0]["Mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["Destination"] == "/app")
+            .unwrap_or_else(|| panic!("/app mounted: {json}"));
+        let app = Path::new(app["Source"].as_str().unwrap());
+        let owned = std::fs::metadata(app.join("owned")).unwrap();
+        let host_1000 = match who {
+            Who::Root => 1000,
+            Who::User => c.user().unwrap().subid_start + 999,
+            Who::SingleId => c.uid(),
+        };
+        if who != Who::SingleId {
+            assert_eq!(
+                owned.uid(),
+                host_1000,
+                "{who:?}: container uid 1000 on the host"
+            );
+        }
+        assert_eq!(owned.mode() & 0o7777, 0o640);
+        assert_eq!(std::fs::metadata(app).unwrap().mode() & 0o7777, 0o750);
+        c.run(["run", "--rm", "-u", "1000", "volimg", "cat", "/app/owned"])
+            .success()
+            .stdout_is("app data\n");
         assert!(vols.contains(&"keep".to_string()));
         for n in &anon {
             let json = c.ok(["volume", "inspect", n]);
@@ -261,7 +315,7 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm() {
                 "mkdir /data/d && touch /data/d/f && chown -R 1000:1000 /data/d && chmod 700 /data/d",
             ]);
             c.run(["start", "-a", id2.trim()]).success();
-            assert_eq!(volumes(&c).len(), 5);
+            assert_eq!(volumes(&c).len(), 7);
             c.run(["rm", "-v", id2.trim()]).success();
         }
         c.run(["rm", "-v", id]).success();
@@ -272,7 +326,7 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm() {
         // a plain rm keeps them for volume prune
         let id = c.ok(["create", "volimg", "true"]);
         c.run(["rm", id.trim()]).success();
-        assert_eq!(volumes(&c).len(), 3);
+        assert_eq!(volumes(&c).len(), 4);
         c.run(["volume", "prune", "-f"])
             .success()
             .stdout_has("Deleted Volumes:");
