@@ -106,6 +106,8 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["container"] => s("", "", &[]),
         ["container", "inspect"] => s("", "f", &["format"]),
         ["container", "prune"] => s("f", "", &[]),
+        ["top"] => command_line("", "", &[]),
+        ["stats"] => s("a", "", &[]),
         ["volume"] => s("", "", &[]),
         ["volume", "create"] => s("", "d", &["driver", "label"]),
         ["volume", "ls"] => s("q", "", &[]),
@@ -153,6 +155,8 @@ fn alias(group: &str, sub: &str) -> Option<&'static str> {
         ("container", "commit") => "commit",
         ("container", "mount") => "mount",
         ("container", "umount" | "unmount") => "umount",
+        ("container", "top") => "top",
+        ("container", "stats") => "stats",
         _ => return None,
     })
 }

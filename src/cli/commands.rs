@@ -62,6 +62,8 @@ pub enum Command {
     Mount(super::fsops::Mount),
     Umount(super::fsops::Umount),
     Unshare(super::fsops::Unshare),
+    Top(super::stats::Top),
+    Stats(super::stats::Stats),
 }
 
 /// List images (also: image ls).

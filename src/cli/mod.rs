@@ -17,6 +17,7 @@ mod fsops;
 mod images;
 mod interrupt;
 mod registry;
+mod stats;
 mod system;
 mod template;
 mod tree;
@@ -266,6 +267,8 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
             }
             containers::ContainerCommand::Prune(a) => containers::prune(&engine(&cmd)?, a),
         },
+        Command::Top(a) => stats::top(&engine(&cmd)?, a),
+        Command::Stats(a) => stats::stats(&engine(&cmd)?, a),
         Command::Volume(g) => volumes::dispatch(&engine(&cmd)?, g),
         Command::System(g) => match &g.command {
             SystemCommand::Prune(a) => images::prune(&engine(&cmd)?, a.all, a.force, true),

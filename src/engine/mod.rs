@@ -14,8 +14,10 @@ pub mod cp;
 pub mod fsops;
 mod images;
 pub mod login;
+mod procfs;
 pub mod pull;
 pub mod push;
+pub mod stats;
 mod system;
 mod tree;
 pub mod volumes;
@@ -77,6 +79,8 @@ pub enum EngineError {
     Volumes(#[from] volumes::VolumesError),
     #[error("{0}")]
     Fsops(#[from] fsops::FsopsError),
+    #[error("{0}")]
+    Stats(#[from] stats::StatsError),
 }
 
 /// The engine: where things are, and the store.
