@@ -416,6 +416,9 @@ impl<'a> CopyPlan<'a> {
     /// Adds the entries below the source directory `src` under `dst`.
     fn walk(&mut self, src: &[u8], dst: &[u8], restyle: &dyn Fn(Node) -> Node) -> Result<()> {
         let mut stack = vec![(src.to_vec(), dst.to_vec())];
+        // excluded directories entered for a possible exception: kept only if something
+        // below them is
+        let mut hidden: Vec<Vec<u8>> = Vec::new();
         while let Some((s, d)) = stack.pop() {
             for name in self.view.children(&s)? {
                 let (sc, dc) = (join(&s, &name), join(&d, &name));
@@ -425,6 +428,9 @@ impl<'a> CopyPlan<'a> {
                 let data = match node.kind {
                     Kind::File => Data::Source(sc.clone()),
                     Kind::Dir => {
+                        if self.view.hidden(&sc) {
+                            hidden.push(dc.clone());
+                        }
                         stack.push((sc.clone(), dc.clone()));
                         Data::None
                     }
@@ -437,6 +443,18 @@ impl<'a> CopyPlan<'a> {
                         data,
                     },
                 );
+            }
+        }
+        hidden.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for dir in hidden {
+            let below = [dir.as_slice(), b"/"].concat();
+            let empty = self
+                .items
+                .range(below.clone()..)
+                .next()
+                .is_none_or(|(p, _)| !p.starts_with(&below));
+            if empty {
+                self.items.remove(&dir);
             }
         }
         Ok(())
