@@ -775,3 +775,48 @@ fn add_fetches_urls_as_0600_files_named_after_the_url() {
     .unwrap_err();
     assert!(e.to_string().contains("\"nope\""), "{e}");
 }
+
+#[test]
+fn add_unpacks_several_archives_into_one_directory() {
+    let f = fixture();
+    fs::write(f.ctx.join("a.tar"), tar_of(&[("a", 'f', "A", 0o644, 0)])).unwrap();
+    fs::write(f.ctx.join("b.tar"), tar_of(&[("b", 'f', "B", 0o644, 0)])).unwrap();
+    let ctx = Context::open(&f.ctx, None).unwrap();
+    let plan = plan_copy(
+        Source::Context(&ctx),
+        &["a.tar".into(), "b.tar".into()],
+        "/x/",
+        "/",
+        &CopyOpts {
+            add: true,
+            ..CopyOpts::default()
+        },
+        &ImageFs::empty("scratch"),
+    )
+    .unwrap();
+    let l = layer(&plan);
+    let names: Vec<&str> = l.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["x", "x/a", "x/b"]);
+    // the key covers every archive's bytes
+    let k = plan.cache_key().unwrap();
+    fs::write(f.ctx.join("b.tar"), tar_of(&[("b", 'f', "C", 0o644, 0)])).unwrap();
+    assert_ne!(k, plan.cache_key().unwrap());
+}
+
+#[test]
+fn add_refuses_an_archive_writing_through_its_own_symlink() {
+    let f = fixture();
+    let tar = tar_of(&[
+        ("etc", 'l', "/etc", 0o777, 0),
+        ("etc/passwd", 'f', "pwned", 0o644, 0),
+    ]);
+    fs::write(f.ctx.join("evil.tar"), tar).unwrap();
+    let ctx = Context::open(&f.ctx, None).unwrap();
+    let plan = add(&ctx, &ImageFs::empty("scratch"), "evil.tar", "/x");
+    let e = plan.write_layer(std::io::sink()).unwrap_err().to_string();
+    assert!(
+        e.contains("ADD failed: reading the archive \"evil.tar\"")
+            && e.contains("lies under the archive's symlink \"x/etc\""),
+        "{e}"
+    );
+}
