@@ -33,6 +33,7 @@ pub enum Command {
     Save(Save),
     Load(Load),
     Import(Import),
+    Build(super::build::Build),
     Image(ImageGroup),
     System(SystemGroup),
     Info(Info),

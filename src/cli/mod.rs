@@ -10,6 +10,7 @@
 
 mod archive;
 mod argv;
+mod build;
 mod commands;
 mod containers;
 mod format;
@@ -239,6 +240,7 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Save(a) => archive::save(&engine(&cmd)?, a),
         Command::Load(a) => archive::load(&engine(&cmd)?, a),
         Command::Import(a) => archive::import(&engine(&cmd)?, a),
+        Command::Build(a) => build::build(&engine(&cmd)?, a),
         Command::Image(g) => match &g.command {
             ImageCommand::Prune(a) => images::prune(&engine(&cmd)?, a.all, a.force, false),
             ImageCommand::Tree(a) => images::tree(&engine(&cmd)?, a),

@@ -8,6 +8,7 @@
 //! never import each other; this module is where they meet.
 
 pub mod archive;
+mod build;
 pub mod commit;
 pub mod containers;
 pub mod cp;
@@ -29,6 +30,8 @@ use crate::digest::{DiffId, Digest};
 use crate::paths::{Env, Paths, PathsError};
 use crate::store::{Store, StoreError};
 
+pub use crate::build::{Built, Progress as BuildProgress, StepInfo};
+pub use build::BuildRequest;
 pub use system::{DiskUsage, Probe, SystemInfo, UsageLine, VersionInfo, version};
 pub use tree::{ImageTree, TreeLayer, TreeStep};
 
@@ -73,6 +76,10 @@ pub enum EngineError {
     Login(#[from] login::LoginError),
     #[error("{0}")]
     Containers(#[from] containers::ContainersError),
+    #[error("{0}")]
+    Build(#[from] crate::build::BuildError),
+    #[error("{0}")]
+    BadBuildFlag(String),
     #[error("{0}")]
     Commit(#[from] commit::CommitError),
     #[error("{0}")]
