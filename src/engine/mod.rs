@@ -11,12 +11,17 @@ pub mod archive;
 mod build;
 pub mod commit;
 pub mod containers;
+pub mod cp;
+pub mod fsops;
 mod images;
 pub mod login;
+mod procfs;
 pub mod pull;
 pub mod push;
+pub mod stats;
 mod system;
 mod tree;
+pub mod volumes;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -77,6 +82,12 @@ pub enum EngineError {
     BadBuildFlag(String),
     #[error("{0}")]
     Commit(#[from] commit::CommitError),
+    #[error("{0}")]
+    Volumes(#[from] volumes::VolumesError),
+    #[error("{0}")]
+    Fsops(#[from] fsops::FsopsError),
+    #[error("{0}")]
+    Stats(#[from] stats::StatsError),
 }
 
 /// The engine: where things are, and the store.
