@@ -10,44 +10,8 @@ mod reg;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::engines::{ALL, Who, engines};
 use common::{Camada, require};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
-    Root,
-    User,
-    SingleId,
-}
-
-const ALL: &[Who] = &[Who::Root, Who::User, Who::SingleId];
-
-/// The engines a test builds with, each with the base image loaded (rootless ones need
-/// FUSE and user namespaces: a loud SKIP off CI when missing).
-fn engines(who: &[Who]) -> Vec<(Who, Camada)> {
-    let mut out = Vec::new();
-    for &w in who {
-        let mut c = match w {
-            Who::Root if common::is_root() => Camada::new(),
-            Who::Root => continue,
-            Who::User | Who::SingleId => match Camada::as_user() {
-                Some(c) => c,
-                None => continue,
-            },
-        };
-        if w != Who::Root
-            && (!require("FUSE", common::fuse_usable())
-                || !require("user namespaces", c.userns_usable()))
-        {
-            continue;
-        }
-        if w == Who::SingleId {
-            c.env("PATH", "/nonexistent");
-        }
-        c.load_base();
-        out.push((w, c));
-    }
-    out
-}
 
 /// Writes a context dir `name` under the engine's work dir: (path, contents) pairs,
 /// owned by the engine's user. Returns its path.

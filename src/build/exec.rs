@@ -366,6 +366,15 @@ impl Executor<'_> {
         }
     }
 
+    /// Whether the image so far has the directory `rel` (no leading `/`).
+    fn lower_has_dir(&self, config: &ImageConfig, rel: &str) -> Result<bool, BuildError> {
+        use super::view::View;
+        let fs = self.image_fs("the stage so far", config)?;
+        Ok(fs
+            .node(rel.as_bytes())?
+            .is_some_and(|n| n.kind == crate::tarindex::Kind::Dir))
+    }
+
     /// The cached result of `key`, unless `--no-cache`.
     fn cached(&self, key: &str) -> Option<ImageConfig> {
         if self.req.no_cache {
@@ -602,6 +611,34 @@ impl Executor<'_> {
             );
         }
         let run_dir = self.store.paths().run_dir(&id);
+        // single-id mode: chown and set*id succeed without effect (package managers), and
+        // USER's id stands for the one host id (as `run -u`)
+        let maps = IdMaps::for_current_user();
+        let fake_ids = !maps.has_ranges();
+        let mut binds = Vec::new();
+        if fake_ids && self.lower_has_dir(config, APT_CONF_DIR)? {
+            // apt checks that its switch to _apt took, which fake ids cannot make true:
+            // it runs its methods as root instead (Charliecloud does the same)
+            let conf = dir.path().join("apt-no-sandbox.conf");
+            std::fs::write(&conf, "APT::Sandbox::User \"root\";\n")
+                .map_err(|e| self.step_err(step, e))?;
+            binds.push(runtime::Bind {
+                source: conf,
+                destination: format!("/{APT_CONF_DIR}/{APT_STUB}"),
+                readonly: true,
+                fill: false,
+            });
+        }
+        let maps = if fake_ids && !rc.user.is_empty() {
+            let fs = self.image_fs("the stage so far", config)?;
+            maps.for_user(&rc.user, |p| {
+                let rel = p.trim_start_matches('/').as_bytes();
+                let bytes = fs.read_file(rel, 1 << 20).ok().flatten()?;
+                Some(String::from_utf8_lossy(&bytes).into_owned())
+            })
+        } else {
+            maps
+        };
         let container = runtime::Container {
             id: id.clone(),
             rootfs: RootFs::Mount(mount),
@@ -615,7 +652,7 @@ impl Executor<'_> {
             },
             hostname: id[..12].to_owned(),
             network: self.req.network,
-            binds: Vec::new(),
+            binds,
             init: false,
             io: if self.req.quiet {
                 Io::Log {
@@ -625,7 +662,8 @@ impl Executor<'_> {
             } else {
                 Io::Inherit { stdin: false }
             },
-            maps: IdMaps::for_current_user(),
+            maps,
+            fake_ids,
         };
         let run_err = |source| BuildError::Run {
             command: shown.clone(),
@@ -648,9 +686,29 @@ impl Executor<'_> {
             });
         }
         drop_mount_stubs(&opts.upper);
+        let stub = opts.upper.join(APT_CONF_DIR).join(APT_STUB);
+        if std::fs::symlink_metadata(&stub).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = std::fs::remove_file(&stub);
+            remove_empty_parents(&opts.upper, Path::new(APT_CONF_DIR));
+        }
         self.backend
             .layer_from_upper(&opts)
             .map_err(|why| self.step_err(step, why))
+    }
+}
+
+/// Where apt reads its configuration snippets, and the one single-id RUNs get.
+const APT_CONF_DIR: &str = "etc/apt/apt.conf.d";
+const APT_STUB: &str = "00camada-single-id";
+
+/// Removes `rel` and its parents from `upper` while they are empty directories.
+fn remove_empty_parents(upper: &Path, rel: &Path) {
+    let mut p = Some(rel);
+    while let Some(r) = p.filter(|r| !r.as_os_str().is_empty()) {
+        if std::fs::remove_dir(upper.join(r)).is_err() {
+            return;
+        }
+        p = r.parent();
     }
 }
 
@@ -664,9 +722,8 @@ fn drop_mount_stubs(upper: &Path) {
             let _ = std::fs::remove_file(&p);
         }
     }
-    // an etc/ left empty was only their parent (copied up to make them); remove_dir
-    // fails on anything else
-    let _ = std::fs::remove_dir(upper.join("etc"));
+    // an etc/ left empty was only their parent (copied up to make them)
+    remove_empty_parents(upper, Path::new("etc"));
 }
 
 /// COPY's or ADD's operands, and whether it is ADD.
