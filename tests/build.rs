@@ -70,6 +70,12 @@ RUN echo "$GREETING" > built-with && rm -rf /home
 EXPOSE 8080 53/udp
 VOLUME /var/cache
 STOPSIGNAL SIGINT
+RUN <<EOF
+echo "body of $GREETING" > /srv/heredoc
+EOF
+RUN cat > /srv/heredoc2 <<-EOT
+	tab-stripped
+	EOT
 USER 1000
 ENTRYPOINT ["greet"]
 "#,
@@ -77,7 +83,7 @@ ENTRYPOINT ["greet"]
         );
         build(&c, &["-t", "meta:1", "--build-arg", "GREETING=hi"], &ctx)
             .success()
-            .stdout_has("[1/14] FROM base:latest")
+            .stdout_has("[1/16] FROM base:latest")
             .stdout_has("Successfully tagged meta:1");
         // ENTRYPOINT + ENV + WORKDIR + USER, and the ARG reached RUN but not the image env
         c.run(["run", "--rm", "meta:1"])
@@ -86,6 +92,17 @@ ENTRYPOINT ["greet"]
         c.run(["run", "--rm", "--entrypoint", "cat", "meta:1", "built-with"])
             .success()
             .stdout_is("hi\n");
+        c.run([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "cat",
+            "meta:1",
+            "/srv/heredoc",
+            "/srv/heredoc2",
+        ])
+        .success()
+        .stdout_is("body of hi\ntab-stripped\n");
         // the RUN's deletion is a whiteout in its layer
         c.run(["run", "--rm", "--entrypoint", "ls", "meta:1", "/home"])
             .exit(1);
@@ -112,7 +129,7 @@ ENTRYPOINT ["greet"]
             !json.contains("GREETING="),
             "{who:?}: an ARG leaked: {json}"
         );
-        // history: one entry per instruction after FROM (ARG adds none), two layers
+        // history: one entry per instruction after FROM (ARG adds none), four layers on the base
         let history = c.ok([
             "history",
             "--no-trunc",
@@ -127,7 +144,7 @@ ENTRYPOINT ["greet"]
         );
         assert_eq!(
             inspect(&c, "meta:1", "{{len .RootFS.Layers}}"),
-            "3",
+            "5",
             "{who:?}"
         );
     }

@@ -512,8 +512,20 @@ impl Executor<'_> {
                 v
             }
         };
-        if let Instruction::Run { command: c, .. } = expanded {
-            let argv = command(c);
+        if let Instruction::Run {
+            command: c,
+            heredocs,
+            ..
+        } = expanded
+        {
+            let argv = match c {
+                Command::Shell(text) if !heredocs.is_empty() => {
+                    let mut v = shell.clone();
+                    v.push(heredoc_script(text, heredocs));
+                    v
+                }
+                _ => command(c),
+            };
             let layer = self.run(step, &argv, env, config, progress)?;
             return Ok(Outcome::Layer(layer));
         }
@@ -733,6 +745,25 @@ fn copy_args(i: &Instruction) -> Option<(&CopyArgs, bool)> {
         Instruction::Add(c) => Some((c, true)),
         _ => None,
     }
+}
+
+/// The script a shell-form RUN with heredocs runs: `RUN <<EOF` alone runs the body;
+/// otherwise the shell gets the line and the bodies with their delimiters (BuildKit).
+fn heredoc_script(text: &str, heredocs: &[dockerfile::Heredoc]) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if let ([word], [h]) = (words.as_slice(), heredocs)
+        && word.starts_with("<<")
+        && h.fd == 0
+    {
+        return h.body();
+    }
+    let mut script = format!("{text}\n");
+    for h in heredocs {
+        script.push_str(&h.content);
+        script.push_str(&h.name);
+        script.push('\n');
+    }
+    script
 }
 
 /// The shell of shell-form commands: the stage's SHELL, else `/bin/sh -c`.
