@@ -61,6 +61,7 @@ pub enum Command {
     Mount(super::fsops::Mount),
     Umount(super::fsops::Umount),
     Unshare(super::fsops::Unshare),
+    Volume(super::volumes::VolumeGroup),
 }
 
 /// List images (also: image ls).

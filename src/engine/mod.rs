@@ -18,6 +18,7 @@ pub mod pull;
 pub mod push;
 mod system;
 mod tree;
+pub mod volumes;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -74,6 +75,8 @@ pub enum EngineError {
     Commit(#[from] commit::CommitError),
     #[error("{0}")]
     Fsops(#[from] fsops::FsopsError),
+    #[error("{0}")]
+    Volumes(#[from] volumes::VolumesError),
 }
 
 /// The engine: where things are, and the store.
