@@ -283,11 +283,17 @@ impl Engine {
     /// left as it is. Returns the full ID.
     pub fn unmount_container(&self, word: &str) -> Result<String, EngineError> {
         let (_, c) = self.find(word)?;
-        let dir = self.paths.mount_dir(&c.record.id);
+        self.stop_mount_server(&c.record.id);
+        Ok(c.record.id.clone())
+    }
+
+    /// Stops the mount server of container `id` if it has one, and removes its directory
+    /// (`umount`, `rm`, `container prune`, the end of a `cp`).
+    pub(super) fn stop_mount_server(&self, id: &str) {
+        let dir = self.paths.mount_dir(id);
         mountsrv::stop_server(&dir, std::time::Duration::from_secs(10));
         let _ = fs::remove_dir(dir.join(mountsrv::MOUNT_POINT));
         let _ = fs::remove_dir(&dir);
-        Ok(c.record.id.clone())
     }
 
     /// `unshare [--container C] [CMD...]`: runs CMD as root of a new user and mount
