@@ -76,6 +76,19 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["save"] => s("", "o", &["output", "format"]),
         ["load"] => s("q", "i", &["input"]),
         ["import"] => s("", "cm", &["change", "message"]),
+        ["build"] => s(
+            "q",
+            "tf",
+            &[
+                "tag",
+                "file",
+                "build-arg",
+                "target",
+                "label",
+                "network",
+                "compression",
+            ],
+        ),
         ["image"] => s("", "", &[]),
         ["image", "prune"] => s("af", "", &[]),
         ["image", "tree"] => s("", "", &[]),
@@ -106,6 +119,8 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["container"] => s("", "", &[]),
         ["container", "inspect"] => s("", "f", &["format"]),
         ["container", "prune"] => s("f", "", &[]),
+        ["top"] => command_line("", "", &[]),
+        ["stats"] => s("a", "", &[]),
         ["volume"] => s("", "", &[]),
         ["volume", "create"] => s("", "d", &["driver", "label"]),
         ["volume", "ls"] => s("q", "", &[]),
@@ -153,6 +168,8 @@ fn alias(group: &str, sub: &str) -> Option<&'static str> {
         ("container", "commit") => "commit",
         ("container", "mount") => "mount",
         ("container", "umount" | "unmount") => "umount",
+        ("container", "top") => "top",
+        ("container", "stats") => "stats",
         _ => return None,
     })
 }

@@ -10,12 +10,15 @@
 
 mod archive;
 mod argv;
+mod build;
 mod commands;
 mod containers;
 mod format;
 mod fsops;
 mod images;
+mod interrupt;
 mod registry;
+mod stats;
 mod system;
 mod template;
 mod tree;
@@ -237,6 +240,7 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Save(a) => archive::save(&engine(&cmd)?, a),
         Command::Load(a) => archive::load(&engine(&cmd)?, a),
         Command::Import(a) => archive::import(&engine(&cmd)?, a),
+        Command::Build(a) => build::build(&engine(&cmd)?, a),
         Command::Image(g) => match &g.command {
             ImageCommand::Prune(a) => images::prune(&engine(&cmd)?, a.all, a.force, false),
             ImageCommand::Tree(a) => images::tree(&engine(&cmd)?, a),
@@ -265,6 +269,8 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
             }
             containers::ContainerCommand::Prune(a) => containers::prune(&engine(&cmd)?, a),
         },
+        Command::Top(a) => stats::top(&engine(&cmd)?, a),
+        Command::Stats(a) => stats::stats(&engine(&cmd)?, a),
         Command::Volume(g) => volumes::dispatch(&engine(&cmd)?, g),
         Command::System(g) => match &g.command {
             SystemCommand::Prune(a) => images::prune(&engine(&cmd)?, a.all, a.force, true),

@@ -245,13 +245,25 @@ pub fn write_image(store: &Store, _writing: &WriteGuard, spec: &ImageSpec) -> Re
             None => config.push_empty_step(history),
         }
     }
-    let built = build_image(&config, &layers, ManifestFormat::Oci).map_err(CommitError::Image)?;
+    record_image(store, &config, &layers, &spec.tags)
+}
+
+/// Stores `config` exactly as given with a manifest over `layers` (stored blobs, one per
+/// diff_id), records the image and points `tags` at it; returns its ID. What
+/// [`write_image`] ends with, and what `build` calls with the config its cache kept.
+pub fn record_image(
+    store: &Store,
+    config: &ImageConfig,
+    layers: &[Descriptor],
+    tags: &[Reference],
+) -> Result<Digest> {
+    let built = build_image(config, layers, ManifestFormat::Oci).map_err(CommitError::Image)?;
     store.put_blob(&built.config_json)?;
     store.put_blob(&built.manifest_json)?;
     let id = built.config.digest.clone();
     store.update(|db| {
         db.add_image(&built.manifest.digest, &id, None);
-        for t in &spec.tags {
+        for t in tags {
             db.tag(&t.to_string(), &built.manifest.digest);
         }
         Ok::<_, StoreError>(())

@@ -143,6 +143,26 @@ pub struct ExecRequest {
     pub user: Option<String>,
 }
 
+/// A small text file (`/etc/passwd`) of a container's view without mounting it: the upper
+/// dir's copy if it has one, else the image's.
+fn read_file_of(opts: &overlay::Options, path: &str) -> Option<String> {
+    let rel = path.trim_start_matches('/');
+    if let Ok(text) = std::fs::read_to_string(opts.upper.join(rel)) {
+        return Some(text);
+    }
+    use std::io::{Read, Seek};
+    let index = crate::tarindex::Index::open(std::fs::read(&opts.lower_index).ok()?).ok()?;
+    let entry = index.get(index.lookup(rel.as_bytes())?)?;
+    if entry.kind() != crate::tarindex::Kind::File || entry.size() > 1 << 20 {
+        return None;
+    }
+    let mut tar = std::fs::File::open(opts.layer_tars.get(usize::from(entry.layer()))?).ok()?;
+    tar.seek(io::SeekFrom::Start(entry.data_offset())).ok()?;
+    let mut bytes = Vec::new();
+    tar.take(entry.size()).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// `logs` options.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogsRequest {
@@ -516,19 +536,23 @@ impl Engine {
 
     /// `run`/`create` of an image not stored: pulls it (quietly, default platform) and
     /// returns the name as docker prints it (`busybox:latest`).
-    pub fn pull_for_run(&self, word: &str) -> std::result::Result<String, EngineError> {
+    /// `cancel` stops it (Ctrl-C), keeping the partial download.
+    pub fn pull_for_run(
+        &self,
+        word: &str,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> std::result::Result<String, EngineError> {
         let reference =
             crate::reference::Reference::parse(word).map_err(|e| EngineError::BadReference {
                 word: word.to_string(),
                 why: e.to_string(),
             })?;
-        let cancel = std::sync::atomic::AtomicBool::new(false);
         super::pull::pull(
             &self.store,
             &reference,
             &super::pull::PullOptions::default(),
             &(),
-            &cancel,
+            cancel,
         )?;
         Ok(reference.familiar())
     }
@@ -674,6 +698,7 @@ impl Engine {
     ) -> Result<runtime::Container> {
         let r = &c.record;
         let opts = self.overlay_options(records, c)?;
+        let maps = IdMaps::for_current_user().for_user(&r.config.user, |p| read_file_of(&opts, p));
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
             overlay::mount(&opts, mp)
                 .map(|m| Box::new(m) as Box<dyn std::any::Any>)
@@ -698,12 +723,19 @@ impl Engine {
             });
         }
         let stdin = r.config.open_stdin;
-        let io = match mode {
-            StartMode::Foreground => Io::Inherit { stdin },
-            // the caller's own stdio, so no output is lost before an attach could connect
-            StartMode::Attach { stdin: attach } => Io::Inherit {
-                stdin: stdin && attach,
+        // the foreground modes also log (docker's `logs` works after them), except with
+        // --rm, where no one could read it
+        let foreground = |stdin| match r.host_config.auto_remove {
+            true => Io::Inherit { stdin },
+            false => Io::InheritAndLog {
+                stdin,
+                log: records.log_path(&r.id),
             },
+        };
+        let io = match mode {
+            StartMode::Foreground => foreground(stdin),
+            // the caller's own stdio, so no output is lost before an attach could connect
+            StartMode::Attach { stdin: attach } => foreground(stdin && attach),
             StartMode::Detached => Io::Log {
                 path: records.log_path(&r.id),
                 stdin,
@@ -729,7 +761,8 @@ impl Engine {
             binds,
             init: r.host_config.init,
             io,
-            maps: IdMaps::for_current_user(),
+            maps,
+            fake_ids: false,
         })
     }
 

@@ -1,9 +1,9 @@
 //! The engines a container test runs against: as the current user (root on CI), as the
-//! unprivileged user `camadatest` with its /etc/subuid range, and as that user without
-//! newuidmap on PATH (single-id mode: the user is container root and nothing else is
-//! mapped); each removes its containers when dropped.
+//! unprivileged `camadatest` with its /etc/subuid range, and as that user without
+//! newuidmap on PATH (single-id mode). Each comes with the base image loaded, and removes
+//! every container it made when it goes, also when the test panics.
 
-use super::{Camada, require};
+use super::{Camada, fuse_usable, is_root, require};
 
 /// Who runs the engine in a test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub fn engines(who: &[Who]) -> Vec<(Who, Engine)> {
     for &w in who {
         let c = match w {
             Who::Root => {
-                if !super::is_root() {
+                if !is_root() {
                     continue;
                 }
                 Camada::new()
@@ -46,8 +46,7 @@ pub fn engines(who: &[Who]) -> Vec<(Who, Engine)> {
                 let Some(mut c) = Camada::as_user() else {
                     continue;
                 };
-                if !require("FUSE", super::fuse_usable())
-                    || !require("user namespaces", c.userns_usable())
+                if !require("FUSE", fuse_usable()) || !require("user namespaces", c.userns_usable())
                 {
                     continue;
                 }
