@@ -630,17 +630,19 @@ fn debian_minbase() -> Option<PathBuf> {
                 rootfs.display()
             ))?;
         }
+        // kept between runs beside the rootfs (made again when the rootfs is newer)
         let dir = Path::new("/var/tmp/camada-build-test");
-        let tar = dir.join(format!("debian-minbase-{}.tar", std::process::id()));
-        sh(&format!(
-            "mkdir -p -m 0755 {} && rm -f {}/debian-minbase-*.tar && tar -C {} -cf {} . \
-             && chmod 0644 {}",
-            dir.display(),
-            dir.display(),
-            rootfs.display(),
-            tar.display(),
-            tar.display()
-        ))?;
+        let tar = dir.join("debian-minbase.tar");
+        let fresh = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+        if fresh(&tar).is_none() || fresh(&tar) < fresh(rootfs) {
+            sh(&format!(
+                "mkdir -p -m 0755 {d} && tar -C {r} -cf {t}.$$ . && chmod 0644 {t}.$$ \
+                 && mv {t}.$$ {t}",
+                d = dir.display(),
+                r = rootfs.display(),
+                t = tar.display()
+            ))?;
+        }
         Ok(tar)
     });
     match made {
