@@ -447,17 +447,33 @@ impl Executor<'_> {
 
     /// Writes the planned layer and stores it.
     fn copy_layer(&self, step: &Step, plan: &CopyPlan) -> Result<NewLayer, BuildError> {
-        let tmp = self.store.temp_file("copy")?;
-        let mut w = std::io::BufWriter::with_capacity(256 << 10, tmp.file());
-        plan.write_layer(&mut w)
-            .map_err(|e| self.copy_err(step, e))?;
-        let werr = |e: std::io::Error| self.step_err(step, e);
-        std::io::Write::flush(&mut w).map_err(werr)?;
-        drop(w);
-        let mut f = std::fs::File::open(tmp.path()).map_err(werr)?;
-        self.backend
-            .layer_from_tar(&mut f)
-            .map_err(|why| self.step_err(step, why))
+        // the tar streams through a pipe into the store's ingest (no temp copy); the
+        // ingest thread is joined before anything forks
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| self.step_err(step, e))?;
+        let backend = self.backend;
+        let (written, stored) = std::thread::scope(|s| {
+            let reader = s.spawn(move || backend.layer_from_tar(&mut std::fs::File::from(r)));
+            let mut out = std::io::BufWriter::with_capacity(256 << 10, std::fs::File::from(w));
+            let written = plan.write_layer(&mut out).and_then(|_| {
+                std::io::Write::flush(&mut out).map_err(|source| {
+                    super::context::ContextError::WriteLayer { op: "COPY", source }
+                })
+            });
+            drop(out); // EOF for the reader
+            let stored = reader
+                .join()
+                .unwrap_or_else(|_| Err("storing the layer: the thread panicked".into()));
+            (written, stored)
+        });
+        match (written, stored) {
+            (Ok(()), Ok(layer)) => Ok(layer),
+            // the writer's own failure is the cause (the reader then saw a cut stream)...
+            (Err(e), _) if !is_broken_pipe(&e) => Err(self.copy_err(step, e)),
+            // ...unless the reader gave up first
+            (_, Err(why)) => Err(self.step_err(step, why)),
+            (Err(e), Ok(_)) => Err(self.copy_err(step, e)),
+        }
     }
 
     /// docker's `created_by` for the step.
@@ -707,6 +723,11 @@ impl Executor<'_> {
             .layer_from_upper(&opts)
             .map_err(|why| self.step_err(step, why))
     }
+}
+
+fn is_broken_pipe(e: &super::context::ContextError) -> bool {
+    matches!(e, super::context::ContextError::WriteLayer { source, .. }
+        if source.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Where apt reads its configuration snippets, and the one single-id RUNs get.
