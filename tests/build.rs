@@ -129,7 +129,8 @@ ENTRYPOINT ["greet"]
             !json.contains("GREETING="),
             "{who:?}: an ARG leaked: {json}"
         );
-        // history: one entry per instruction after FROM (ARG adds none), four layers on the base
+        // history: one entry per instruction after FROM (ARG adds none); layers: the base's,
+        // three RUNs with changes, two WORKDIRs that made their directory
         let history = c.ok([
             "history",
             "--no-trunc",
@@ -144,7 +145,7 @@ ENTRYPOINT ["greet"]
         );
         assert_eq!(
             inspect(&c, "meta:1", "{{len .RootFS.Layers}}"),
-            "5",
+            "7",
             "{who:?}"
         );
     }
@@ -280,7 +281,7 @@ fn stdin_dockerfile_quiet_tags_and_labels() {
                 "c=d e",
                 &ctx.display().to_string(),
             ],
-            b"FROM base\nCMD [\"echo\", \"from stdin\"]\n",
+            b"FROM base\nWORKDIR /tmp/w/x\nCMD [\"echo\", \"from stdin\"]\n",
         );
         r.success();
         let out = r.stdout();
@@ -295,6 +296,12 @@ fn stdin_dockerfile_quiet_tags_and_labels() {
         c.run(["run", "--rm", "one"])
             .success()
             .stdout_is("from stdin\n");
+        // WORKDIR made the missing directories only (as BuildKit): /tmp keeps its mode
+        c.run([
+            "run", "--rm", "one", "stat", "-c", "%a %U", "/tmp", "/tmp/w", "/tmp/w/x",
+        ])
+        .success()
+        .stdout_is("1777 root\n755 root\n755 root\n");
     }
 }
 

@@ -366,6 +366,32 @@ impl Executor<'_> {
         }
     }
 
+    /// The components of the absolute `path` the image so far lacks, parents first
+    /// (relative); none when one of them exists but is not a directory (a symlink: the
+    /// runtime makes the working directory when a RUN needs it).
+    fn missing_dirs(&self, config: &ImageConfig, path: &str) -> Result<Vec<String>, BuildError> {
+        use super::view::View;
+        let fs = self.image_fs("the stage so far", config)?;
+        let mut prefix = String::new();
+        let mut missing = Vec::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if !missing.is_empty() {
+                missing.push(prefix.clone());
+                continue;
+            }
+            match fs.node(prefix.as_bytes())? {
+                Some(n) if n.kind == crate::tarindex::Kind::Dir => {}
+                Some(_) => return Ok(Vec::new()),
+                None => missing.push(prefix.clone()),
+            }
+        }
+        Ok(missing)
+    }
+
     /// Whether the image so far has the directory `rel` (no leading `/`).
     fn lower_has_dir(&self, config: &ImageConfig, rel: &str) -> Result<bool, BuildError> {
         use super::view::View;
@@ -580,6 +606,17 @@ impl Executor<'_> {
                     rc.working_dir.as_str()
                 };
                 rc.working_dir = join_path(base, w);
+                // BuildKit creates a missing WORKDIR (owned by root), as a layer
+                let wd = rc.working_dir.clone();
+                let missing = self.missing_dirs(config, &wd)?;
+                if !missing.is_empty() {
+                    let tar = dir_layer(&missing).map_err(|e| self.step_err(step, e))?;
+                    let layer = self
+                        .backend
+                        .layer_from_tar(&mut tar.as_slice())
+                        .map_err(|why| self.step_err(step, why))?;
+                    return Ok(Outcome::Layer(Some(layer)));
+                }
             }
             Instruction::User(u) => rc.user = u.clone(),
             Instruction::Volume(v) => rc.volumes.extend(v.iter().cloned()),
@@ -723,6 +760,26 @@ impl Executor<'_> {
             .layer_from_upper(&opts)
             .map_err(|why| self.step_err(step, why))
     }
+}
+
+/// A layer tar holding the directories `dirs` (parents first; 0755, root's, mtime now).
+fn dir_layer(dirs: &[String]) -> std::io::Result<Vec<u8>> {
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut tar = tar::Builder::new(Vec::new());
+    for dir in dirs {
+        let path = format!("{dir}/");
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(mtime);
+        h.set_size(0);
+        tar.append_data(&mut h, &path, std::io::empty())?;
+    }
+    tar.into_inner()
 }
 
 fn is_broken_pipe(e: &super::context::ContextError) -> bool {
