@@ -1,6 +1,6 @@
 //! Containers through the real binary, with the fixtures base image: as the current user
 //! (root on CI), as the unprivileged user `camadatest` with its /etc/subuid range, and as
-//! that user without newuidmap on PATH (single-id mode: the user is container root and
+//! that user with CAMADA_SINGLE_ID=1 (single-id mode: the user is container root and
 //! nothing else is mapped).
 
 mod common;
@@ -59,8 +59,9 @@ fn engines(who: &[Who]) -> Vec<(Who, Engine)> {
                     continue;
                 }
                 if w == Who::SingleId {
-                    // no newuidmap/newgidmap found: the single mapping
-                    c.env("PATH", "/nonexistent");
+                    // the single mapping (camadatest has a range: PATH alone no longer
+                    // hides newuidmap, the standard directories are searched too)
+                    c.env("CAMADA_SINGLE_ID", "1");
                 }
                 c
             }

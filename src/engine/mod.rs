@@ -25,7 +25,9 @@ use crate::digest::{DiffId, Digest};
 use crate::paths::{Env, Paths, PathsError};
 use crate::store::{Store, StoreError};
 
-pub use system::{DiskUsage, Probe, SystemInfo, UsageLine, VersionInfo, version};
+pub use system::{
+    Check, CheckStatus, DiskUsage, Probe, SystemInfo, UsageLine, VersionInfo, version,
+};
 pub use tree::{ImageTree, TreeLayer, TreeStep};
 
 /// Why a verb failed. The message is complete (cause inline) and names the object.
