@@ -660,3 +660,166 @@ fn check_tun(root: bool, opened: std::io::Result<()>) -> Check {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sysctls(max: &str, clone: Option<&str>, apparmor: Option<&str>) -> UsernsSysctls {
+        UsernsSysctls {
+            max_user_namespaces: Some(max.into()),
+            unprivileged_userns_clone: clone.map(Into::into),
+            apparmor_restrict: apparmor.map(Into::into),
+        }
+    }
+
+    fn works() -> Option<Result<(), String>> {
+        Some(Ok(()))
+    }
+
+    fn refused() -> Option<Result<(), String>> {
+        Some(Err("unshare: Operation not permitted".into()))
+    }
+
+    #[test]
+    fn each_userns_switch_names_its_sysctl() {
+        let fix = |s: UsernsSysctls| check_userns(&s, works).fix;
+        assert_eq!(
+            check_userns(&sysctls("1000", Some("1"), Some("0")), works).status,
+            CheckStatus::Ok
+        );
+        assert_eq!(
+            fix(sysctls("0", None, None)).as_deref(),
+            Some("sudo sysctl -w user.max_user_namespaces=28633")
+        );
+        assert_eq!(
+            fix(sysctls("1000", Some("0"), None)).as_deref(),
+            Some("sudo sysctl -w kernel.unprivileged_userns_clone=1")
+        );
+        assert_eq!(
+            fix(sysctls("1000", None, Some("1"))).as_deref(),
+            Some("sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
+        );
+        let c = check_userns(&sysctls("1000", None, None), refused);
+        assert_eq!(c.status, CheckStatus::Missing);
+        assert!(c.found.contains("Operation not permitted"), "{c:?}");
+    }
+
+    #[test]
+    fn subids_and_helpers() {
+        let c = check_subids(false, "ana", &[], &[(100_000, 65_536)]);
+        assert_eq!(c.status, CheckStatus::Warn);
+        assert!(
+            c.found.contains("/etc/subuid") && !c.found.contains("subgid"),
+            "{c:?}"
+        );
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ana")
+        );
+        let full = [(100_000, 65_536)];
+        assert_eq!(
+            check_subids(false, "ana", &full, &full).status,
+            CheckStatus::Ok
+        );
+        assert_eq!(
+            check_subids(false, "ana", &[(1, 1000)], &full).status,
+            CheckStatus::Warn
+        );
+        assert_eq!(check_subids(true, "root", &[], &[]).status, CheckStatus::Ok);
+
+        use userns::HelperPrivilege as P;
+        let u = Some((P::Setuid, PathBuf::from("/usr/bin/newuidmap")));
+        let g = Some((P::None, PathBuf::from("/usr/bin/newgidmap")));
+        let c = check_helpers(false, &u, &g);
+        assert_eq!(c.status, CheckStatus::Missing);
+        assert_eq!(c.fix.as_deref(), Some("sudo chmod u+s /usr/bin/newgidmap"));
+        let c = check_helpers(false, &None, &g);
+        assert_eq!(c.fix.as_deref(), Some("sudo apt-get install uidmap"));
+        let caps = Some((P::FileCaps, PathBuf::from("/usr/bin/newgidmap")));
+        assert_eq!(check_helpers(false, &u, &caps).status, CheckStatus::Ok);
+    }
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(
+            check_kernel("4.15.0-20-generic").status,
+            CheckStatus::Missing
+        );
+        assert_eq!(check_kernel("5.4.0-100-generic").status, CheckStatus::Warn);
+        assert_eq!(check_kernel("6.1.0-18-amd64").status, CheckStatus::Ok);
+        assert_eq!(check_kernel("4.18.0-553.el8").status, CheckStatus::Warn);
+    }
+
+    #[test]
+    fn a_runroot_on_nfs_is_refused_a_store_warned() {
+        assert_eq!(network_fs(0x6969), Some("NFS"));
+        assert_eq!(network_fs(0xEF53), None); // ext4
+        let run = decide_dir("Run root", Path::new("/home/a/run"), Some("NFS"), true).unwrap();
+        assert_eq!(run.status, CheckStatus::Missing);
+        assert_eq!(
+            run.fix.as_deref(),
+            Some("export CAMADA_RUNROOT=/tmp/camada-$(id -u)")
+        );
+        let store = decide_dir("Store", Path::new("/home/a/s"), Some("NFS"), false).unwrap();
+        assert_eq!(store.status, CheckStatus::Warn);
+        assert!(decide_dir("Store", Path::new("/x"), None, false).is_none());
+    }
+
+    #[test]
+    fn xdg_runtime_dir_after_su() {
+        fn mine(p: &Path) -> Option<u32> {
+            match p.to_str() {
+                Some("/run/user/1000") => Some(1000),
+                Some("/run/user/0") => Some(0),
+                _ => None,
+            }
+        }
+        fn none(_: &Path) -> Option<u32> {
+            None
+        }
+        let run = Path::new("/run/user/0/camada");
+        let c = check_xdg(1000, "ana", Some(Path::new("/run/user/0")), run, mine);
+        assert_eq!(c.status, CheckStatus::Missing);
+        assert!(c.found.contains("belongs to uid 0"), "{c:?}");
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("export XDG_RUNTIME_DIR=/run/user/1000")
+        );
+        // not used for the runroot: only a warning
+        let c = check_xdg(
+            1000,
+            "ana",
+            Some(Path::new("/run/user/0")),
+            Path::new("/tmp/r"),
+            mine,
+        );
+        assert_eq!(c.status, CheckStatus::Warn);
+        let c = check_xdg(1000, "ana", None, Path::new("/tmp/camada-1000"), none);
+        assert_eq!(c.status, CheckStatus::Warn);
+        assert_eq!(c.fix.as_deref(), Some("sudo loginctl enable-linger ana"));
+        let own = Path::new("/run/user/1000");
+        assert_eq!(
+            check_xdg(1000, "ana", Some(own), &own.join("camada"), mine).status,
+            CheckStatus::Ok
+        );
+    }
+
+    #[test]
+    fn network_pieces() {
+        assert_eq!(
+            check_network_helper(None, None).fix.as_deref(),
+            Some("sudo apt-get install passt")
+        );
+        assert_eq!(
+            check_network_helper(None, Some("/usr/bin/slirp4netns".into())).status,
+            CheckStatus::Ok
+        );
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(
+            check_tun(false, Err(denied)).fix.as_deref(),
+            Some("sudo chmod 0666 /dev/net/tun")
+        );
+        assert_eq!(check_tun(false, Ok(())).status, CheckStatus::Ok);
+    }
+}
