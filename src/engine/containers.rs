@@ -143,26 +143,6 @@ pub struct ExecRequest {
     pub user: Option<String>,
 }
 
-/// A small text file (`/etc/passwd`) of a container's view without mounting it: the upper
-/// dir's copy if it has one, else the image's.
-fn read_file_of(opts: &overlay::Options, path: &str) -> Option<String> {
-    let rel = path.trim_start_matches('/');
-    if let Ok(text) = std::fs::read_to_string(opts.upper.join(rel)) {
-        return Some(text);
-    }
-    use std::io::{Read, Seek};
-    let index = crate::tarindex::Index::open(std::fs::read(&opts.lower_index).ok()?).ok()?;
-    let entry = index.get(index.lookup(rel.as_bytes())?)?;
-    if entry.kind() != crate::tarindex::Kind::File || entry.size() > 1 << 20 {
-        return None;
-    }
-    let mut tar = std::fs::File::open(opts.layer_tars.get(usize::from(entry.layer()))?).ok()?;
-    tar.seek(io::SeekFrom::Start(entry.data_offset())).ok()?;
-    let mut bytes = Vec::new();
-    tar.take(entry.size()).read_to_end(&mut bytes).ok()?;
-    Some(String::from_utf8_lossy(&bytes).into_owned())
-}
-
 /// `logs` options.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogsRequest {
@@ -698,7 +678,6 @@ impl Engine {
     ) -> Result<runtime::Container> {
         let r = &c.record;
         let opts = self.overlay_options(records, c)?;
-        let maps = IdMaps::for_current_user().for_user(&r.config.user, |p| read_file_of(&opts, p));
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
             overlay::mount(&opts, mp)
                 .map(|m| Box::new(m) as Box<dyn std::any::Any>)
@@ -761,7 +740,7 @@ impl Engine {
             binds,
             init: r.host_config.init,
             io,
-            maps,
+            maps: IdMaps::for_current_user(),
             fake_ids: false,
         })
     }
