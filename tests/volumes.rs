@@ -151,6 +151,34 @@ fn bind_mounts_rw_ro_files_and_host_rights() {
             .stderr_has("Permission denied")
             .stdout_lacks("root only");
         }
+        // --mount: the same binds and volumes, but a missing bind source is an error
+        let mount = format!("type=bind,src={},dst=/m,readonly", dir.display());
+        c.run([
+            "run",
+            "--rm",
+            "--mount",
+            &mount,
+            "--mount",
+            "type=volume,src=mv,dst=/v",
+            "base",
+            "sh",
+            "-c",
+            "cat /m/in; echo v > /v/f; touch /m/new",
+        ])
+        .exit(1)
+        .stdout_is("from host\n")
+        .stderr_has("Read-only file system");
+        assert!(c.root().join("volumes/mv/_data/f").is_file());
+        c.run([
+            "run",
+            "--rm",
+            "--mount",
+            "type=bind,src=/no/such/dir,dst=/m",
+            "base",
+            "true",
+        ])
+        .engine_error()
+        .stderr_has("bind source path does not exist: /no/such/dir");
         let id = c.ok(["create", "-v", &ro, "base", "true"]);
         let json = c.ok(["inspect", id.trim()]);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -34,6 +34,7 @@ const RUN_LONG_VALUES: &[&str] = &[
     "env",
     "env-file",
     "volume",
+    "mount",
     "workdir",
     "user",
     "publish",

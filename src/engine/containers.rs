@@ -113,6 +113,8 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     pub network: Option<String>,
     pub volumes: Vec<String>,
+    /// `--mount type=bind|volume,...`.
+    pub mounts: Vec<String>,
     pub init: bool,
 }
 
@@ -463,7 +465,7 @@ impl Engine {
         network
             .parse::<Network>()
             .map_err(ContainersError::BadNetwork)?;
-        let mounts = self.container_mounts(&req.volumes, &rc.volumes)?;
+        let mounts = self.container_mounts(&req.volumes, &req.mounts, &rc.volumes)?;
         let id = new_id()?;
         let short: String = id.chars().take(12).collect();
         let path = argv.remove(0);

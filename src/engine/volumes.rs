@@ -47,6 +47,12 @@ pub enum VolumesError {
         "invalid volume specification: {spec:?}: unknown option {option:?} (use ro, rw, nocopy, z or Z)"
     )]
     BadOption { spec: String, option: String },
+    #[error(
+        "invalid --mount {0:?}: use type=bind,source=/HOST/PATH,target=/PATH[,readonly] or type=volume[,source=NAME],target=/PATH[,readonly]"
+    )]
+    BadMount(String),
+    #[error("invalid mount config for type \"bind\": bind source path does not exist: {0}")]
+    MissingBindSource(PathBuf),
     #[error("invalid volume specification: {0:?}: duplicate mount point")]
     Duplicate(String),
     #[error("invalid label {0:?}: use KEY=VALUE")]
@@ -205,6 +211,56 @@ pub fn parse_volume_spec(spec: &str, cwd: &Path) -> Result<VolumeSpec> {
         readonly,
         nocopy,
     })
+}
+
+/// Parses a `--mount type=bind|volume,source=...,target=...[,readonly][,volume-nocopy]`
+/// word as docker does (`src`, `dst`/`destination`, `ro` also; a relative bind source is
+/// made absolute against `cwd`; a volume without a source is anonymous).
+pub fn parse_mount_spec(spec: &str, cwd: &Path) -> Result<VolumeSpec> {
+    let bad = || VolumesError::BadMount(spec.to_string());
+    let (mut kind, mut source, mut target) = ("volume", None, None);
+    let (mut readonly, mut nocopy) = (false, false);
+    for field in spec.split(',') {
+        let (key, value) = match field.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (field, None),
+        };
+        let flag = || match value {
+            None | Some("1" | "true") => Ok(true),
+            Some("0" | "false") => Ok(false),
+            Some(_) => Err(bad()),
+        };
+        match (key, value) {
+            ("type", Some(t @ ("bind" | "volume"))) => kind = t,
+            ("source" | "src", Some(v)) => source = Some(v),
+            ("target" | "destination" | "dst", Some(v)) => target = Some(v),
+            ("readonly" | "ro", _) => readonly = flag()?,
+            ("volume-nocopy", _) => nocopy = flag()?,
+            ("bind-propagation" | "consistency", Some(_)) => {}
+            _ => return Err(bad()),
+        }
+    }
+    let target = target.ok_or_else(bad)?;
+    if !target.starts_with('/') || clean(target) == "/" {
+        return Err(VolumesError::BadDestination(spec.to_string()));
+    }
+    let destination = clean(target);
+    match (kind, source) {
+        ("bind", Some(src)) if !src.is_empty() => Ok(VolumeSpec::Bind {
+            source: PathBuf::from(clean(&cwd.join(src).to_string_lossy())),
+            destination,
+            readonly,
+        }),
+        ("volume", None | Some("")) => Ok(VolumeSpec::Anonymous { destination }),
+        ("volume", Some(name)) if valid_name(name) => Ok(VolumeSpec::Named {
+            name: name.to_string(),
+            destination,
+            readonly,
+            nocopy,
+        }),
+        ("volume", Some(name)) => Err(VolumesError::BadName(name.to_string())),
+        _ => Err(bad()),
+    }
 }
 
 /// The option words docker accepts after the destination besides ro/rw/nocopy.
@@ -484,15 +540,27 @@ impl Engine {
     pub(crate) fn container_mounts(
         &self,
         specs: &[String],
+        mount_specs: &[String],
         image_volumes: &BTreeSet<String>,
     ) -> Result<Vec<MountPoint>> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        let parsed = specs
+        let mut parsed = specs
             .iter()
             .map(|s| parse_volume_spec(s, &cwd))
             .collect::<Result<Vec<_>>>()?;
+        for m in mount_specs {
+            let spec = parse_mount_spec(m, &cwd)?;
+            // unlike -v, --mount never makes a missing bind source
+            if let VolumeSpec::Bind { source, .. } = &spec
+                && !source.exists()
+            {
+                return Err(VolumesError::MissingBindSource(source.clone()));
+            }
+            parsed.push(spec);
+        }
+        let words: Vec<&String> = specs.iter().chain(mount_specs).collect();
         let mut seen = BTreeSet::new();
-        for (p, s) in parsed.iter().zip(specs) {
+        for (p, s) in parsed.iter().zip(words) {
             if !seen.insert(p.destination().to_string()) {
                 return Err(VolumesError::Duplicate(s.clone()));
             }
@@ -694,6 +762,52 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad}");
         }
         assert!(matches!(parse("a b:/c"), Err(VolumesError::BadName(_))));
+    }
+
+    #[test]
+    fn mount_words_parse_as_dockers() {
+        let m = |s: &str| parse_mount_spec(s, Path::new("/work"));
+        assert_eq!(
+            m("type=bind,src=/h,dst=/c,readonly").unwrap(),
+            VolumeSpec::Bind {
+                source: "/h".into(),
+                destination: "/c".into(),
+                readonly: true
+            }
+        );
+        assert_eq!(
+            m("type=bind,source=rel,target=/c,ro=false").unwrap(),
+            VolumeSpec::Bind {
+                source: "/work/rel".into(),
+                destination: "/c".into(),
+                readonly: false
+            }
+        );
+        assert_eq!(
+            m("source=data,target=/d,volume-nocopy").unwrap(),
+            VolumeSpec::Named {
+                name: "data".into(),
+                destination: "/d".into(),
+                readonly: false,
+                nocopy: true
+            }
+        );
+        assert_eq!(
+            m("type=volume,dst=/d").unwrap(),
+            VolumeSpec::Anonymous {
+                destination: "/d".into()
+            }
+        );
+        for bad in [
+            "type=tmpfs,dst=/t",
+            "type=bind,dst=/c",
+            "type=bind,src=/h",
+            "src=/h,dst=rel",
+            "type=bind,src=/h,dst=/c,readonly=maybe",
+            "type=bind,src=/h,dst=/c,bogus=1",
+        ] {
+            assert!(m(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
