@@ -522,6 +522,7 @@ impl Engine {
             .lock()
             .map_err(|e| VolumesError::Records(e.to_string()))?;
         let users = self.volume_users()?;
+        clean_leftovers(&self.paths);
         let mut report = VolumePrune::default();
         for v in self.list_volumes()? {
             if users.contains_key(&v.name) || !(all || v.is_anonymous()) {
@@ -643,6 +644,39 @@ fn volume_users(records: &Records) -> Result<BTreeMap<String, Vec<String>>> {
     Ok(users)
 }
 
+/// Removes what a crashed create or rm left in `volumes/` (`.new-NAME-PID`,
+/// `.rm-NAME-PID` whose process is gone).
+fn clean_leftovers(paths: &Paths) {
+    let Ok(entries) = std::fs::read_dir(paths.volumes_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name
+            .strip_prefix(".new-")
+            .or_else(|| name.strip_prefix(".rm-"))
+        else {
+            continue;
+        };
+        let alive = rest
+            .rsplit_once('-')
+            .and_then(|(_, pid)| pid.parse::<i32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = remove_tree_mapped(&e.path());
+        }
+    }
+}
+
+/// `remove_dir_all` of a volume tree; files the container made under its other ids (the
+/// subordinate ids' on the host) are removed as the container's root.
+fn remove_tree_mapped(path: &Path) -> io::Result<()> {
+    state::remove_tree(path).or_else(|_| {
+        let maps = crate::runtime::IdMaps::for_current_user();
+        crate::runtime::unshared::as_mapped_root(&maps, path, state::remove_tree)
+    })
+}
+
 /// Removes a volume's directory (renamed aside first, so it leaves `ls` at once).
 fn delete_volume(paths: &Paths, name: &str) -> Result<()> {
     let dir = paths.volume_dir(name);
@@ -660,18 +694,11 @@ fn delete_volume(paths: &Paths, name: &str) -> Result<()> {
             });
         }
     }
-    // files the container made under its other ids are the subordinate ids' on the host:
-    // the user removes them as the container's root
-    state::remove_tree(&aside)
-        .or_else(|_| {
-            let maps = crate::runtime::IdMaps::for_current_user();
-            crate::runtime::unshared::as_mapped_root(&maps, &aside, state::remove_tree)
-        })
-        .map_err(|source| VolumesError::Remove {
-            name: name.to_string(),
-            path: aside,
-            source,
-        })
+    remove_tree_mapped(&aside).map_err(|source| VolumesError::Remove {
+        name: name.to_string(),
+        path: aside,
+        source,
+    })
 }
 
 /// Removes the anonymous volumes among `mounts` that no container record names any more
