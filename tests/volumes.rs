@@ -110,6 +110,19 @@ fn bind_mounts_rw_ro_files_and_host_rights() {
             std::fs::read_to_string(dir.join("in")).unwrap(),
             "from host\n"
         );
+        // a read-only bind over /etc: the user's files, no generated /etc/hosts in them
+        c.run([
+            "run",
+            "--rm",
+            "-v",
+            &format!("{}:/etc:ro", dir.display()),
+            "base",
+            "cat",
+            "/etc/in",
+        ])
+        .success()
+        .stdout_is("from host\n");
+        assert!(!dir.join("hosts").exists());
         // a relative host path is the caller's directory's; a missing one becomes a dir
         c.run([
             "run",
