@@ -113,11 +113,21 @@ fn process_settings_are_seen_inside() {
         c.run(["start", "-a", id])
             .success()
             .stdout_is(&format!("{}\n", &id[..12]));
-        // -u by name and by number, with the groups of the image's /etc/group
-        if who != Who::SingleId {
-            let out = c.ok(["run", "--rm", "-u", "1000", "base", "id"]);
-            assert!(out.starts_with("uid=1000"), "{out}");
-        }
+        // -u by name and by number, with the groups of the image's /etc/group (single-id
+        // mode maps the one id to the user asked for)
+        let out = c.ok(["run", "--rm", "-u", "1000", "base", "id"]);
+        assert!(out.starts_with("uid=1000"), "{who:?}: {out}");
+        let out = c.ok([
+            "run",
+            "--rm",
+            "-u",
+            "1000:1000",
+            "base",
+            "sh",
+            "-c",
+            "id -u; id -g",
+        ]);
+        assert_eq!(out, "1000\n1000\n", "{who:?}");
         c.run(["run", "--rm", "base", "stat", "-c", "%a", "/"])
             .success()
             .stdout_is("755\n");
