@@ -281,6 +281,27 @@ fn named_volume_is_filled_kept_listed_and_refused_while_used() {
         c.run(["volume", "create", "made"])
             .success()
             .stdout_is("made\n");
+        c.run(["volume", "create", "--label", "tier=db", "labelled"])
+            .success();
+        let id = c.ok(["create", "-v", "made:/m", "base", "true"]);
+        c.run(["volume", "ls", "-q", "-f", "dangling=true"])
+            .success()
+            .stdout_is("labelled\n");
+        c.run(["volume", "ls", "-q", "--filter", "dangling=false"])
+            .success()
+            .stdout_is("made\n");
+        c.run([
+            "volume",
+            "ls",
+            "--format",
+            "{{.Name}}={{.Labels}}",
+            "-f",
+            "label=tier",
+        ])
+        .success()
+        .stdout_is("labelled=tier=db\n");
+        c.run(["rm", id.trim()]).success();
+        c.run(["volume", "rm", "labelled"]).success();
         c.run(["volume", "prune", "-f"]).success();
         assert_eq!(volumes(&c), ["made"], "plain prune keeps named volumes");
         c.run(["volume", "prune", "-a", "-f"])

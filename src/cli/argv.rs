@@ -124,7 +124,7 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["stats"] => s("a", "", &[]),
         ["volume"] => s("", "", &[]),
         ["volume", "create"] => s("", "d", &["driver", "label"]),
-        ["volume", "ls"] => s("q", "", &[]),
+        ["volume", "ls"] => s("q", "f", &["filter", "format"]),
         ["volume", "inspect"] => s("", "f", &["format"]),
         ["volume", "rm"] => s("f", "", &[]),
         ["volume", "prune"] => s("af", "", &[]),

@@ -316,6 +316,30 @@ impl VolumeInspect {
     }
 }
 
+/// `volume ls --filter`s, as docker's: every given kind must match; within a kind, any.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeFilter {
+    /// `dangling=true|false`: no container names it (or one does).
+    pub dangling: Option<bool>,
+    /// `name=PART`: the name contains PART.
+    pub names: Vec<String>,
+    /// `label=KEY` or `label=KEY=VALUE`.
+    pub labels: Vec<String>,
+}
+
+impl VolumeFilter {
+    fn matches(&self, v: &VolumeInspect, used: bool) -> bool {
+        let labels = v.labels.clone().unwrap_or_default();
+        self.dangling.is_none_or(|d| d != used)
+            && (self.names.is_empty() || self.names.iter().any(|n| v.name.contains(n.as_str())))
+            && (self.labels.is_empty()
+                || self.labels.iter().any(|l| match l.split_once('=') {
+                    Some((k, want)) => labels.get(k).is_some_and(|got| got == want),
+                    None => labels.contains_key(l),
+                }))
+    }
+}
+
 /// `volume prune`: what went and the space it gave back.
 #[derive(Debug, Clone, Default)]
 pub struct VolumePrune {
@@ -484,6 +508,23 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+
+    /// `volume ls --filter ...`: the volumes `filter` keeps, by name.
+    pub fn list_volumes_filtered(
+        &self,
+        filter: &VolumeFilter,
+    ) -> std::result::Result<Vec<VolumeInspect>, EngineError> {
+        let users = if filter.dangling.is_some() {
+            self.volume_users()?
+        } else {
+            BTreeMap::new()
+        };
+        Ok(self
+            .list_volumes()?
+            .into_iter()
+            .filter(|v| filter.matches(v, users.contains_key(&v.name)))
+            .collect())
     }
 
     fn volume_users(&self) -> Result<BTreeMap<String, Vec<String>>> {
