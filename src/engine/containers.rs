@@ -857,6 +857,8 @@ impl Engine {
                 Ok(None) | Err(RuntimeError::NotRunning { .. }) => {}
                 Err(e) => return Err(ContainersError::from(e).into()),
             }
+            // the monitor was closing: its exit hook records the code
+            self.settle(&c.record.id, Duration::from_secs(10));
             return Ok(self.current(&records, &c.record.id)?.state.exit_code);
         }
         Ok(c.state.exit_code)
