@@ -302,6 +302,14 @@ fn named_volume_is_filled_kept_listed_and_refused_while_used() {
         .stdout_is("labelled=tier=db\n");
         c.run(["rm", id.trim()]).success();
         c.run(["volume", "rm", "labelled"]).success();
+        // a volume gone from under a created container (say, a prune raced its create) is
+        // made again, listed, when the container starts
+        let id = c.ok(["create", "-v", "again:/a", "base", "touch", "/a/x"]);
+        std::fs::remove_dir_all(c.root().join("volumes/again")).unwrap();
+        c.run(["start", "-a", id.trim()]).success();
+        assert!(c.root().join("volumes/again/_data/x").is_file());
+        c.run(["rm", id.trim()]).success();
+        c.run(["volume", "rm", "again"]).success();
         c.run(["volume", "prune", "-f"]).success();
         assert_eq!(volumes(&c), ["made"], "plain prune keeps named volumes");
         c.run(["volume", "prune", "-a", "-f"])

@@ -708,7 +708,8 @@ impl Engine {
         });
         let mut binds = Vec::new();
         for m in mounts_of(r) {
-            // docker makes a missing bind source a directory; a volume's is always there
+            self.ensure_mount_volume(&m)?;
+            // docker makes a missing bind source a directory
             if !m.source.exists() {
                 std::fs::create_dir_all(&m.source).map_err(|source| {
                     ContainersError::VolumeSource {

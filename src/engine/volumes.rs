@@ -439,6 +439,22 @@ impl Engine {
         result
     }
 
+    /// A container's volume made again if it went missing (a prune that ran between its
+    /// `create` and its record), so that `start` mounts a listed volume.
+    pub(super) fn ensure_mount_volume(&self, m: &MountPoint) -> Result<()> {
+        if m.kind != MountKind::Volume
+            || self.paths.volume_dir(&m.name).join("volume.json").is_file()
+        {
+            return Ok(());
+        }
+        let labels = if m.anonymous {
+            BTreeMap::from([(ANONYMOUS_LABEL.to_string(), String::new())])
+        } else {
+            BTreeMap::new()
+        };
+        self.ensure_volume(&m.name, labels)
+    }
+
     fn read_volume(&self, name: &str) -> Result<VolumeInspect> {
         if !valid_name(name) {
             return Err(VolumesError::NoSuchVolume(name.to_string()));
