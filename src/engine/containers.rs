@@ -887,9 +887,7 @@ impl Engine {
             let _ = runtime::wait(&dir, Some(Duration::from_secs(30)));
             self.settle(id, Duration::from_secs(10));
         }
-        let mount_dir = self.paths.mount_dir(id);
-        runtime::mountsrv::stop_server(&mount_dir, Duration::from_secs(10));
-        let _ = std::fs::remove_dir_all(&mount_dir);
+        self.stop_mount_server(id);
         records.remove(id).map_err(ContainersError::from)?;
         let _ = std::fs::remove_dir_all(self.run_dir(id));
         if volumes {
@@ -1093,6 +1091,7 @@ impl Engine {
                 continue;
             }
             let size = tree_size(&records.dir_of(&c.record.id));
+            self.stop_mount_server(&c.record.id);
             records
                 .remove(&c.record.id)
                 .map_err(ContainersError::from)?;
