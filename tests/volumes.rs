@@ -249,6 +249,13 @@ fn named_volume_is_filled_kept_listed_and_refused_while_used() {
         assert_eq!(v[0]["Scope"], "local");
         assert_eq!(v[0]["Mountpoint"], data.display().to_string());
         assert!(v[0]["CreatedAt"].as_str().unwrap().ends_with('Z'), "{json}");
+        // plain inspect finds volumes too (images first, as docker)
+        c.run(["inspect", "-f", "{{.Mountpoint}}", "cfg"])
+            .success()
+            .stdout_is(&format!("{}\n", data.display()));
+        c.run(["inspect", "--type", "volume", "-f", "{{.Driver}}", "cfg"])
+            .success()
+            .stdout_is("local\n");
         // a stopped container still uses it
         let id = c.ok(["create", "-v", "cfg:/cfg", "base", "true"]);
         let id = id.trim();

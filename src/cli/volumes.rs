@@ -186,13 +186,31 @@ fn inspect(engine: &Engine, a: &VolumeInspectArgs) -> Result<(), CliError> {
             "volume inspect",
         ));
     }
-    let template = match a.format.as_deref() {
+    inspect_names(engine, &a.names, a.format.as_deref())
+}
+
+/// Whether every name is a volume and none an image (so plain `inspect` shows volumes,
+/// as docker's, which looks for images first).
+pub fn all_volumes_not_images(engine: &Engine, names: &[String]) -> bool {
+    !names.is_empty()
+        && names
+            .iter()
+            .all(|n| engine.inspect_volume(n).is_ok() && engine.inspect_image(n).is_err())
+}
+
+/// `volume inspect` (and `inspect` of names that are all volumes).
+pub fn inspect_names(
+    engine: &Engine,
+    names: &[String],
+    format: Option<&str>,
+) -> Result<(), CliError> {
+    let template = match format {
         None | Some("json") => None,
         Some(t) => Some(super::template::Template::parse(t)?),
     };
     let mut found: Vec<VolumeInspect> = Vec::new();
     let mut errors = Vec::new();
-    for n in &a.names {
+    for n in names {
         match engine.inspect_volume(n) {
             Ok(v) => found.push(v),
             Err(e) => errors.push(e),
