@@ -117,6 +117,8 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     pub network: Option<String>,
     pub volumes: Vec<String>,
+    /// `--mount type=bind|volume,...`.
+    pub mounts: Vec<String>,
     pub init: bool,
 }
 
@@ -467,7 +469,7 @@ impl Engine {
         network
             .parse::<Network>()
             .map_err(ContainersError::BadNetwork)?;
-        let mounts = self.container_mounts(&req.volumes, &rc.volumes)?;
+        let mounts = self.container_mounts(&req.volumes, &req.mounts, &rc.volumes)?;
         let id = new_id()?;
         let short: String = id.chars().take(12).collect();
         let path = argv.remove(0);
@@ -685,7 +687,8 @@ impl Engine {
         });
         let mut binds = Vec::new();
         for m in mounts_of(r) {
-            // docker makes a missing bind source a directory; a volume's is always there
+            self.ensure_mount_volume(&m)?;
+            // docker makes a missing bind source a directory
             if !m.source.exists() {
                 std::fs::create_dir_all(&m.source).map_err(|source| {
                     ContainersError::VolumeSource {
@@ -834,6 +837,8 @@ impl Engine {
                 Ok(None) | Err(RuntimeError::NotRunning { .. }) => {}
                 Err(e) => return Err(ContainersError::from(e).into()),
             }
+            // the monitor was closing: its exit hook records the code
+            self.settle(&c.record.id, Duration::from_secs(10));
             return Ok(self.current(&records, &c.record.id)?.state.exit_code);
         }
         Ok(c.state.exit_code)
