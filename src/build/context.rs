@@ -95,6 +95,8 @@ pub type Result<T, E = ContextError> = std::result::Result<T, E>;
 #[derive(Debug)]
 pub struct Context {
     dir: PathBuf,
+    /// The canonical host path (names files in a [`ContentMemo`](super::memo::ContentMemo)).
+    real: PathBuf,
     root: OwnedFd,
     ignore: Ignore,
 }
@@ -144,6 +146,7 @@ impl Context {
             }
         }
         Ok(Context {
+            real: std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
             dir: dir.to_path_buf(),
             root,
             ignore,
@@ -223,6 +226,7 @@ fn node_of(st: &FileStat, link: Vec<u8>) -> Node {
         identity: (st.st_dev, st.st_ino),
         nlink: u32::try_from(st.st_nlink).unwrap_or(u32::MAX),
         rdev: st.st_rdev,
+        ctime: (st.st_ctime, u32::try_from(st.st_ctime_nsec).unwrap_or(0)),
     }
 }
 
@@ -291,6 +295,13 @@ impl View for Context {
 
     fn hidden(&self, rel: &[u8]) -> bool {
         self.excluded(rel)
+    }
+
+    fn memo_key(&self, rel: &[u8], _node: &Node) -> Option<String> {
+        let mut key = self.real.as_os_str().as_bytes().to_vec();
+        key.push(b'/');
+        key.extend_from_slice(rel);
+        String::from_utf8(key).ok()
     }
 }
 

@@ -820,3 +820,48 @@ fn add_refuses_an_archive_writing_through_its_own_symlink() {
         "{e}"
     );
 }
+
+#[test]
+fn a_content_memo_saves_reads_only_while_the_file_is_unchanged() {
+    use super::memo::ContentMemo;
+    use super::view::View;
+    let f = fixture();
+    write(&f.ctx.join("a"), "one");
+    let lower = ImageFs::empty("scratch");
+    let ctx = Context::open(&f.ctx, None).unwrap();
+    let plan = copy(&ctx, &lower, &["a"], "/a");
+    let real_key = plan.cache_key().unwrap();
+    // a file changed within the last seconds is read but not remembered (racy writes)
+    let mut memo = ContentMemo::default();
+    assert_eq!(plan.cache_key_memo(&mut memo).unwrap(), real_key);
+    assert!(memo.is_empty() && !memo.changed());
+    // a remembered digest is used as long as the file's lstat is the same ...
+    let node = ctx.node(b"a").unwrap().unwrap();
+    let canon = fs::canonicalize(&f.ctx).unwrap().join("a");
+    let name = canon.to_str().unwrap().to_owned();
+    let planted = crate::digest::Digest::of(b"what the memo says");
+    memo.put(name.clone(), &node, planted.clone(), i64::MAX / 2);
+    assert!(memo.changed());
+    let memo = ContentMemo::from_json(&memo.to_json());
+    let mut memo2 = memo.clone();
+    assert_ne!(
+        plan.cache_key_memo(&mut memo2).unwrap(),
+        real_key,
+        "read from the memo"
+    );
+    // ... and not once the file changed (here: its size and ctime)
+    write(&f.ctx.join("a"), "other");
+    let ctx = Context::open(&f.ctx, None).unwrap();
+    let plan = copy(&ctx, &lower, &["a"], "/a");
+    let mut memo3 = memo.clone();
+    assert_eq!(
+        plan.cache_key_memo(&mut memo3).unwrap(),
+        plan.cache_key().unwrap()
+    );
+    // garbage reads as an empty memo
+    assert!(ContentMemo::from_json(b"{not json").is_empty());
+    // a file not yet settled at `now` is not remembered
+    let mut m = ContentMemo::default();
+    m.put(name, &node, planted, node.ctime.0);
+    assert!(m.is_empty());
+}

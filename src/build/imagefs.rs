@@ -132,6 +132,7 @@ impl View for ImageFs {
                 identity: (0, 0),
                 nlink: 1,
                 rdev: 0,
+                ctime: (0, 0),
             }));
         };
         let Some(e) = index.lookup(rel).and_then(|id| index.get(id)) else {
@@ -149,6 +150,7 @@ impl View for ImageFs {
             identity: (0, u64::from(e.ino())),
             nlink: e.nlink(),
             rdev: makedev(major, minor),
+            ctime: (0, 0),
         }))
     }
 

@@ -8,6 +8,7 @@ pub mod copy;
 pub mod glob;
 pub mod ignore;
 pub mod imagefs;
+pub mod memo;
 pub mod view;
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub struct Node {
     pub nlink: u32,
     /// Device nodes: the kernel encoding.
     pub rdev: u64,
+    /// When the inode last changed (host files; 0 in images), for [`memo_key`](View::memo_key).
+    pub ctime: (i64, u32),
 }
 
 /// A read-only tree. Paths are relative, normalised, `""` the root; the last component is
@@ -50,6 +52,11 @@ pub trait View {
     /// below it (`.dockerignore`): a copy keeps it only if it keeps something inside.
     fn hidden(&self, _rel: &[u8]) -> bool {
         false
+    }
+    /// Where a content digest of the file `rel` may be remembered across builds
+    /// ([`ContentMemo`](super::copy::ContentMemo)): `None` when it must be read each time.
+    fn memo_key(&self, _rel: &[u8], _node: &Node) -> Option<String> {
+        None
     }
 }
 
