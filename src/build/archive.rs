@@ -41,9 +41,9 @@ fn xz_decoder<'a>(input: impl BufRead + 'a) -> impl Read + 'a {
 
 /// Whether the stream is a tar archive (possibly compressed), and how compressed.
 pub fn sniff(mut input: impl Read) -> Option<Format> {
-    let mut head = [0u8; 6];
-    let n = read_full(&mut input, &mut head).ok()?;
-    let head = &head[..n];
+    let mut head = Vec::new();
+    input.by_ref().take(6).read_to_end(&mut head).ok()?;
+    let head = &head[..];
     let format = if head.starts_with(&[0x1f, 0x8b]) {
         Format::Gzip
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -55,9 +55,10 @@ pub fn sniff(mut input: impl Read) -> Option<Format> {
     } else {
         Format::Tar
     };
-    let mut dec = decoder(io::Cursor::new(head.to_vec()).chain(input), format).ok()?;
-    let mut block = [0u8; 512];
-    if read_full(&mut dec, &mut block).ok()? < 512 {
+    let dec = decoder(io::Cursor::new(head.to_vec()).chain(input), format).ok()?;
+    let mut block = Vec::new();
+    dec.take(512).read_to_end(&mut block).ok()?;
+    if block.len() < 512 {
         return None;
     }
     let ustar = &block[257..262] == b"ustar";
@@ -80,19 +81,6 @@ pub fn sniff(mut input: impl Read) -> Option<Format> {
         stored == Some(actual)
     };
     (ustar && sum_ok).then_some(format)
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Which side of unpacking failed.

@@ -162,27 +162,45 @@ fn write(path: &Path, data: &str) {
     fs::write(path, data).unwrap();
 }
 
-fn copy<'a>(ctx: &'a Context, lower: &ImageFs, srcs: &[&str], dest: &str) -> CopyPlan<'a> {
+/// Plans `srcs` to `dest` (relative to `workdir`).
+fn plan<'a>(
+    source: Source<'a>,
+    srcs: &[&str],
+    dest: &str,
+    workdir: &str,
+    opts: CopyOpts,
+    lower: &ImageFs,
+) -> Result<CopyPlan<'a>, ContextError> {
     let srcs: Vec<String> = srcs.iter().map(|s| s.to_string()).collect();
-    plan_copy(
+    plan_copy(source, &srcs, dest, workdir, &opts, lower)
+}
+
+fn add_opts() -> CopyOpts {
+    CopyOpts {
+        add: true,
+        ..CopyOpts::default()
+    }
+}
+
+fn copy<'a>(ctx: &'a Context, lower: &ImageFs, srcs: &[&str], dest: &str) -> CopyPlan<'a> {
+    plan(
         Source::Context(ctx),
-        &srcs,
+        srcs,
         dest,
         "/",
-        &CopyOpts::default(),
+        CopyOpts::default(),
         lower,
     )
     .unwrap()
 }
 
 fn copy_err(ctx: &Context, lower: &ImageFs, srcs: &[&str], dest: &str) -> String {
-    let srcs: Vec<String> = srcs.iter().map(|s| s.to_string()).collect();
-    plan_copy(
+    plan(
         Source::Context(ctx),
-        &srcs,
+        srcs,
         dest,
         "/",
-        &CopyOpts::default(),
+        CopyOpts::default(),
         lower,
     )
     .unwrap_err()
@@ -342,9 +360,9 @@ fn destinations_follow_docker_rules() {
         ["opt", "opt/x"]
     );
     // to an existing directory (through the image's /bin -> usr/bin): inside it
-    let plan = copy(&ctx, &lower, &["a.txt"], "/bin");
-    assert_eq!(paths(&plan), ["usr", "usr/bin", "usr/bin/a.txt"]);
-    let l = layer(&plan);
+    let p = copy(&ctx, &lower, &["a.txt"], "/bin");
+    assert_eq!(paths(&p), ["usr", "usr/bin", "usr/bin/a.txt"]);
+    let l = layer(&p);
     assert_eq!(l[0].1, Kind::Dir, "the image's own /usr, as it is");
     // wildcards; several sources need a trailing /
     assert_eq!(
@@ -361,20 +379,20 @@ fn destinations_follow_docker_rules() {
         ["d", "d/sub", "d/sub/c.txt"]
     );
     // relative to WORKDIR
-    let plan = plan_copy(
+    let p = plan(
         Source::Context(&ctx),
-        &["a.txt".into()],
+        &["a.txt"],
         "rel/",
         "/srv/app",
-        &CopyOpts::default(),
+        CopyOpts::default(),
         &lower,
     )
     .unwrap();
     assert_eq!(
-        paths(&plan),
+        paths(&p),
         ["srv", "srv/app", "srv/app/rel", "srv/app/rel/a.txt"]
     );
-    let l = layer(&plan);
+    let l = layer(&p);
     assert_eq!(
         (l[0].2, l[0].3),
         (0o700, 7),
@@ -402,8 +420,7 @@ fn owners_and_modes() {
         add: false,
     };
     let plan_with = |srcs: &[&str], dest: &str, o: CopyOpts| {
-        let srcs: Vec<String> = srcs.iter().map(|s| s.to_string()).collect();
-        plan_copy(Source::Context(&ctx), &srcs, dest, "/", &o, &lower)
+        plan(Source::Context(&ctx), srcs, dest, "/", o, &lower)
     };
     let l = layer(&plan_with(&["run.sh"], "/r", opts(None, None)).unwrap());
     assert_eq!(
@@ -599,25 +616,25 @@ fn copy_from_an_image_keeps_owners_and_resolves_inside_it() {
         ],
     );
     let lower = base(&f.img.join("base"));
-    let plan = plan_copy(
+    let p = plan(
         Source::Image(&from),
-        &["/current/".into()],
+        &["/current/"],
         "/usr/local/bin/",
         "/",
-        &CopyOpts::default(),
+        CopyOpts::default(),
         &lower,
     )
     .unwrap();
-    let l = layer(&plan);
+    let l = layer(&p);
     let tool = l.iter().find(|e| e.0 == "usr/local/bin/tool").unwrap();
     assert_eq!((tool.3, tool.4, tool.5.as_str()), (33, 33, "TOOL"));
     assert!(l.iter().any(|e| e.0 == "usr/local/bin/tool2"));
-    let e = plan_copy(
+    let e = plan(
         Source::Image(&from),
-        &["/nope".into()],
+        &["/nope"],
         "/",
         "/",
-        &CopyOpts::default(),
+        CopyOpts::default(),
         &lower,
     )
     .unwrap_err();
@@ -630,18 +647,7 @@ fn copy_from_an_image_keeps_owners_and_resolves_inside_it() {
 // ---- ADD ----
 
 fn add<'a>(ctx: &'a Context, lower: &ImageFs, src: &str, dest: &str) -> CopyPlan<'a> {
-    plan_copy(
-        Source::Context(ctx),
-        &[src.into()],
-        dest,
-        "/",
-        &CopyOpts {
-            add: true,
-            ..CopyOpts::default()
-        },
-        lower,
-    )
-    .unwrap()
+    plan(Source::Context(ctx), &[src], dest, "/", add_opts(), lower).unwrap()
 }
 
 #[test]
@@ -745,9 +751,9 @@ fn add_fetches_urls_as_0600_files_named_after_the_url() {
     let ctx = Context::open(&f.ctx, None).unwrap();
     let lower = base(&f.img);
     let (url, t) = serve_once(b"remote bytes");
-    let plan = add(&ctx, &lower, &format!("{url}/pkg/tool.tar.gz?x=1"), "/dl/");
+    let p = add(&ctx, &lower, &format!("{url}/pkg/tool.tar.gz?x=1"), "/dl/");
     t.join().unwrap();
-    let l = layer(&plan);
+    let l = layer(&p);
     assert_eq!(
         l[1],
         (
@@ -761,18 +767,8 @@ fn add_fetches_urls_as_0600_files_named_after_the_url() {
         "fetched, not unpacked (it is not even a tar)"
     );
     // sources are checked before anything is fetched (port 9 is never contacted)
-    let e = plan_copy(
-        Source::Context(&ctx),
-        &["http://127.0.0.1:9/a".into(), "nope".into()],
-        "/f",
-        "/",
-        &CopyOpts {
-            add: true,
-            ..CopyOpts::default()
-        },
-        &lower,
-    )
-    .unwrap_err();
+    let srcs = ["http://127.0.0.1:9/a", "nope"];
+    let e = plan(Source::Context(&ctx), &srcs, "/f", "/", add_opts(), &lower).unwrap_err();
     assert!(e.to_string().contains("\"nope\""), "{e}");
 }
 
@@ -782,25 +778,24 @@ fn add_unpacks_several_archives_into_one_directory() {
     fs::write(f.ctx.join("a.tar"), tar_of(&[("a", 'f', "A", 0o644, 0)])).unwrap();
     fs::write(f.ctx.join("b.tar"), tar_of(&[("b", 'f', "B", 0o644, 0)])).unwrap();
     let ctx = Context::open(&f.ctx, None).unwrap();
-    let plan = plan_copy(
+    let scratch = ImageFs::empty("scratch");
+    let srcs = ["a.tar", "b.tar"];
+    let p = plan(
         Source::Context(&ctx),
-        &["a.tar".into(), "b.tar".into()],
+        &srcs,
         "/x/",
         "/",
-        &CopyOpts {
-            add: true,
-            ..CopyOpts::default()
-        },
-        &ImageFs::empty("scratch"),
+        add_opts(),
+        &scratch,
     )
     .unwrap();
-    let l = layer(&plan);
+    let l = layer(&p);
     let names: Vec<&str> = l.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(names, ["x", "x/a", "x/b"]);
     // the key covers every archive's bytes
-    let k = plan.cache_key().unwrap();
+    let k = p.cache_key().unwrap();
     fs::write(f.ctx.join("b.tar"), tar_of(&[("b", 'f', "C", 0o644, 0)])).unwrap();
-    assert_ne!(k, plan.cache_key().unwrap());
+    assert_ne!(k, p.cache_key().unwrap());
 }
 
 #[test]
