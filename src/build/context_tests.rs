@@ -183,28 +183,14 @@ fn add_opts() -> CopyOpts {
 }
 
 fn copy<'a>(ctx: &'a Context, lower: &ImageFs, srcs: &[&str], dest: &str) -> CopyPlan<'a> {
-    plan(
-        Source::Context(ctx),
-        srcs,
-        dest,
-        "/",
-        CopyOpts::default(),
-        lower,
-    )
-    .unwrap()
+    let opts = CopyOpts::default();
+    plan(Source::Context(ctx), srcs, dest, "/", opts, lower).unwrap()
 }
 
 fn copy_err(ctx: &Context, lower: &ImageFs, srcs: &[&str], dest: &str) -> String {
-    plan(
-        Source::Context(ctx),
-        srcs,
-        dest,
-        "/",
-        CopyOpts::default(),
-        lower,
-    )
-    .unwrap_err()
-    .to_string()
+    let opts = CopyOpts::default();
+    let e = plan(Source::Context(ctx), srcs, dest, "/", opts, lower).unwrap_err();
+    e.to_string()
 }
 
 // ---- patterns ----

@@ -226,7 +226,7 @@ fn expand(view: &dyn View, op: &'static str, pattern: &[u8]) -> Result<Vec<Vec<u
                 if r.node.as_ref().is_none_or(|n| n.kind != Kind::Dir) {
                     continue;
                 }
-                for name in view.children(&r.path)? {
+                for (name, _) in view.children(&r.path)? {
                     if pat.matches(&name) {
                         next.push(join(&base, &name));
                     }
@@ -441,11 +441,8 @@ impl<'a> CopyPlan<'a> {
         // below them is
         let mut hidden: Vec<Vec<u8>> = Vec::new();
         while let Some((s, d)) = stack.pop() {
-            for name in self.view.children(&s)? {
+            for (name, node) in self.view.children(&s)? {
                 let (sc, dc) = (join(&s, &name), join(&d, &name));
-                let Some(node) = self.view.node(&sc)? else {
-                    continue;
-                };
                 let data = match node.kind {
                     Kind::File => Data::Source(sc.clone()),
                     Kind::Dir => {

@@ -43,8 +43,9 @@ pub trait View {
     fn describe(&self) -> String;
     /// The entry at `rel`, or `None` when there is none (or it is hidden).
     fn node(&self, rel: &[u8]) -> Result<Option<Node>>;
-    /// The names in the directory `rel`, sorted by bytes.
-    fn children(&self, rel: &[u8]) -> Result<Vec<Vec<u8>>>;
+    /// The entries of the directory `rel` (names and what [`node`](View::node) would say),
+    /// sorted by name bytes; hidden ones left out.
+    fn children(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, Node)>>;
     /// The data of the regular file `rel` (exactly `node.size` bytes, or fewer if it
     /// shrank, which the caller checks).
     fn open(&self, rel: &[u8], node: &Node) -> Result<Box<dyn Read + '_>>;
