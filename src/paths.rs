@@ -173,12 +173,29 @@ impl Paths {
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.containers_dir().join(id)
     }
+    /// `volumes/`: named and anonymous volumes, docker's layout.
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+    /// `volumes/<name>/`: the volume's record (`volume.json`) and its `_data`.
+    pub fn volume_dir(&self, name: &str) -> PathBuf {
+        self.volumes_dir().join(name)
+    }
+    /// `volumes/<name>/_data`: what containers see.
+    pub fn volume_data(&self, name: &str) -> PathBuf {
+        self.volume_dir(name).join("_data")
+    }
     pub fn buildcache_json(&self) -> PathBuf {
         self.root.join("buildcache.json")
     }
     /// `$CAMADA_RUNROOT/<id>/`: monitor pid, control socket, mount point.
     pub fn run_dir(&self, id: &str) -> PathBuf {
         self.runroot.join(id)
+    }
+    /// `$CAMADA_RUNROOT/mounts/<id>/`: the `camada mount` server of a stopped container
+    /// (its pid, its mount point).
+    pub fn mount_dir(&self, id: &str) -> PathBuf {
+        self.runroot.join("mounts").join(id)
     }
     /// Registry credentials, 0600.
     pub fn auth_json(&self) -> PathBuf {

@@ -23,7 +23,9 @@ use crate::digest::Digest;
 use crate::image::{self, ImageConfig};
 use crate::overlay;
 use crate::runtime::{self, Bind, IdMaps, Io, Network, ProcessSpec, RootFs, RuntimeError};
-use crate::state::{self, Container, Records, StateError};
+use crate::state::{self, Container, MountKind, MountPoint, Records, StateError};
+
+use super::volumes;
 
 /// What the CLI shows of a record: its status and state, and the log's lines.
 pub use crate::state::log::{LogLine, Stream};
@@ -48,8 +50,8 @@ pub enum ContainersError {
     EnvFile { path: PathBuf, source: io::Error },
     #[error("invalid environment variable {0:?}: a name must not contain whitespace")]
     BadEnv(String),
-    #[error("invalid volume {0:?}: use -v /HOST/PATH:/CONTAINER/PATH[:ro] (both absolute)")]
-    BadVolume(String),
+    #[error("{0}")]
+    Volumes(#[from] super::volumes::VolumesError),
     #[error("creating the volume source {path}: {source}")]
     VolumeSource { path: PathBuf, source: io::Error },
     #[error("{0}")]
@@ -66,6 +68,10 @@ pub enum ContainersError {
     KillNotRunning(String),
     #[error("container {0} is already running")]
     AlreadyRunning(String),
+    #[error(
+        "container {0} is mounted (camada mount): its writable layer is being served; run camada umount {0} first"
+    )]
+    Mounted(String),
     #[error("reading container {id}'s log {path}: {source}")]
     Log {
         id: String,
@@ -135,6 +141,26 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
+}
+
+/// A small text file (`/etc/passwd`) of a container's view without mounting it: the upper
+/// dir's copy if it has one, else the image's.
+fn read_file_of(opts: &overlay::Options, path: &str) -> Option<String> {
+    let rel = path.trim_start_matches('/');
+    if let Ok(text) = std::fs::read_to_string(opts.upper.join(rel)) {
+        return Some(text);
+    }
+    use std::io::{Read, Seek};
+    let index = crate::tarindex::Index::open(std::fs::read(&opts.lower_index).ok()?).ok()?;
+    let entry = index.get(index.lookup(rel.as_bytes())?)?;
+    if entry.kind() != crate::tarindex::Kind::File || entry.size() > 1 << 20 {
+        return None;
+    }
+    let mut tar = std::fs::File::open(opts.layer_tars.get(usize::from(entry.layer()))?).ok()?;
+    tar.seek(io::SeekFrom::Start(entry.data_offset())).ok()?;
+    let mut bytes = Vec::new();
+    tar.take(entry.size()).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `logs` options.
@@ -243,24 +269,31 @@ fn host_env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
-/// `-v SRC:DST[:ro|rw]`.
-pub fn parse_volume(spec: &str) -> Result<Bind> {
-    let bad = || ContainersError::BadVolume(spec.to_string());
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (src, dst, readonly) = match parts.as_slice() {
-        [s, d] => (*s, *d, false),
-        [s, d, "ro"] => (*s, *d, true),
-        [s, d, "rw"] => (*s, *d, false),
-        _ => return Err(bad()),
-    };
-    if !src.starts_with('/') || !dst.starts_with('/') {
-        return Err(bad());
+/// The mounts of a record: decided at create, or, for a record written before volumes
+/// existed, its `-v` binds.
+fn mounts_of(r: &state::Record) -> Vec<MountPoint> {
+    if !r.mounts.is_empty() {
+        return r.mounts.clone();
     }
-    Ok(Bind {
-        source: PathBuf::from(src),
-        destination: dst.to_string(),
-        readonly,
-    })
+    let cwd = Path::new("/");
+    r.host_config
+        .binds
+        .iter()
+        .filter_map(|v| match volumes::parse_volume_spec(v, cwd).ok()? {
+            volumes::VolumeSpec::Bind {
+                source,
+                destination,
+                readonly,
+            } => Some(MountPoint {
+                kind: MountKind::Bind,
+                source,
+                destination,
+                rw: !readonly,
+                ..MountPoint::default()
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A signal by name (`KILL`, `SIGKILL`, `kill`) or number.
@@ -326,7 +359,7 @@ impl Engine {
         Ok(r)
     }
 
-    fn run_dir(&self, id: &str) -> PathBuf {
+    pub(super) fn run_dir(&self, id: &str) -> PathBuf {
         self.paths.run_dir(id)
     }
 
@@ -389,14 +422,14 @@ impl Engine {
         Ok(c)
     }
 
-    fn find(&self, word: &str) -> Result<(Records, Container)> {
+    pub(super) fn find(&self, word: &str) -> Result<(Records, Container)> {
         let records = self.records().map_err(engine_to_containers)?;
         let id = records.resolve(word)?;
         let c = self.current(&records, &id)?;
         Ok((records, c))
     }
 
-    fn image_config(&self, id: &Digest) -> Result<ImageConfig> {
+    pub(super) fn image_config(&self, id: &Digest) -> Result<ImageConfig> {
         let bytes = self
             .store
             .read_blob(id)
@@ -450,13 +483,11 @@ impl Engine {
             merge_env(&mut env, parse_env_file(&text, host_env)?);
         }
         merge_env(&mut env, expand_env(&req.env, host_env)?);
-        for v in &req.volumes {
-            parse_volume(v)?;
-        }
         let network = req.network.clone().unwrap_or_else(|| "private".into());
         network
             .parse::<Network>()
             .map_err(ContainersError::BadNetwork)?;
+        let mounts = self.container_mounts(&req.volumes, &rc.volumes)?;
         let id = new_id()?;
         let short: String = id.chars().take(12).collect();
         let path = argv.remove(0);
@@ -489,28 +520,39 @@ impl Engine {
                 auto_remove: req.auto_remove,
                 init: req.init,
             },
+            mounts,
         };
         let records = self.records().map_err(engine_to_containers)?;
         records.clean_leftovers();
-        let record = records.create(record)?;
-        Ok(record.id)
+        let mounts = record.mounts.clone();
+        match records.create(record) {
+            Ok(record) => Ok(record.id),
+            Err(e) => {
+                volumes::remove_anonymous(&self.paths, &records, &mounts);
+                Err(e.into())
+            }
+        }
     }
 
     /// `run`/`create` of an image not stored: pulls it (quietly, default platform) and
     /// returns the name as docker prints it (`busybox:latest`).
-    pub fn pull_for_run(&self, word: &str) -> std::result::Result<String, EngineError> {
+    /// `cancel` stops it (Ctrl-C), keeping the partial download.
+    pub fn pull_for_run(
+        &self,
+        word: &str,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> std::result::Result<String, EngineError> {
         let reference =
             crate::reference::Reference::parse(word).map_err(|e| EngineError::BadReference {
                 word: word.to_string(),
                 why: e.to_string(),
             })?;
-        let cancel = std::sync::atomic::AtomicBool::new(false);
         super::pull::pull(
             &self.store,
             &reference,
             &super::pull::PullOptions::default(),
             &(),
-            &cancel,
+            cancel,
         )?;
         Ok(reference.familiar())
     }
@@ -538,14 +580,20 @@ impl Engine {
                 _ => Err(ContainersError::AlreadyRunning(c.record.name.clone())),
             };
         }
+        if runtime::mountsrv::server_pid(&self.paths.mount_dir(&id)).is_some() {
+            return Err(ContainersError::Mounted(c.record.name.clone()));
+        }
         let container = self.runtime_container(&records, &c, mode)?;
         let started_at = now();
         let auto_remove = c.record.host_config.auto_remove;
         let hook_records = records.clone();
         let hook_id = id.clone();
+        let hook_paths = self.paths.clone();
+        let hook_mounts = c.record.mounts.clone();
         let hook: runtime::OnExit = Box::new(move |info: &runtime::ExitInfo| {
             if auto_remove {
                 let _ = hook_records.remove(&hook_id);
+                volumes::remove_anonymous(&hook_paths, &hook_records, &hook_mounts);
                 return;
             }
             let Ok(_lock) = hook_records.lock() else {
@@ -565,6 +613,7 @@ impl Engine {
             Err(e) => {
                 if auto_remove {
                     let _ = records.remove(&id);
+                    volumes::remove_anonymous(&self.paths, &records, &c.record.mounts);
                     let _ = std::fs::remove_dir_all(self.run_dir(&id));
                 } else {
                     self.record_start(&records, &id, started_at, None, Some(&e));
@@ -615,12 +664,13 @@ impl Engine {
         let _ = records.write_state(id, &s);
     }
 
-    fn runtime_container(
+    /// What the overlay serves as the container's root: its image's layers under its
+    /// writable layer.
+    pub(super) fn overlay_options(
         &self,
         records: &Records,
         c: &Container,
-        mode: StartMode,
-    ) -> Result<runtime::Container> {
+    ) -> Result<overlay::Options> {
         let r = &c.record;
         let image_id: Digest = r.image.parse().map_err(|_| ContainersError::ImageConfig {
             id: r.image.clone(),
@@ -633,32 +683,59 @@ impl Engine {
         let diff_ids = self.store.image_layers(&image_id).map_err(store_err)?;
         let (_, lower_index) = self.store.chain_index(&diff_ids).map_err(store_err)?;
         let tars = diff_ids.iter().map(|d| self.store.layer_tar(d)).collect();
-        let opts = overlay::Options::in_dir(&records.dir_of(&r.id), lower_index, tars);
+        Ok(overlay::Options::in_dir(
+            &records.dir_of(&r.id),
+            lower_index,
+            tars,
+        ))
+    }
+
+    fn runtime_container(
+        &self,
+        records: &Records,
+        c: &Container,
+        mode: StartMode,
+    ) -> Result<runtime::Container> {
+        let r = &c.record;
+        let opts = self.overlay_options(records, c)?;
+        let maps = IdMaps::for_current_user().for_user(&r.config.user, |p| read_file_of(&opts, p));
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
             overlay::mount(&opts, mp)
                 .map(|m| Box::new(m) as Box<dyn std::any::Any>)
                 .map_err(|e| e.to_string())
         });
         let mut binds = Vec::new();
-        for v in &r.host_config.binds {
-            let b = parse_volume(v)?;
-            if !b.source.exists() {
-                std::fs::create_dir_all(&b.source).map_err(|source| {
+        for m in mounts_of(r) {
+            // docker makes a missing bind source a directory; a volume's is always there
+            if !m.source.exists() {
+                std::fs::create_dir_all(&m.source).map_err(|source| {
                     ContainersError::VolumeSource {
-                        path: b.source.clone(),
+                        path: m.source.clone(),
                         source,
                     }
                 })?;
             }
-            binds.push(b);
+            binds.push(Bind {
+                fill: m.kind == MountKind::Volume && !m.no_copy,
+                source: m.source,
+                destination: m.destination,
+                readonly: !m.rw,
+            });
         }
         let stdin = r.config.open_stdin;
-        let io = match mode {
-            StartMode::Foreground => Io::Inherit { stdin },
-            // the caller's own stdio, so no output is lost before an attach could connect
-            StartMode::Attach { stdin: attach } => Io::Inherit {
-                stdin: stdin && attach,
+        // the foreground modes also log (docker's `logs` works after them), except with
+        // --rm, where no one could read it
+        let foreground = |stdin| match r.host_config.auto_remove {
+            true => Io::Inherit { stdin },
+            false => Io::InheritAndLog {
+                stdin,
+                log: records.log_path(&r.id),
             },
+        };
+        let io = match mode {
+            StartMode::Foreground => foreground(stdin),
+            // the caller's own stdio, so no output is lost before an attach could connect
+            StartMode::Attach { stdin: attach } => foreground(stdin && attach),
             StartMode::Detached => Io::Log {
                 path: records.log_path(&r.id),
                 stdin,
@@ -684,7 +761,8 @@ impl Engine {
             binds,
             init: r.host_config.init,
             io,
-            maps: IdMaps::for_current_user(),
+            maps,
+            fake_ids: false,
         })
     }
 
@@ -782,12 +860,13 @@ impl Engine {
         Ok(c.state.exit_code)
     }
 
-    /// `rm [-f]`: removes the record, writable layer and log (`force` kills a running one
-    /// first).
+    /// `rm [-f] [-v]`: removes the record, writable layer and log (`force` kills a running
+    /// one first; `volumes` also removes its anonymous volumes).
     pub fn remove_container(
         &self,
         word: &str,
         force: bool,
+        volumes: bool,
     ) -> std::result::Result<(), EngineError> {
         let (records, c) = self.find(word)?;
         let id = &c.record.id;
@@ -803,8 +882,14 @@ impl Engine {
             let _ = runtime::wait(&dir, Some(Duration::from_secs(30)));
             self.settle(id, Duration::from_secs(10));
         }
+        let mount_dir = self.paths.mount_dir(id);
+        runtime::mountsrv::stop_server(&mount_dir, Duration::from_secs(10));
+        let _ = std::fs::remove_dir_all(&mount_dir);
         records.remove(id).map_err(ContainersError::from)?;
         let _ = std::fs::remove_dir_all(self.run_dir(id));
+        if volumes {
+            volumes::remove_anonymous(&self.paths, &records, &c.record.mounts);
+        }
         Ok(())
     }
 
@@ -943,22 +1028,24 @@ impl Engine {
         let r = c.record;
         let dir = records.dir_of(&r.id);
         let run = self.run_dir(&r.id);
-        let mounts = r
-            .host_config
-            .binds
-            .iter()
-            .filter_map(|v| parse_volume(v).ok())
-            .map(|b| MountInspect {
-                kind: "bind".into(),
-                source: b.source.display().to_string(),
-                destination: b.destination,
-                mode: if b.readonly {
-                    "ro".into()
-                } else {
-                    String::new()
-                },
-                rw: !b.readonly,
-                propagation: "rprivate".into(),
+        let mounts = mounts_of(&r)
+            .into_iter()
+            .map(|m| {
+                let volume = m.kind == MountKind::Volume;
+                MountInspect {
+                    kind: if volume { "volume" } else { "bind" }.into(),
+                    name: volume.then(|| m.name.clone()),
+                    source: m.source.display().to_string(),
+                    destination: m.destination,
+                    driver: volume.then(|| "local".to_string()),
+                    mode: match (volume, m.rw) {
+                        (_, false) => "ro".into(),
+                        (true, true) => "z".into(),
+                        (false, true) => String::new(),
+                    },
+                    rw: m.rw,
+                    propagation: if volume { "" } else { "rprivate" }.into(),
+                }
             })
             .collect();
         Ok(ContainerInspect {
@@ -1064,8 +1151,12 @@ pub struct GraphData {
 pub struct MountInspect {
     #[serde(rename = "Type")]
     pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub source: String,
     pub destination: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
     pub mode: String,
     #[serde(rename = "RW")]
     pub rw: bool,
@@ -1144,16 +1235,7 @@ mod tests {
     }
 
     #[test]
-    fn volumes_and_signals_parse() {
-        let b = parse_volume("/h:/c:ro").unwrap();
-        assert_eq!(
-            (b.source, b.destination.as_str(), b.readonly),
-            (PathBuf::from("/h"), "/c", true)
-        );
-        assert!(!parse_volume("/h:/c").unwrap().readonly);
-        for bad in ["rel:/c", "/h:rel", "/h", "/h:/c:zz"] {
-            assert!(parse_volume(bad).is_err(), "{bad}");
-        }
+    fn signals_parse() {
         assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
         assert_eq!(parse_signal("sigterm").unwrap(), Signal::SIGTERM);
         assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);

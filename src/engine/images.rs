@@ -305,6 +305,34 @@ impl Engine {
             reclaimed: report.bytes,
         })
     }
+
+    /// `system prune`: stopped containers, then dangling (with `all`, unused) images, then
+    /// the kept parts of interrupted downloads (those a running pull holds stay).
+    pub fn prune_system(&self, all: bool) -> Result<SystemPrune, EngineError> {
+        let containers = self.prune_containers()?;
+        // the build cache goes first, so the image GC frees the layers only it kept
+        let build_cache = crate::build::cache::clear(&self.store)?;
+        let images = self.prune_images(all)?;
+        let (_, partial_bytes) = self.store.prune_partials()?;
+        Ok(SystemPrune {
+            reclaimed: containers.reclaimed + images.reclaimed + partial_bytes,
+            containers: containers.removed,
+            images: images.removed,
+            build_cache,
+        })
+    }
+}
+
+/// What [`Engine::prune_system`] removed.
+#[derive(Debug, Clone, Default)]
+pub struct SystemPrune {
+    /// Full IDs of the containers removed.
+    pub containers: Vec<String>,
+    pub images: Vec<Removed>,
+    /// Build cache entries dropped.
+    pub build_cache: usize,
+    /// Bytes freed in all.
+    pub reclaimed: u64,
 }
 
 /// Shell-style matching of `*` (any run of characters but `/`) and `?`, as Go's

@@ -196,11 +196,38 @@ impl Store {
         Ok(self.container_images()?.remove(id).unwrap_or_default())
     }
 
+    /// The image configs the build cache (`buildcache.json`, written by `build`) names.
+    fn build_cache_configs(&self) -> Vec<Digest> {
+        #[derive(Deserialize)]
+        struct Cache {
+            #[serde(default)]
+            entries: BTreeMap<String, Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            config: Digest,
+        }
+        fs::read(self.paths.buildcache_json())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Cache>(&b).ok())
+            .map(|c| c.entries.into_values().map(|e| e.config).collect())
+            .unwrap_or_default()
+    }
+
     fn live_set(&self) -> Result<Live> {
         let db = self.images()?;
         let mut live = Live::default();
         for (manifest, rec) in &db.images {
             live.blobs.insert(manifest.hex().to_owned());
+            // a repo digest names what the registry serves: the manifest, or the
+            // multi-platform index pull kept beside it
+            for rd in &rec.repo_digests {
+                if let Some((_, d)) = rd.rsplit_once('@')
+                    && let Ok(d) = d.parse::<Digest>()
+                {
+                    live.blobs.insert(d.hex().to_owned());
+                }
+            }
             if let Ok(bytes) = self.read_blob(manifest)
                 && let Ok(m) = serde_json::from_slice::<ManifestRefs>(&bytes)
             {
@@ -213,6 +240,11 @@ impl Store {
         }
         for id in self.container_images()?.keys() {
             live.add_config(self, id);
+        }
+        // the build cache's step results (BuildKit's cache outlives `image prune`; only
+        // `system prune` drops it, by removing buildcache.json first)
+        for id in self.build_cache_configs() {
+            live.add_config(self, &id);
         }
         Ok(live)
     }
@@ -439,6 +471,27 @@ mod tests {
         assert!(names(&s.paths().blobs_dir()).is_empty());
         assert!(names(&s.paths().layers_dir()).is_empty());
         assert!(names(&s.paths().tmp_dir()).is_empty());
+    }
+
+    #[test]
+    fn gc_keeps_the_index_a_repo_digest_names() {
+        let (_t, s) = store();
+        let (m, c) = image(&s, "docker.io/library/a:latest", &[b"base"]);
+        let index = s.put_blob(b"{\"manifests\":[]}").unwrap();
+        s.update(|db| {
+            db.add_image(&m, &c, Some(&format!("docker.io/library/a@{index}")));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        assert_eq!(s.gc().unwrap().blobs, 0);
+        assert!(s.has_blob(&index));
+        s.update(|db| {
+            db.remove_image(&m);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        s.gc().unwrap();
+        assert!(!s.has_blob(&index));
     }
 
     #[test]
