@@ -359,10 +359,14 @@ fn destinations_follow_docker_rules() {
         paths(&copy(&ctx, &lower, &["*.txt"], "/x/")),
         ["x", "x/a.txt", "x/b.txt"]
     );
-    // a directory copies its contents
+    // a directory copies its contents; a new destination is made 0755 (not after the
+    // source directory), what is below keeps its modes (as buildah and BuildKit)
+    fs::set_permissions(f.ctx.join("dir"), fs::Permissions::from_mode(0o751)).unwrap();
+    fs::set_permissions(f.ctx.join("dir/sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    let l = layer(&copy(&ctx, &lower, &["dir"], "/d"));
     assert_eq!(
-        paths(&copy(&ctx, &lower, &["dir"], "/d")),
-        ["d", "d/sub", "d/sub/c.txt"]
+        l.iter().map(|e| (e.0.as_str(), e.2)).collect::<Vec<_>>(),
+        [("d", 0o755), ("d/sub", 0o700), ("d/sub/c.txt", 0o644)]
     );
     // relative to WORKDIR
     let p = plan(
@@ -420,7 +424,7 @@ fn owners_and_modes() {
             .collect::<Vec<_>>(),
         [
             ("new", 0o755, 1000, 1001),
-            ("new/d", 0o640, 1000, 1001),
+            ("new/d", 0o755, 1000, 1001),
             ("new/d/x", 0o640, 1000, 1001)
         ]
     );

@@ -343,13 +343,12 @@ pub fn plan_copy<'a>(
                 });
             }
             if !dest_exists_dir && !dest_r.path.is_empty() {
-                plan.items.insert(
-                    dest_r.path.clone(),
-                    Item {
-                        node: restyle(node.clone()),
-                        data: Data::None,
-                    },
-                );
+                // made like its parents (BuildKit's MkdirAll 0755), not after the source
+                let dir = dir_node(0o755, chown.unwrap_or((0, 0)), now());
+                plan.items.entry(dest_r.path.clone()).or_insert(Item {
+                    node: dir,
+                    data: Data::None,
+                });
             }
             plan.walk(&real, &dest_r.path, &restyle)?;
             continue;
