@@ -185,14 +185,42 @@ pub fn unpack_into<W: Write>(
 
 use std::os::unix::ffi::OsStrExt;
 
-/// Fetches `url` (ADD): its bytes and the file name docker gives it (the last path
-/// segment, else `download`).
-pub fn fetch(url: &str) -> Result<(Vec<u8>, String)> {
+/// What ADD fetched.
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    /// The file name docker gives it: the URL's last path segment, else `download`.
+    pub name: String,
+    /// From `Last-Modified`, as docker sets the file's mtime.
+    pub mtime: Option<(i64, u32)>,
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 7231's IMF-fixdate) as Unix time.
+pub fn parse_http_date(s: &str) -> Option<(i64, u32)> {
+    let rest = s.trim().split_once(", ")?.1;
+    let f: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = f.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|x| x == month)? + 1;
+    let (d, y): (u32, u32) = (day.parse().ok()?, year.parse().ok()?);
+    crate::image::parse_rfc3339(&format!("{y:04}-{m:02}-{d:02}T{time}Z"))
+}
+
+/// Fetches `url` (ADD).
+pub fn fetch(url: &str) -> Result<Fetched> {
     let err = |e: ureq::Error| ContextError::Fetch {
         url: url.to_owned(),
         source: Box::new(e),
     };
     let mut resp = ureq::get(url).call().map_err(err)?;
+    let mtime = resp
+        .headers()
+        .get("last-modified")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_http_date);
     let bytes = resp
         .body_mut()
         .with_config()
@@ -211,5 +239,5 @@ pub fn fetch(url: &str) -> Result<(Vec<u8>, String)> {
         .filter(|n| !n.is_empty() && *n != "." && *n != "..")
         .unwrap_or("download")
         .to_owned();
-    Ok((bytes, name))
+    Ok(Fetched { bytes, name, mtime })
 }

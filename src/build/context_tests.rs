@@ -712,7 +712,7 @@ fn add_copies_what_is_not_a_tar_as_a_file() {
     assert_eq!(l[0].5, "hello");
 }
 
-/// Serves one HTTP response on a local port; returns the base URL.
+/// Serves one HTTP response (with `Last-Modified`) on a local port; returns the base URL.
 fn serve_once(body: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
     use std::io::{BufRead, BufReader};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -726,7 +726,7 @@ fn serve_once(body: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
         }
         write!(
             s,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
             body.len()
         )
         .unwrap();
@@ -756,6 +756,16 @@ fn add_fetches_urls_as_0600_files_named_after_the_url() {
         ),
         "fetched, not unpacked (it is not even a tar)"
     );
+    let mut tar = Vec::new();
+    p.write_layer(&mut tar).unwrap();
+    let mut a = tar::Archive::new(&tar[..]);
+    let file = a.entries().unwrap().nth(1).unwrap().unwrap();
+    assert_eq!(file.header().mtime().unwrap(), 784_111_777, "Last-Modified");
+    assert_eq!(
+        super::archive::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+        Some((784_111_777, 0))
+    );
+    assert_eq!(super::archive::parse_http_date("yesterday"), None);
     // sources are checked before anything is fetched (port 9 is never contacted)
     let srcs = ["http://127.0.0.1:9/a", "nope"];
     let e = plan(Source::Context(&ctx), &srcs, "/f", "/", add_opts(), &lower).unwrap_err();

@@ -400,7 +400,7 @@ pub fn plan_copy<'a>(
         );
     }
     for url in urls {
-        let (bytes, name) = archive::fetch(url)?;
+        let archive::Fetched { bytes, name, mtime } = archive::fetch(url)?;
         let target = if into_dir {
             join(&dest_r.path, name.as_bytes())
         } else {
@@ -412,7 +412,7 @@ pub fn plan_copy<'a>(
             uid: chown.map_or(0, |o| o.0),
             gid: chown.map_or(0, |o| o.1),
             size: bytes.len() as u64,
-            mtime: now(),
+            mtime: mtime.unwrap_or_else(now),
             link: Vec::new(),
             identity: (0, 0),
             nlink: 1,
