@@ -208,6 +208,18 @@ fn go_filepath_match_rules() {
     assert!(m("a?c", "abc") && !m("a?c", "a/c"));
     assert!(m("[a-c]x", "bx") && !m("[a-c]x", "dx"));
     assert!(m("[^a-c]x", "dx") && !m("[^a-c]x", "ax"));
+    assert!(
+        !m("a[^x]b", "a/b"),
+        "a class never matches / in filepath.Match"
+    );
+    let ig = |p: &str, n: &str| {
+        Pattern::new(p.as_bytes(), true)
+            .unwrap()
+            .matches(n.as_bytes())
+    };
+    assert!(ig("a[^x]b", "a/b"), "in moby's regex translation it does");
+    assert!(ig("**/*.go", "x.go") && ig("**/*.go", "a/b/x.go") && !ig("**/*.go", "a/x.goo"));
+    assert!(ig("a/**", "a/b/c") && ig("a**b", "ab") && ig("a**b", "a/x/b"));
     assert!(m("[]]", "]"));
     assert!(m(r"\*", "*") && !m(r"\*", "a"));
     assert!(m("**", "abc") && !m("**", "a/b"), "no ** in COPY sources");
