@@ -602,6 +602,10 @@ impl Executor<'_> {
             );
         }
         let run_dir = self.store.paths().run_dir(&id);
+        let maps = IdMaps::for_current_user();
+        // one id mapped (no subuid range): chown and set*id succeed without effect, so
+        // package managers that drop privileges or chown files still run
+        let fake_ids = !maps.has_ranges();
         let container = runtime::Container {
             id: id.clone(),
             rootfs: RootFs::Mount(mount),
@@ -625,7 +629,8 @@ impl Executor<'_> {
             } else {
                 Io::Inherit { stdin: false }
             },
-            maps: IdMaps::for_current_user(),
+            maps,
+            fake_ids,
         };
         let run_err = |source| BuildError::Run {
             command: shown.clone(),
