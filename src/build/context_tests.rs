@@ -872,3 +872,28 @@ fn a_content_memo_saves_reads_only_while_the_file_is_unchanged() {
     m.put(name, &node, planted, node.ctime.0);
     assert!(m.is_empty());
 }
+
+#[test]
+fn exceptions_reenter_only_the_directories_they_name() {
+    let f = fixture();
+    write(
+        &f.ctx.join(".dockerignore"),
+        "cache\nlogs\n!cache/*.md\n!**/*.txt\n",
+    );
+    write(
+        &f.ctx.join("cache/a.md"),
+        "re-included: the exception names cache/",
+    );
+    write(&f.ctx.join("cache/b.bin"), "excluded");
+    write(
+        &f.ctx.join("logs/c.txt"),
+        "matches !**/*.txt, yet logs/ is never entered",
+    );
+    write(&f.ctx.join("top.txt"), "kept");
+    let ctx = Context::open(&f.ctx, None).unwrap();
+    let scratch = ImageFs::empty("scratch");
+    assert_eq!(
+        paths(&copy(&ctx, &scratch, &["."], "/")),
+        [".dockerignore", "cache", "cache/a.md", "top.txt"]
+    );
+}

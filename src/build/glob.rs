@@ -154,11 +154,6 @@ impl Pattern {
         }
         r
     }
-
-    /// Whether the pattern has no wildcard at all (a literal path).
-    pub fn is_literal(&self) -> bool {
-        self.toks.iter().all(|t| matches!(t, Tok::Lit(_)))
-    }
 }
 
 fn class_char(pat: &[u8], i: &mut usize) -> Option<u8> {
