@@ -87,7 +87,8 @@ pub struct NewLayer {
 }
 
 /// What the executor needs from the engine. Errors are the engine's, as their messages.
-pub trait Backend {
+/// `Sync`: a COPY layer is stored on a second thread while the first writes it.
+pub trait Backend: Sync {
     /// The image `name` (`busybox`, `sha256:...`, an ID prefix), pulled when not stored:
     /// its ID and config.
     fn base(&self, name: &str, platform: Option<&str>) -> Result<(Digest, ImageConfig), String>;
