@@ -10,7 +10,8 @@
 //! engine implements (so import, commit and build share one path).
 //!
 //! The context side (the context dir, `.dockerignore`, COPY/ADD planning and the layers
-//! they write) is in `context`, `ignore`, `glob`, `copy`, `archive`, `imagefs`, `view`.
+//! they write) is in `context`, `ignore`, `glob`, `copy`, `archive`, `imagefs`, `view`,
+//! `memo`.
 //!
 //! Invariant: nothing a build makes is named before the whole build succeeded: layers
 //! and configs are content-addressed and kept alive by the cache, tags move only at the
@@ -24,6 +25,7 @@ pub mod exec;
 pub mod glob;
 pub mod ignore;
 pub mod imagefs;
+pub mod memo;
 pub mod output;
 pub mod view;
 

@@ -117,6 +117,8 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     pub network: Option<String>,
     pub volumes: Vec<String>,
+    /// `--mount type=bind|volume,...`.
+    pub mounts: Vec<String>,
     pub init: bool,
 }
 
@@ -141,26 +143,6 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
-}
-
-/// A small text file (`/etc/passwd`) of a container's view without mounting it: the upper
-/// dir's copy if it has one, else the image's.
-fn read_file_of(opts: &overlay::Options, path: &str) -> Option<String> {
-    let rel = path.trim_start_matches('/');
-    if let Ok(text) = std::fs::read_to_string(opts.upper.join(rel)) {
-        return Some(text);
-    }
-    use std::io::{Read, Seek};
-    let index = crate::tarindex::Index::open(std::fs::read(&opts.lower_index).ok()?).ok()?;
-    let entry = index.get(index.lookup(rel.as_bytes())?)?;
-    if entry.kind() != crate::tarindex::Kind::File || entry.size() > 1 << 20 {
-        return None;
-    }
-    let mut tar = std::fs::File::open(opts.layer_tars.get(usize::from(entry.layer()))?).ok()?;
-    tar.seek(io::SeekFrom::Start(entry.data_offset())).ok()?;
-    let mut bytes = Vec::new();
-    tar.take(entry.size()).read_to_end(&mut bytes).ok()?;
-    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `logs` options.
@@ -487,7 +469,7 @@ impl Engine {
         network
             .parse::<Network>()
             .map_err(ContainersError::BadNetwork)?;
-        let mounts = self.container_mounts(&req.volumes, &rc.volumes)?;
+        let mounts = self.container_mounts(&req.volumes, &req.mounts, &rc.volumes)?;
         let id = new_id()?;
         let short: String = id.chars().take(12).collect();
         let path = argv.remove(0);
@@ -698,7 +680,6 @@ impl Engine {
     ) -> Result<runtime::Container> {
         let r = &c.record;
         let opts = self.overlay_options(records, c)?;
-        let maps = IdMaps::for_current_user().for_user(&r.config.user, |p| read_file_of(&opts, p));
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
             overlay::mount(&opts, mp)
                 .map(|m| Box::new(m) as Box<dyn std::any::Any>)
@@ -706,7 +687,8 @@ impl Engine {
         });
         let mut binds = Vec::new();
         for m in mounts_of(r) {
-            // docker makes a missing bind source a directory; a volume's is always there
+            self.ensure_mount_volume(&m)?;
+            // docker makes a missing bind source a directory
             if !m.source.exists() {
                 std::fs::create_dir_all(&m.source).map_err(|source| {
                     ContainersError::VolumeSource {
@@ -761,7 +743,7 @@ impl Engine {
             binds,
             init: r.host_config.init,
             io,
-            maps,
+            maps: IdMaps::for_current_user(),
             fake_ids: false,
         })
     }
@@ -855,6 +837,8 @@ impl Engine {
                 Ok(None) | Err(RuntimeError::NotRunning { .. }) => {}
                 Err(e) => return Err(ContainersError::from(e).into()),
             }
+            // the monitor was closing: its exit hook records the code
+            self.settle(&c.record.id, Duration::from_secs(10));
             return Ok(self.current(&records, &c.record.id)?.state.exit_code);
         }
         Ok(c.state.exit_code)

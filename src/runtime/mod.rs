@@ -152,7 +152,7 @@ pub struct Container {
     /// `--init`: a tiny init reaps zombies and forwards signals to the process.
     pub init: bool,
     pub io: Io,
-    /// Usually [`IdMaps::for_current_user`] (or [`IdMaps::for_user`] for `-u`).
+    /// Usually [`IdMaps::for_current_user`].
     pub maps: IdMaps,
     /// Fake ids (for build's RUN in single-id mode): chown, fchown, lchown, fchownat, the
     /// set*id calls and setgroups succeed without effect (a seccomp filter, as
