@@ -676,8 +676,7 @@ impl Executor<'_> {
             );
         }
         let run_dir = self.store.paths().run_dir(&id);
-        // single-id mode: chown and set*id succeed without effect (package managers), and
-        // USER's id stands for the one host id (as `run -u`)
+        // single-id mode: chown and set*id succeed without effect (package managers)
         let maps = IdMaps::for_current_user();
         let fake_ids = !maps.has_ranges();
         let mut binds = Vec::new();
@@ -694,16 +693,6 @@ impl Executor<'_> {
                 fill: false,
             });
         }
-        let maps = if fake_ids && !rc.user.is_empty() {
-            let fs = self.image_fs("the stage so far", config)?;
-            maps.for_user(&rc.user, |p| {
-                let rel = p.trim_start_matches('/').as_bytes();
-                let bytes = fs.read_file(rel, 1 << 20).ok().flatten()?;
-                Some(String::from_utf8_lossy(&bytes).into_owned())
-            })
-        } else {
-            maps
-        };
         let container = runtime::Container {
             id: id.clone(),
             rootfs: RootFs::Mount(mount),
