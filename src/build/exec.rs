@@ -10,6 +10,7 @@ use super::cache::{self, Cache};
 use super::context::Context;
 use super::copy::{CopyOpts, CopyPlan, Source, plan_copy};
 use super::imagefs::ImageFs;
+use super::memo::ContentMemo;
 use super::output::{Progress, StepInfo};
 use super::{Backend, BuildError, Built, NewLayer, Request};
 use crate::digest::Digest;
@@ -79,6 +80,9 @@ pub fn build(
         df: &df,
         args: &args,
         cache: Cache::load(store),
+        memo: std::fs::read(store.paths().build_memo_json())
+            .map(|b| ContentMemo::from_json(&b))
+            .unwrap_or_default(),
         results: vec![None; df.stages.len()],
     };
     for &i in &needed {
@@ -89,8 +93,9 @@ pub fn build(
                 .clone()
                 .unwrap_or_else(|| format!("stage-{}", stage.index))
         });
-        let state = ex.stage(stage, &resolved[i].image, label, progress)?;
-        ex.results[i] = Some(state);
+        let state = ex.stage(stage, &resolved[i].image, label, progress);
+        ex.save_memo();
+        ex.results[i] = Some(state?);
     }
     let Some(mut last) = ex.results[target].take() else {
         return Err(BuildError::NoTarget(target.to_string()));
@@ -175,6 +180,8 @@ struct Executor<'a> {
     df: &'a Dockerfile,
     args: &'a BuildArgs,
     cache: Cache,
+    /// Context files' digests remembered by lstat (saved when it learnt some).
+    memo: ContentMemo,
     results: Vec<Option<State>>,
 }
 
@@ -260,7 +267,9 @@ impl Executor<'_> {
                         })?),
                     };
                     let plan = self.plan(step, source, c, add, &state.config, &lower)?;
-                    let hash = plan.cache_key().map_err(|e| self.copy_err(step, e))?;
+                    let hash = plan
+                        .cache_key_memo(&mut self.memo)
+                        .map_err(|e| self.copy_err(step, e))?;
                     let key = cache::key(&state.key, &[&format!("{expanded:?}"), hash.hex()]);
                     if let Some(config) = self.cached(&key) {
                         state = State { config, key };
@@ -363,6 +372,17 @@ impl Executor<'_> {
                 .map(|(k, v)| format!("{k}={v}\n"))
                 .collect(),
             _ => String::new(),
+        }
+    }
+
+    /// Stores the content memo when it learnt digests (best effort: it only saves work).
+    fn save_memo(&self) {
+        if !self.memo.changed() {
+            return;
+        }
+        if let Ok(_lock) = self.store.lock() {
+            let path = self.store.paths().build_memo_json();
+            let _ = self.store.replace_file(&path, &self.memo.to_json());
         }
     }
 
