@@ -10,7 +10,8 @@
 #   cold       camada 1.96 s ± 0.49   buildah 5.18 s ± 1.25   (2.65x)
 #   cached     camada 0.204 s ± 0.014 buildah 1.52 s ± 0.41   (7.4x)
 #   one file   camada 0.425 s ± 0.20  buildah 3.38 s ± 0.72   (8.0x)
-# A cached rebuild still hashes the 50 MiB COPY source (the cache key is its content).
+# Since then COPY keys use the context's content memo: a fully cached rebuild of the same
+# 50 MiB context (FROM the busybox base) took 8 ms ± 2, one file changed 0.31 s ± 0.06.
 #
 #   sudo benches/build.sh
 #
