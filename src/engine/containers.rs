@@ -685,6 +685,7 @@ impl Engine {
             init: r.host_config.init,
             io,
             maps: IdMaps::for_current_user(),
+            ports: Vec::new(),
         })
     }
 

@@ -29,6 +29,7 @@ pub mod exec;
 mod first;
 pub mod monitor;
 pub mod mounts;
+pub mod ports;
 pub mod process;
 pub mod pty;
 mod relay;
@@ -122,6 +123,8 @@ pub struct Container {
     pub io: Io,
     /// Usually [`IdMaps::for_current_user`].
     pub maps: IdMaps,
+    /// `-p`: host sockets already bound ([`ports::bind`]); the monitor forwards them.
+    pub ports: Vec<ports::Bound>,
 }
 
 /// Why running a container failed.

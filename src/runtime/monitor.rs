@@ -38,7 +38,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::process::Failure;
 use super::pty::{self, RawMode};
-use super::{Container, Io, Network, RootFs, RuntimeError, mounts, sys};
+use super::{Container, Io, Network, RootFs, RuntimeError, mounts, ports, sys};
 
 /// How a container ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,6 +252,14 @@ pub fn start(mut container: Container, on_exit: Option<OnExit>) -> Result<Starte
         let path = run_dir.join(name);
         std::fs::write(&path, text).map_err(|source| RuntimeError::RunDir { path, source })?;
     }
+    if !container.ports.is_empty() {
+        ports::write_published(&run_dir, &container.ports).map_err(|source| {
+            RuntimeError::RunDir {
+                path: run_dir.join(ports::PORTS_FILE),
+                source,
+            }
+        })?;
+    }
     let pipe =
         || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| setup_err(&id, format!("pipe: {e}")));
     let (status_r, status_w) = pipe()?;
@@ -286,7 +294,11 @@ pub fn start(mut container: Container, on_exit: Option<OnExit>) -> Result<Starte
             );
             std::process::exit(code);
         }
-        Ok(ForkResult::Parent { child }) => child,
+        Ok(ForkResult::Parent { child }) => {
+            // the host ports are the monitor's now
+            drop(container);
+            child
+        }
     };
     drop(status_w);
     drop(go_r);
@@ -341,11 +353,12 @@ const RUN_FILES: &[&str] = &[
     "hosts",
     "hostname",
     "resolv.conf",
+    ports::PORTS_FILE,
 ];
 
 /// The monitor: returns its exit code (the container's).
 fn monitor_main(
-    c: Container,
+    mut c: Container,
     rootfs: RootFs,
     on_exit: Option<OnExit>,
     status: File,
@@ -377,7 +390,8 @@ fn monitor_main(
     if BufReader::new(go).read_line(&mut line).unwrap_or(0) == 0 || line.trim() != "G" {
         return 125;
     }
-    match run_monitor(&c, rootfs, &mut m) {
+    let published = std::mem::take(&mut c.ports);
+    match run_monitor(&c, rootfs, published, &mut m) {
         Ok((info, keep)) => {
             let _ =
                 nix::mount::umount2(&c.run_dir.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
@@ -442,6 +456,7 @@ pub(crate) struct LogPipes {
 fn run_monitor(
     c: &Container,
     source: RootFs,
+    published: Vec<ports::Bound>,
     m: &mut MonitorFiles,
 ) -> Result<(Ended, Option<Box<dyn std::any::Any>>), Early> {
     let setup = |what: &str, e: &dyn std::fmt::Display| Early::Setup(format!("{what}: {e}"));
@@ -515,6 +530,13 @@ fn run_monitor(
     let keep = match keep {
         Ok(k) => k,
         Err(msg) => return Err(Early::Setup(msg)),
+    };
+    // the forwarder's sockets to the container's ports are made in its network namespace,
+    // and its thread must exist before CLONE_NEWPID
+    let forwarder = if published.is_empty() {
+        None
+    } else {
+        Some(ports::spawn(published).map_err(|e| setup("starting the port forwarder", &e))?)
     };
     nix::sched::unshare(CloneFlags::CLONE_NEWPID)
         .map_err(|e| setup("creating the pid namespace", &e))?;
@@ -610,6 +632,9 @@ fn run_monitor(
         let _ = pty::set_size(master.as_fd(), size);
     }
     let exit = ev.run();
+    if let Some(f) = forwarder {
+        f.stop();
+    }
     let waiters = ev.finish(&exit);
     Ok((Ended { exit, waiters }, keep))
 }

@@ -131,6 +131,7 @@ fn drive(job: Job) -> Result<i32, runtime::RuntimeError> {
                 init: job.init,
                 io,
                 maps,
+                ports: Vec::new(),
             };
             let started = runtime::start(c, Some(hook))?;
             if detached {
