@@ -16,6 +16,7 @@
 //! (`reference`, `digest`, `image`, `tarindex`, `paths`). `tests/architecture.rs` holds
 //! the code to that table.
 
+pub mod build;
 pub mod cli;
 pub mod digest;
 pub mod dockerfile;

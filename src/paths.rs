@@ -173,6 +173,18 @@ impl Paths {
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.containers_dir().join(id)
     }
+    /// `volumes/`: named and anonymous volumes, docker's layout.
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+    /// `volumes/<name>/`: the volume's record (`volume.json`) and its `_data`.
+    pub fn volume_dir(&self, name: &str) -> PathBuf {
+        self.volumes_dir().join(name)
+    }
+    /// `volumes/<name>/_data`: what containers see.
+    pub fn volume_data(&self, name: &str) -> PathBuf {
+        self.volume_dir(name).join("_data")
+    }
     pub fn buildcache_json(&self) -> PathBuf {
         self.root.join("buildcache.json")
     }

@@ -714,9 +714,13 @@ fn image_prune_asks_and_removes_dangling_images() {
         &c.ok(&["image", "prune", "-f"]),
         "Total reclaimed space: 0B\n",
     );
-    // -a: every image no container uses
+    // -a: every image no container uses; an interrupted download's kept part goes too
+    let partial = c.root().join("partial").join("ab".repeat(32));
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::fs::write(&partial, vec![0u8; 3000]).unwrap();
     let out = c.ok(&["system", "prune", "-af"]);
     assert!(out.contains("untagged: app:1\n"), "{out}");
+    assert!(!partial.exists(), "{out}");
     assert_text(&c.ok(&["images", "-q"]), "");
 }
 

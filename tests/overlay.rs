@@ -930,3 +930,224 @@ fn owner_only_mount_is_reachable_by_the_user_from_the_host() {
     let mut server = server;
     assert!(server.0.wait().unwrap().success());
 }
+
+fn xattr_fd(fd: &impl std::os::fd::AsRawFd, k: &str, v: &[u8]) -> std::io::Result<()> {
+    let k = std::ffi::CString::new(k).unwrap();
+    // SAFETY: k is NUL-terminated; v is valid for v.len() bytes.
+    let r = unsafe { libc::fsetxattr(fd.as_raw_fd(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The server runs as root here, the worst case: a directory of the upper dir swapped
+/// for a symlink to a host dir (as a container racing renames against symlinks could
+/// arrange) must never let a write, truncate, chmod, xattr, create or unlink reach the
+/// host files it points to. Every request is sent for inodes the kernel already knows
+/// (held fds and fresh dentries), so the server resolves the old path again.
+#[test]
+fn a_symlink_planted_in_the_upper_dir_never_leads_outside() {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::Mode;
+    if !need_root("mounting on the host's mount namespace") {
+        return;
+    }
+    let dir = scratch();
+    let built = build(dir.path(), &standard(), false);
+    let srv = dir.path().join("s");
+    let (mut child, mnt, _) = spawn_server(&srv, &built);
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("f"), b"keep\n").unwrap();
+    fs::set_permissions(
+        outside.join("f"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let before = fs::metadata(outside.join("f")).unwrap();
+
+    fs::create_dir(mnt.join("w")).unwrap();
+    fs::write(mnt.join("w/f"), b"inside\n").unwrap();
+    let wfd = nix::fcntl::open(
+        &mnt.join("w"),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap();
+    let ffd = fs::File::open(mnt.join("w/f")).unwrap();
+    // The host swaps the upper dir `w` for a symlink to `outside`.
+    let up = srv.join("upper");
+    fs::rename(up.join("w"), dir.path().join("w.saved")).unwrap();
+    std::os::unix::fs::symlink(&outside, up.join("w")).unwrap();
+
+    let mut tried = Vec::new();
+    let mut note = |what: &str, r: std::io::Result<()>| tried.push(format!("{what}: {r:?}"));
+    note(
+        "fchmod",
+        nix::sys::stat::fchmod(&ffd, Mode::from_bits_truncate(0o600)).map_err(Into::into),
+    );
+    note("fsetxattr", xattr_fd(&ffd, "user.evil", b"1"));
+    note(
+        "open O_TRUNC + write",
+        openat(&wfd, "f", OFlag::O_WRONLY | OFlag::O_TRUNC, Mode::empty())
+            .map_err(std::io::Error::from)
+            .and_then(|fd| std::io::Write::write_all(&mut fs::File::from(fd), b"pwned")),
+    );
+    note(
+        "truncate",
+        nix::unistd::truncate(&mnt.join("w/f"), 0).map_err(Into::into),
+    );
+    note(
+        "utimens",
+        nix::sys::stat::utimensat(
+            &wfd,
+            "f",
+            &nix::sys::time::TimeSpec::new(1, 0),
+            &nix::sys::time::TimeSpec::new(1, 0),
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(Into::into),
+    );
+    note(
+        "create",
+        openat(
+            &wfd,
+            "new",
+            OFlag::O_WRONLY | OFlag::O_CREAT,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map(drop)
+        .map_err(Into::into),
+    );
+    note(
+        "mkdir",
+        nix::sys::stat::mkdirat(&wfd, "newdir", Mode::from_bits_truncate(0o755))
+            .map_err(Into::into),
+    );
+    note(
+        "rename",
+        nix::fcntl::renameat(&wfd, "f", &wfd, "g").map_err(Into::into),
+    );
+    note(
+        "unlink",
+        nix::unistd::unlinkat(&wfd, "f", nix::unistd::UnlinkatFlags::NoRemoveDir)
+            .map_err(Into::into),
+    );
+    drop(ffd);
+    drop(wfd);
+
+    let names: Vec<_> = fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["f"],
+        "nothing made or removed outside; tried {tried:#?}"
+    );
+    assert_eq!(
+        fs::read(outside.join("f")).unwrap(),
+        b"keep\n",
+        "{tried:#?}"
+    );
+    let after = fs::metadata(outside.join("f")).unwrap();
+    assert_eq!(after.mode(), before.mode(), "{tried:#?}");
+    assert_eq!(after.mtime(), before.mtime(), "{tried:#?}");
+    assert_eq!(
+        overlay_fixture::lgetxattr(&outside.join("f"), "user.evil"),
+        None,
+        "{tried:#?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.0.wait().unwrap().success());
+}
+
+/// Paths longer than PATH_MAX inside the container: every call works, relative to a
+/// directory fd, as on the kernel's overlayfs (the server never builds a host path).
+#[test]
+fn paths_longer_than_path_max_work() {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::Mode;
+    if !need_root("mounting on the host's mount namespace") {
+        return;
+    }
+    let dir = scratch();
+    let built = build(dir.path(), &standard(), false);
+    let srv = dir.path().join("s");
+    let (mut child, mnt, _) = spawn_server(&srv, &built);
+    let name = "d".repeat(250);
+    let mut cur =
+        nix::fcntl::open(&mnt, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+    for _ in 0..24 {
+        nix::sys::stat::mkdirat(&cur, name.as_str(), Mode::from_bits_truncate(0o755)).unwrap();
+        cur = openat(
+            &cur,
+            name.as_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+    }
+    // 24 * 251 bytes: over 6000, beyond PATH_MAX on the host as well.
+    let f = openat(
+        &cur,
+        "file",
+        OFlag::O_RDWR | OFlag::O_CREAT,
+        Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let mut f = fs::File::from(f);
+    std::io::Write::write_all(&mut f, b"deep\n").unwrap();
+    drop(f);
+    nix::sys::stat::fchmodat(
+        &cur,
+        "file",
+        Mode::from_bits_truncate(0o600),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .unwrap();
+    let fd = openat(&cur, "file", OFlag::O_RDONLY, Mode::empty()).unwrap();
+    xattr_fd(&fd, "user.deep", b"1").unwrap();
+    drop(fd);
+    nix::unistd::symlinkat("file", &cur, "link").unwrap();
+    nix::fcntl::renameat(&cur, "file", &cur, "moved").unwrap();
+    let st = nix::sys::stat::fstatat(&cur, "moved", nix::fcntl::AtFlags::empty()).unwrap();
+    assert_eq!(st.st_mode & 0o7777, 0o600);
+    assert_eq!(st.st_size, 5);
+    let f = openat(&cur, "moved", OFlag::O_RDONLY, Mode::empty()).unwrap();
+    assert_eq!(
+        std::io::read_to_string(fs::File::from(f)).unwrap(),
+        "deep\n"
+    );
+    let names: Vec<Vec<u8>> = nix::dir::Dir::openat(
+        &cur,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap()
+    .iter()
+    .map(|e| e.unwrap().file_name().to_bytes().to_vec())
+    .filter(|n| n != b"." && n != b"..")
+    .collect();
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, [b"link".to_vec(), b"moved".to_vec()]);
+    nix::unistd::unlinkat(&cur, "link", nix::unistd::UnlinkatFlags::NoRemoveDir).unwrap();
+    nix::unistd::unlinkat(&cur, "moved", nix::unistd::UnlinkatFlags::NoRemoveDir).unwrap();
+    drop(cur);
+    fs::remove_dir_all(mnt.join(&name)).unwrap();
+    assert!(!mnt.join(&name).exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.0.wait().unwrap().success());
+}

@@ -446,11 +446,13 @@ fn bind_mounts_read_write_and_read_only() {
                 source: data.clone(),
                 destination: "/data".into(),
                 readonly: false,
+                fill: false,
             },
             Bind {
                 source: data.clone(),
                 destination: "/ro".into(),
                 readonly: true,
+                fill: false,
             },
         ];
         let o = s.run(&job, "");

@@ -102,13 +102,19 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["container"] => s("", "", &[]),
         ["container", "inspect"] => s("", "f", &["format"]),
         ["container", "prune"] => s("f", "", &[]),
+        ["volume"] => s("", "", &[]),
+        ["volume", "create"] => s("", "d", &["driver", "label"]),
+        ["volume", "ls"] => s("q", "", &[]),
+        ["volume", "inspect"] => s("", "f", &["format"]),
+        ["volume", "rm"] => s("f", "", &[]),
+        ["volume", "prune"] => s("af", "", &[]),
         _ => None,
     }
 }
 
 /// Commands whose next word names a subcommand.
 fn is_group(word: &str) -> bool {
-    matches!(word, "image" | "system" | "container")
+    matches!(word, "image" | "system" | "container" | "volume")
 }
 
 /// docker's two-word forms that are the same as a one-word command.
@@ -204,7 +210,14 @@ pub fn expand(args: &[String]) -> Expanded {
             i += 1;
             match alias(first, sub) {
                 Some(one) => command = vec![one.to_string()],
-                None => command.push(sub.clone()),
+                None => command.push(
+                    match (first.as_str(), sub.as_str()) {
+                        ("volume", "list") => "ls",
+                        ("volume", "remove") => "rm",
+                        _ => sub,
+                    }
+                    .to_string(),
+                ),
             }
         }
     }

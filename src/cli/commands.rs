@@ -55,6 +55,7 @@ pub enum Command {
     Attach(super::containers::Attach),
     Wait(super::containers::Wait),
     Container(super::containers::ContainerGroup),
+    Volume(super::volumes::VolumeGroup),
 }
 
 /// List images (also: image ls).

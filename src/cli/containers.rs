@@ -44,7 +44,7 @@ macro_rules! create_flags {
             /// read in a file of environment variables
             #[argh(option)]
             pub env_file: Vec<PathBuf>,
-            /// bind mount a volume: /HOST:/CONTAINER[:ro]
+            /// bind mount a volume: /HOST:/CONTAINER[:ro], NAME:/CONTAINER[:ro] or /CONTAINER
             #[argh(option, short = 'v')]
             pub volume: Vec<String>,
             /// working directory inside the container
@@ -150,7 +150,7 @@ pub struct Rm {
     /// force the removal of a running container
     #[argh(switch, short = 'f')]
     pub force: bool,
-    /// remove anonymous volumes (none exist yet: accepted)
+    /// remove the anonymous volumes associated with the container
     #[argh(switch, short = 'v')]
     pub volumes: bool,
     /// containers (name, ID or ID prefix)
@@ -465,9 +465,9 @@ pub fn kill(engine: &Engine, a: &Kill) -> Result<(), CliError> {
 }
 
 pub fn rm(engine: &Engine, a: &Rm) -> Result<(), CliError> {
-    // `-v`: there are no anonymous volumes to remove yet
-    let _ = a.volumes;
-    each(&a.containers, "rm", |w| engine.remove_container(w, a.force))
+    each(&a.containers, "rm", |w| {
+        engine.remove_container(w, a.force, a.volumes)
+    })
 }
 
 pub fn wait(engine: &Engine, a: &Wait) -> Result<(), CliError> {

@@ -307,7 +307,7 @@ pub fn history(engine: &Engine, a: &History) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `image prune` and `system prune` (its image part).
+/// `image prune` and `system prune`.
 pub fn prune(engine: &Engine, all: bool, force: bool, system: bool) -> Result<(), CliError> {
     let (command, what) = match (system, all) {
         (false, false) => ("image prune", "This will remove all dangling images."),
@@ -317,11 +317,11 @@ pub fn prune(engine: &Engine, all: bool, force: bool, system: bool) -> Result<()
         ),
         (true, false) => (
             "system prune",
-            "This will remove:\n  - all dangling images\n",
+            "This will remove:\n  - all stopped containers\n  - all dangling images\n  - kept parts of interrupted downloads\n",
         ),
         (true, true) => (
             "system prune",
-            "This will remove:\n  - all images without at least one container associated to them\n",
+            "This will remove:\n  - all stopped containers\n  - all images without at least one container associated to them\n  - kept parts of interrupted downloads\n",
         ),
     };
     if !force
@@ -332,18 +332,27 @@ pub fn prune(engine: &Engine, all: bool, force: bool, system: bool) -> Result<()
     {
         return Ok(());
     }
-    let report = engine.prune_images(all)?;
+    let (containers, images, reclaimed) = if system {
+        let r = engine.prune_system(all)?;
+        (r.containers, r.images, r.reclaimed)
+    } else {
+        let r = engine.prune_images(all)?;
+        (Vec::new(), r.removed, r.reclaimed)
+    };
     let mut out = io::stdout().lock();
-    if !report.removed.is_empty() {
-        writeln!(out, "Deleted Images:")?;
-        print_removed(&mut out, &report.removed, true)?;
+    if !containers.is_empty() {
+        writeln!(out, "Deleted Containers:")?;
+        for id in &containers {
+            writeln!(out, "{id}")?;
+        }
         writeln!(out)?;
     }
-    writeln!(
-        out,
-        "Total reclaimed space: {}",
-        human_size(report.reclaimed)
-    )?;
+    if !images.is_empty() {
+        writeln!(out, "Deleted Images:")?;
+        print_removed(&mut out, &images, true)?;
+        writeln!(out)?;
+    }
+    writeln!(out, "Total reclaimed space: {}", human_size(reclaimed))?;
     Ok(())
 }
 

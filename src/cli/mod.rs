@@ -18,6 +18,7 @@ mod registry;
 mod system;
 mod template;
 mod tree;
+mod volumes;
 
 use std::io::{self, Write};
 
@@ -131,7 +132,7 @@ pub fn run(args: &[String]) -> Result<(), CliError> {
         return run(&["--help".to_string()]);
     }
     let mut argv = expanded.argv();
-    if matches!(expanded.command.as_slice(), [g] if g == "image" || g == "system")
+    if matches!(expanded.command.as_slice(), [g] if g == "image" || g == "system" || g == "volume")
         && expanded.args.is_empty()
     {
         // bare `camada image` lists its subcommands, as docker does
@@ -257,6 +258,7 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
             }
             containers::ContainerCommand::Prune(a) => containers::prune(&engine(&cmd)?, a),
         },
+        Command::Volume(g) => volumes::dispatch(&engine(&cmd)?, g),
         Command::System(g) => match &g.command {
             SystemCommand::Prune(a) => images::prune(&engine(&cmd)?, a.all, a.force, true),
             SystemCommand::Df(_) => system::df(&engine(&cmd)?),

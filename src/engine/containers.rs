@@ -23,7 +23,9 @@ use crate::digest::Digest;
 use crate::image::{self, ImageConfig};
 use crate::overlay;
 use crate::runtime::{self, Bind, IdMaps, Io, Network, ProcessSpec, RootFs, RuntimeError};
-use crate::state::{self, Container, Records, StateError};
+use crate::state::{self, Container, MountKind, MountPoint, Records, StateError};
+
+use super::volumes;
 
 /// What the CLI shows of a record: its status and state, and the log's lines.
 pub use crate::state::log::{LogLine, Stream};
@@ -48,8 +50,8 @@ pub enum ContainersError {
     EnvFile { path: PathBuf, source: io::Error },
     #[error("invalid environment variable {0:?}: a name must not contain whitespace")]
     BadEnv(String),
-    #[error("invalid volume {0:?}: use -v /HOST/PATH:/CONTAINER/PATH[:ro] (both absolute)")]
-    BadVolume(String),
+    #[error("{0}")]
+    Volumes(#[from] super::volumes::VolumesError),
     #[error("creating the volume source {path}: {source}")]
     VolumeSource { path: PathBuf, source: io::Error },
     #[error("{0}")]
@@ -243,24 +245,31 @@ fn host_env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
-/// `-v SRC:DST[:ro|rw]`.
-pub fn parse_volume(spec: &str) -> Result<Bind> {
-    let bad = || ContainersError::BadVolume(spec.to_string());
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (src, dst, readonly) = match parts.as_slice() {
-        [s, d] => (*s, *d, false),
-        [s, d, "ro"] => (*s, *d, true),
-        [s, d, "rw"] => (*s, *d, false),
-        _ => return Err(bad()),
-    };
-    if !src.starts_with('/') || !dst.starts_with('/') {
-        return Err(bad());
+/// The mounts of a record: decided at create, or, for a record written before volumes
+/// existed, its `-v` binds.
+fn mounts_of(r: &state::Record) -> Vec<MountPoint> {
+    if !r.mounts.is_empty() {
+        return r.mounts.clone();
     }
-    Ok(Bind {
-        source: PathBuf::from(src),
-        destination: dst.to_string(),
-        readonly,
-    })
+    let cwd = Path::new("/");
+    r.host_config
+        .binds
+        .iter()
+        .filter_map(|v| match volumes::parse_volume_spec(v, cwd).ok()? {
+            volumes::VolumeSpec::Bind {
+                source,
+                destination,
+                readonly,
+            } => Some(MountPoint {
+                kind: MountKind::Bind,
+                source,
+                destination,
+                rw: !readonly,
+                ..MountPoint::default()
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A signal by name (`KILL`, `SIGKILL`, `kill`) or number.
@@ -450,13 +459,11 @@ impl Engine {
             merge_env(&mut env, parse_env_file(&text, host_env)?);
         }
         merge_env(&mut env, expand_env(&req.env, host_env)?);
-        for v in &req.volumes {
-            parse_volume(v)?;
-        }
         let network = req.network.clone().unwrap_or_else(|| "private".into());
         network
             .parse::<Network>()
             .map_err(ContainersError::BadNetwork)?;
+        let mounts = self.container_mounts(&req.volumes, &rc.volumes)?;
         let id = new_id()?;
         let short: String = id.chars().take(12).collect();
         let path = argv.remove(0);
@@ -489,11 +496,18 @@ impl Engine {
                 auto_remove: req.auto_remove,
                 init: req.init,
             },
+            mounts,
         };
         let records = self.records().map_err(engine_to_containers)?;
         records.clean_leftovers();
-        let record = records.create(record)?;
-        Ok(record.id)
+        let mounts = record.mounts.clone();
+        match records.create(record) {
+            Ok(record) => Ok(record.id),
+            Err(e) => {
+                volumes::remove_anonymous(&self.paths, &records, &mounts);
+                Err(e.into())
+            }
+        }
     }
 
     /// `run`/`create` of an image not stored: pulls it (quietly, default platform) and
@@ -543,9 +557,12 @@ impl Engine {
         let auto_remove = c.record.host_config.auto_remove;
         let hook_records = records.clone();
         let hook_id = id.clone();
+        let hook_paths = self.paths.clone();
+        let hook_mounts = c.record.mounts.clone();
         let hook: runtime::OnExit = Box::new(move |info: &runtime::ExitInfo| {
             if auto_remove {
                 let _ = hook_records.remove(&hook_id);
+                volumes::remove_anonymous(&hook_paths, &hook_records, &hook_mounts);
                 return;
             }
             let Ok(_lock) = hook_records.lock() else {
@@ -565,6 +582,7 @@ impl Engine {
             Err(e) => {
                 if auto_remove {
                     let _ = records.remove(&id);
+                    volumes::remove_anonymous(&self.paths, &records, &c.record.mounts);
                     let _ = std::fs::remove_dir_all(self.run_dir(&id));
                 } else {
                     self.record_start(&records, &id, started_at, None, Some(&e));
@@ -640,17 +658,22 @@ impl Engine {
                 .map_err(|e| e.to_string())
         });
         let mut binds = Vec::new();
-        for v in &r.host_config.binds {
-            let b = parse_volume(v)?;
-            if !b.source.exists() {
-                std::fs::create_dir_all(&b.source).map_err(|source| {
+        for m in mounts_of(r) {
+            // docker makes a missing bind source a directory; a volume's is always there
+            if !m.source.exists() {
+                std::fs::create_dir_all(&m.source).map_err(|source| {
                     ContainersError::VolumeSource {
-                        path: b.source.clone(),
+                        path: m.source.clone(),
                         source,
                     }
                 })?;
             }
-            binds.push(b);
+            binds.push(Bind {
+                fill: m.kind == MountKind::Volume && !m.no_copy,
+                source: m.source,
+                destination: m.destination,
+                readonly: !m.rw,
+            });
         }
         let stdin = r.config.open_stdin;
         let io = match mode {
@@ -783,12 +806,13 @@ impl Engine {
         Ok(c.state.exit_code)
     }
 
-    /// `rm [-f]`: removes the record, writable layer and log (`force` kills a running one
-    /// first).
+    /// `rm [-f] [-v]`: removes the record, writable layer and log (`force` kills a running
+    /// one first; `volumes` also removes its anonymous volumes).
     pub fn remove_container(
         &self,
         word: &str,
         force: bool,
+        volumes: bool,
     ) -> std::result::Result<(), EngineError> {
         let (records, c) = self.find(word)?;
         let id = &c.record.id;
@@ -806,6 +830,9 @@ impl Engine {
         }
         records.remove(id).map_err(ContainersError::from)?;
         let _ = std::fs::remove_dir_all(self.run_dir(id));
+        if volumes {
+            volumes::remove_anonymous(&self.paths, &records, &c.record.mounts);
+        }
         Ok(())
     }
 
@@ -944,22 +971,24 @@ impl Engine {
         let r = c.record;
         let dir = records.dir_of(&r.id);
         let run = self.run_dir(&r.id);
-        let mounts = r
-            .host_config
-            .binds
-            .iter()
-            .filter_map(|v| parse_volume(v).ok())
-            .map(|b| MountInspect {
-                kind: "bind".into(),
-                source: b.source.display().to_string(),
-                destination: b.destination,
-                mode: if b.readonly {
-                    "ro".into()
-                } else {
-                    String::new()
-                },
-                rw: !b.readonly,
-                propagation: "rprivate".into(),
+        let mounts = mounts_of(&r)
+            .into_iter()
+            .map(|m| {
+                let volume = m.kind == MountKind::Volume;
+                MountInspect {
+                    kind: if volume { "volume" } else { "bind" }.into(),
+                    name: volume.then(|| m.name.clone()),
+                    source: m.source.display().to_string(),
+                    destination: m.destination,
+                    driver: volume.then(|| "local".to_string()),
+                    mode: match (volume, m.rw) {
+                        (_, false) => "ro".into(),
+                        (true, true) => "z".into(),
+                        (false, true) => String::new(),
+                    },
+                    rw: m.rw,
+                    propagation: if volume { "" } else { "rprivate" }.into(),
+                }
             })
             .collect();
         Ok(ContainerInspect {
@@ -1065,8 +1094,12 @@ pub struct GraphData {
 pub struct MountInspect {
     #[serde(rename = "Type")]
     pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub source: String,
     pub destination: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
     pub mode: String,
     #[serde(rename = "RW")]
     pub rw: bool,
@@ -1145,16 +1178,7 @@ mod tests {
     }
 
     #[test]
-    fn volumes_and_signals_parse() {
-        let b = parse_volume("/h:/c:ro").unwrap();
-        assert_eq!(
-            (b.source, b.destination.as_str(), b.readonly),
-            (PathBuf::from("/h"), "/c", true)
-        );
-        assert!(!parse_volume("/h:/c").unwrap().readonly);
-        for bad in ["rel:/c", "/h:rel", "/h", "/h:/c:zz"] {
-            assert!(parse_volume(bad).is_err(), "{bad}");
-        }
+    fn signals_parse() {
         assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
         assert_eq!(parse_signal("sigterm").unwrap(), Signal::SIGTERM);
         assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);

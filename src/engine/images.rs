@@ -305,6 +305,29 @@ impl Engine {
             reclaimed: report.bytes,
         })
     }
+
+    /// `system prune`: stopped containers, then dangling (with `all`, unused) images, then
+    /// the kept parts of interrupted downloads (those a running pull holds stay).
+    pub fn prune_system(&self, all: bool) -> Result<SystemPrune, EngineError> {
+        let containers = self.prune_containers()?;
+        let images = self.prune_images(all)?;
+        let (_, partial_bytes) = self.store.prune_partials()?;
+        Ok(SystemPrune {
+            reclaimed: containers.reclaimed + images.reclaimed + partial_bytes,
+            containers: containers.removed,
+            images: images.removed,
+        })
+    }
+}
+
+/// What [`Engine::prune_system`] removed.
+#[derive(Debug, Clone, Default)]
+pub struct SystemPrune {
+    /// Full IDs of the containers removed.
+    pub containers: Vec<String>,
+    pub images: Vec<Removed>,
+    /// Bytes freed in all.
+    pub reclaimed: u64,
 }
 
 /// Shell-style matching of `*` (any run of characters but `/`) and `?`, as Go's

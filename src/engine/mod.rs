@@ -8,6 +8,7 @@
 //! never import each other; this module is where they meet.
 
 pub mod archive;
+pub mod commit;
 pub mod containers;
 mod images;
 pub mod login;
@@ -15,6 +16,7 @@ pub mod pull;
 pub mod push;
 mod system;
 mod tree;
+pub mod volumes;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -67,6 +69,10 @@ pub enum EngineError {
     Login(#[from] login::LoginError),
     #[error("{0}")]
     Containers(#[from] containers::ContainersError),
+    #[error("{0}")]
+    Commit(#[from] commit::CommitError),
+    #[error("{0}")]
+    Volumes(#[from] volumes::VolumesError),
 }
 
 /// The engine: where things are, and the store.

@@ -2,20 +2,20 @@
 //!
 //! Files are copied from the mmapped tar into `work/` (zero blocks skipped, so sparse
 //! files stay sparse), given their owner, mode, xattrs and times, then renamed into
-//! place: a half-copied file is never visible. Parents are copied up first. A lower
+//! place: a half-copied file is never visible. Every host access goes through the dir
+//! fds of `upper` (never a joined path, never following a symlink). Parents are copied up first. A lower
 //! file with several names is copied once and every other name becomes a hardlink to
 //! the copy. Never decides *when* to copy up: the operations in `fs` do.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
 use fuser::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
@@ -23,7 +23,7 @@ use crate::tarindex::{Entry, EntryId, Kind};
 
 use super::mapping::Own;
 use super::node::ROOT;
-use super::upper::host_perm;
+use super::upper::{self, At, host_perm, lstat_at, openat};
 use super::{Overlay, whiteout};
 
 type R<T> = Result<T, Errno>;
@@ -42,11 +42,11 @@ fn type_bits(k: Kind) -> u32 {
 }
 
 impl Overlay {
-    fn tmp_path(&self) -> PathBuf {
+    /// A fresh name in the work dir for a copy being built.
+    fn tmp_at(&self) -> R<At> {
         let n = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.upper
-            .work
-            .join(format!("copyup-{}-{n}", std::process::id()))
+        let name = format!("copyup-{}-{n}", std::process::id());
+        Ok(self.upper.work_at(name.as_bytes())?)
     }
 
     /// Makes inode `ino` exist in the upper dir, its parents first. `data`: copy a
@@ -60,23 +60,23 @@ impl Overlay {
             self.copy_up(node.parent, true)?;
         }
         let id = node.lower.ok_or(Errno::ENOENT)?;
-        let host = self.upper.host(&rel);
-        let st = self.copy_entry(id, &rel, &host, data)?;
+        let at = self.upper.at(&rel)?;
+        let st = self.copy_entry(id, &rel, &at, data)?;
         let mut nodes = self.nodes_w();
-        nodes.bind_host(st.ino(), ino);
+        nodes.bind_host(st.st_ino, ino);
         if let Some(n) = nodes.get_mut(ino) {
             n.upper = true;
         }
         drop(nodes);
         let e = self.lower.get(id).ok_or(Errno::EIO)?;
         if e.kind() == Kind::File && e.nlink() > 1 {
-            self.link_other_names(id, &host);
+            self.link_other_names(id, &at);
         }
         Ok(())
     }
 
-    /// Copies one lower entry to `host` (its parent exists in the upper dir).
-    fn copy_entry(&self, id: EntryId, rel: &[u8], host: &Path, data: bool) -> R<fs::Metadata> {
+    /// Copies one lower entry to `at` (its parent exists in the upper dir).
+    fn copy_entry(&self, id: EntryId, rel: &[u8], at: &At, data: bool) -> R<libc::stat> {
         let e = self.lower.get(id).ok_or(Errno::EIO)?;
         let perm = e.mode() & 0o7777;
         let (ma, mi) = e.rdev();
@@ -87,61 +87,71 @@ impl Overlay {
             rdev: super::lower::rdev32(ma, mi),
         };
         if e.kind() == Kind::Dir {
-            match fs::create_dir(host) {
-                Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(err) => return Err(err.into()),
+            let mode = Mode::from_bits_truncate(host_perm(perm, true));
+            match nix::sys::stat::mkdirat(at.dir.as_fd(), at.name.as_slice(), mode) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(err) => return Err(errno(err)),
             }
-            nix::sys::stat::fchmodat(
-                nix::fcntl::AT_FDCWD,
-                host,
-                Mode::from_bits_truncate(host_perm(perm, true)),
-                nix::sys::stat::FchmodatFlags::FollowSymlink,
-            )
-            .map_err(|e| Errno::from_i32(e as i32))?;
-            self.finish_entry(&e, host, rel, own)?;
-            return fs::symlink_metadata(host).map_err(Errno::from);
+            at.chmod(host_perm(perm, true))?;
+            self.finish_entry(&e, at, rel, own)?;
+            return Ok(at.lstat()?);
         }
-        let tmp = self.tmp_path();
+        let tmp = self.tmp_at()?;
         let made = self.make_tmp(&e, &tmp, data, perm);
         let res = made.and_then(|()| self.finish_entry(&e, &tmp, rel, own));
-        let res = res.and_then(|()| fs::rename(&tmp, host).map_err(Errno::from));
+        let res = res.and_then(|()| {
+            nix::fcntl::renameat(
+                tmp.dir.as_fd(),
+                tmp.name.as_slice(),
+                at.dir.as_fd(),
+                at.name.as_slice(),
+            )
+            .map_err(errno)
+        });
         if res.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = nix::unistd::unlinkat(
+                tmp.dir.as_fd(),
+                tmp.name.as_slice(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
         }
         res?;
-        fs::symlink_metadata(host).map_err(Errno::from)
+        Ok(at.lstat()?)
     }
 
-    fn make_tmp(&self, e: &Entry<'_>, tmp: &Path, data: bool, perm: u32) -> R<()> {
+    fn make_tmp(&self, e: &Entry<'_>, tmp: &At, data: bool, perm: u32) -> R<()> {
+        let plain = || {
+            openat(
+                tmp.dir.as_fd(),
+                &tmp.name,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW,
+                host_perm(perm, false),
+            )
+        };
         match e.kind() {
             Kind::Symlink => {
-                std::os::unix::fs::symlink(OsStr::from_bytes(e.link()), tmp)?;
+                nix::unistd::symlinkat(e.link(), tmp.dir.as_fd(), tmp.name.as_slice())
+                    .map_err(errno)?;
             }
             Kind::Fifo | Kind::Char | Kind::Block => {
+                let (a, b) = e.rdev();
+                let dev = nix::sys::stat::makedev(u64::from(a), u64::from(b));
                 let (sflag, dev) = match e.kind() {
                     Kind::Fifo => (SFlag::S_IFIFO, 0),
-                    Kind::Char => (SFlag::S_IFCHR, {
-                        let (a, b) = e.rdev();
-                        nix::sys::stat::makedev(u64::from(a), u64::from(b))
-                    }),
-                    _ => (SFlag::S_IFBLK, {
-                        let (a, b) = e.rdev();
-                        nix::sys::stat::makedev(u64::from(a), u64::from(b))
-                    }),
+                    Kind::Char => (SFlag::S_IFCHR, dev),
+                    _ => (SFlag::S_IFBLK, dev),
                 };
                 let mode = Mode::from_bits_truncate(host_perm(perm, false));
-                if nix::sys::stat::mknod(tmp, sflag, mode, dev).is_err() {
+                let made =
+                    nix::sys::stat::mknodat(tmp.dir.as_fd(), tmp.name.as_slice(), sflag, mode, dev);
+                if made.is_err() {
                     // Not allowed to make device nodes: a plain file; the ownership
                     // record carries the type and device number.
-                    fs::File::create(tmp)?;
+                    plain()?;
                 }
             }
             _ => {
-                let f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(tmp)?;
+                let f = fs::File::from(plain()?);
                 if data {
                     let bytes = self.lower.data(e.id());
                     let mut off = 0usize;
@@ -163,32 +173,33 @@ impl Overlay {
     }
 
     /// Xattrs, ownership record and times of a copied entry.
-    fn finish_entry(&self, e: &Entry<'_>, path: &Path, rel: &[u8], own: Own) -> R<()> {
+    fn finish_entry(&self, e: &Entry<'_>, at: &At, rel: &[u8], own: Own) -> R<()> {
+        let xpath = at.proc();
         for (k, v) in e.xattrs() {
             if k.starts_with(super::mapping::PRIVATE_PREFIX) {
                 continue;
             }
             // Best effort, like overlayfs: xattrs the host refuses (trusted.*,
             // security.* without privilege) are dropped.
-            let _ = super::sys::lsetxattr(path, k, v, 0);
+            let _ = super::sys::lsetxattr(&xpath, k, v, 0);
         }
-        self.upper.own.set(path, rel, own.mode, own)?;
+        self.upper.own.set(&xpath, rel, own.mode, own)?;
         let (s, ns) = e.mtime();
         let t = TimeSpec::new(s, i64::from(ns.min(999_999_999)));
         nix::sys::stat::utimensat(
-            nix::fcntl::AT_FDCWD,
-            path,
+            at.dir.as_fd(),
+            at.name.as_slice(),
             &t,
             &t,
             UtimensatFlags::NoFollowSymlink,
         )
-        .map_err(|e| Errno::from_i32(e as i32))?;
+        .map_err(errno)?;
         Ok(())
     }
 
     /// After copying up a hardlinked lower file, gives every other name of it in the
     /// lower view a hardlink to the copy (where that name is still visible).
-    fn link_other_names(&self, id: EntryId, host: &Path) {
+    fn link_other_names(&self, id: EntryId, first: &At) {
         let Some(e) = self.lower.get(id) else { return };
         let group = e.ino();
         for other in 0..self.lower.index.len() {
@@ -204,10 +215,16 @@ impl Overlay {
             let rel = self.lower.index.path(other);
             if let Some(dir) = self.upper_dirs_for(&rel) {
                 let name = rel.rsplit(|&b| b == b'/').next().unwrap_or(&rel);
-                let dst = dir.join(OsStr::from_bytes(name));
-                if fs::symlink_metadata(&dst).is_err()
-                    && !whiteout::exists(&dir, name)
-                    && fs::hard_link(host, &dst).is_ok()
+                if lstat_at(dir.as_fd(), name).is_err()
+                    && !whiteout::exists(dir.as_fd(), name)
+                    && nix::unistd::linkat(
+                        first.dir.as_fd(),
+                        first.name.as_slice(),
+                        dir.as_fd(),
+                        name,
+                        nix::fcntl::AtFlags::empty(),
+                    )
+                    .is_ok()
                 {
                     self.upper.own.link(&self.lower.index.path(id), &rel);
                 }
@@ -215,30 +232,33 @@ impl Overlay {
         }
     }
 
-    /// Makes the lower parent dirs of `rel` exist in the upper dir, by index path;
-    /// None if one of them was deleted or replaced in the upper dir.
-    fn upper_dirs_for(&self, rel: &[u8]) -> Option<PathBuf> {
+    /// Makes the lower parent dirs of `rel` exist in the upper dir, by index path; the
+    /// fd of the last one, or None if one of them was deleted or replaced there.
+    fn upper_dirs_for(&self, rel: &[u8]) -> Option<OwnedFd> {
         let parts: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
         let mut cur = Vec::new();
-        let mut host = self.upper.root.clone();
+        let mut host = self.upper.dir(b"").ok()?;
         for p in &parts[..parts.len().saturating_sub(1)] {
-            if whiteout::exists(&host, p) {
+            if whiteout::exists(host.as_fd(), p) {
                 return None;
             }
             if !cur.is_empty() {
                 cur.push(b'/');
             }
             cur.extend_from_slice(p);
-            let next = host.join(OsStr::from_bytes(p));
-            match fs::symlink_metadata(&next) {
-                Ok(m) if m.is_dir() => {}
+            let at = At {
+                dir: host,
+                name: p.to_vec(),
+            };
+            match at.lstat() {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
                 Ok(_) => return None,
                 Err(_) => {
                     let id = self.lower.index.lookup(&cur)?;
-                    self.copy_entry(id, &cur, &next, false).ok()?;
+                    self.copy_entry(id, &cur, &at, false).ok()?;
                 }
             }
-            host = next;
+            host = at.open_dir().ok()?;
         }
         Some(host)
     }
@@ -252,8 +272,7 @@ impl Overlay {
             let mut links = HashMap::new();
             self.copy_children(id, &rel, &mut links)?;
         }
-        let host = self.upper.host(&rel);
-        strip_markers(&host)?;
+        strip_markers(&self.upper.dir(&rel)?)?;
         let below = self.nodes_r().descendants(ino);
         let mut nodes = self.nodes_w();
         for i in below {
@@ -268,13 +287,9 @@ impl Overlay {
         Ok(())
     }
 
-    fn copy_children(
-        &self,
-        dir: EntryId,
-        rel: &[u8],
-        links: &mut HashMap<EntryId, PathBuf>,
-    ) -> R<()> {
-        let host_dir = self.upper.host(rel);
+    /// `links`: lower hardlink groups already copied, by the rel of their first copy.
+    fn copy_children(&self, dir: EntryId, rel: &[u8], links: &mut HashMap<u32, Vec<u8>>) -> R<()> {
+        let host_dir = self.upper.dir(rel)?;
         for c in self.lower.index.children(dir) {
             let Some(e) = self.lower.get(c) else { continue };
             let name = e.name();
@@ -283,26 +298,40 @@ impl Overlay {
                 crel.push(b'/');
             }
             crel.extend_from_slice(name);
-            let dst = host_dir.join(OsStr::from_bytes(name));
-            if whiteout::exists(&host_dir, name) {
+            if whiteout::exists(host_dir.as_fd(), name) {
                 continue;
             }
-            if let Ok(m) = fs::symlink_metadata(&dst) {
-                if m.is_dir() && e.kind() == Kind::Dir && !whiteout::is_opaque(&dst) {
+            let at = At {
+                dir: host_dir.try_clone()?,
+                name: name.to_vec(),
+            };
+            if let Ok(st) = at.lstat() {
+                let opaque = || at.open_dir().is_ok_and(|d| whiteout::is_opaque(d.as_fd()));
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR && e.kind() == Kind::Dir && !opaque()
+                {
                     self.copy_children(c, &crel, links)?;
                 }
                 continue;
             }
             if e.kind() == Kind::File && e.nlink() > 1 {
                 if let Some(first) = links.get(&e.ino()) {
-                    fs::hard_link(first, &dst)?;
+                    let first = self.upper.at(first)?;
+                    nix::unistd::linkat(
+                        first.dir.as_fd(),
+                        first.name.as_slice(),
+                        at.dir.as_fd(),
+                        at.name.as_slice(),
+                        nix::fcntl::AtFlags::empty(),
+                    )
+                    .map_err(errno)?;
                     continue;
                 }
             }
-            let st = self.copy_entry(c, &crel, &dst, true)?;
-            self.nodes_w().bind_host(st.ino(), super::lower::ino_of(&e));
+            let st = self.copy_entry(c, &crel, &at, true)?;
+            self.nodes_w()
+                .bind_host(st.st_ino, super::lower::ino_of(&e));
             if e.kind() == Kind::File && e.nlink() > 1 {
-                links.insert(e.ino(), dst.clone());
+                links.insert(e.ino(), crel.clone());
             }
             if e.kind() == Kind::Dir {
                 self.copy_children(c, &crel, links)?;
@@ -312,15 +341,28 @@ impl Overlay {
     }
 }
 
-/// Removes whiteouts and opaque markers below `dir` (it now holds everything itself).
-fn strip_markers(dir: &Path) -> io::Result<()> {
-    for de in fs::read_dir(dir)? {
-        let de = de?;
-        let name = de.file_name();
-        if whiteout::is_marker(name.as_bytes()) {
-            fs::remove_file(de.path())?;
-        } else if de.file_type()?.is_dir() {
-            strip_markers(&de.path())?;
+fn errno(e: nix::errno::Errno) -> Errno {
+    Errno::from_i32(e as i32)
+}
+
+/// Removes whiteouts and opaque markers below the directory `dir` (it now holds
+/// everything itself).
+fn strip_markers(dir: &OwnedFd) -> io::Result<()> {
+    let fd = openat(dir.as_fd(), b".", OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+    for (name, _, _) in upper::list_dir(&fd)? {
+        let st = lstat_at(fd.as_fd(), &name)?;
+        if whiteout::is_marker(&name) {
+            nix::unistd::unlinkat(
+                fd.as_fd(),
+                name.as_slice(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            )?;
+        } else if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let at = At {
+                dir: fd.try_clone()?,
+                name,
+            };
+            strip_markers(&at.open_dir()?)?;
         }
     }
     Ok(())

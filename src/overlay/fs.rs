@@ -7,12 +7,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs;
 use std::io;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::{DirBuilderExt, DirEntryExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, RwLockReadGuard, RwLockWriteGuard};
@@ -24,6 +22,7 @@ use fuser::{
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
@@ -32,7 +31,7 @@ use crate::tarindex::{EntryId, Kind};
 use super::lower::{self, ino_of};
 use super::mapping::{Own, PRIVATE_PREFIX};
 use super::node::{Node, Nodes, ROOT};
-use super::upper::{attr_from_stat, host_perm};
+use super::upper::{self, At, attr_from_stat, host_perm, lstat_at};
 use super::{Overlay, sys, whiteout};
 
 type R<T> = Result<T, Errno>;
@@ -96,6 +95,29 @@ fn negative() -> FileAttr {
     }
 }
 
+/// Creates a new empty regular file at `at` (read-write, never following a symlink).
+fn new_file(at: &At, perm: u32) -> io::Result<std::os::fd::OwnedFd> {
+    upper::openat(
+        at.dir.as_fd(),
+        &at.name,
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW,
+        perm,
+    )
+}
+
+fn kind_of_dtype(t: nix::dir::Type) -> FileType {
+    use nix::dir::Type;
+    match t {
+        Type::Directory => FileType::Directory,
+        Type::Symlink => FileType::Symlink,
+        Type::CharacterDevice => FileType::CharDevice,
+        Type::BlockDevice => FileType::BlockDevice,
+        Type::Fifo => FileType::NamedPipe,
+        Type::Socket => FileType::Socket,
+        Type::File => FileType::RegularFile,
+    }
+}
+
 /// What a name resolves to, before the kernel is told.
 struct Found {
     ino: u64,
@@ -133,9 +155,9 @@ impl Overlay {
     fn attr_of(&self, ino: u64, node: &Node, rel: &[u8], fh: Option<u64>) -> R<FileAttr> {
         if let Some(fh) = fh.filter(|f| f & LOWER_FH == 0 && *f != 0) {
             let st = sys::fstat(fh as i32)?;
-            let host = self.upper.host(rel);
             let own = if st.st_nlink > 0 {
-                self.upper.own.get(&host, rel, st.st_mode)
+                let at = self.upper.at(rel).ok();
+                at.and_then(|at| self.upper.own.get(&at.proc(), rel, st.st_mode))
             } else {
                 None
             };
@@ -155,9 +177,9 @@ impl Overlay {
             return Ok(a);
         }
         if node.upper {
-            let host = self.upper.host(rel);
-            let st = match sys::lstat(&host) {
-                Ok(st) => st,
+            let found = self.upper.at(rel).and_then(|at| Ok((at.lstat()?, at)));
+            let (st, at) = match found {
+                Ok(x) => x,
                 Err(e) => {
                     let fd = self.open_fds().get(&ino).and_then(|v| v.first().copied());
                     match fd {
@@ -166,7 +188,7 @@ impl Overlay {
                     }
                 }
             };
-            let mut a = self.upper.attr(&host, rel, &st, ino);
+            let mut a = self.upper.attr(&at, rel, &st, ino);
             if node.kind == FileType::Directory && node.lower.is_some() {
                 a.nlink = 1;
             }
@@ -189,12 +211,19 @@ impl Overlay {
         let rel = join(&ppath, name);
         let mut upper_st = None;
         if pnode.upper {
-            let dir = self.upper.host(&ppath);
-            let host = dir.join(OsStr::from_bytes(name));
-            match sys::lstat(&host) {
-                Ok(st) => upper_st = Some(st),
+            let dir = self.upper.dir(&ppath)?;
+            match lstat_at(dir.as_fd(), name) {
+                Ok(st) => {
+                    upper_st = Some((
+                        st,
+                        At {
+                            dir,
+                            name: name.to_vec(),
+                        },
+                    ))
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    if pnode.lower.is_some() && whiteout::exists(&dir, name) {
+                    if pnode.lower.is_some() && whiteout::exists(dir.as_fd(), name) {
                         return Ok(None);
                     }
                 }
@@ -206,13 +235,12 @@ impl Overlay {
             .and_then(|pl| self.lower.index.lookup_child(pl, name))
             .and_then(|id| self.lower.get(id));
         match (upper_st, lower_hit) {
-            (Some(st), lh) => {
-                let host = self.upper.host(&rel);
-                let own = self.upper.own.get(&host, &rel, st.st_mode);
+            (Some((st, at)), lh) => {
+                let own = self.upper.own.get(&at.proc(), &rel, st.st_mode);
                 let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
                 let lower_dir = lh
                     .filter(|e| is_dir && e.kind() == Kind::Dir)
-                    .filter(|_| !whiteout::is_opaque(&host));
+                    .filter(|_| !at.open_dir().is_ok_and(|d| whiteout::is_opaque(d.as_fd())));
                 let lower_ino = lh
                     .filter(|e| (e.kind() == Kind::Dir) == is_dir)
                     .filter(|e| !is_dir || lower_dir.is_some() || e.kind() != Kind::Dir)
@@ -277,28 +305,29 @@ impl Overlay {
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
         let mut whiteouts: HashSet<Vec<u8>> = HashSet::new();
         if node.upper {
-            let host = self.upper.host(&rel);
-            for de in fs::read_dir(&host)? {
-                let de = de?;
-                let name = de.file_name().as_bytes().to_vec();
+            let fd = upper::open_listing(&self.upper.at(&rel)?)?;
+            for (name, host_ino, dtype) in upper::list_dir(&fd)? {
                 if whiteout::is_marker(&name) {
                     if name.as_slice() != whiteout::OPAQUE {
                         whiteouts.insert(name[whiteout::PREFIX.len()..].to_vec());
                     }
                     continue;
                 }
-                let ft = de.file_type()?;
-                let kind = FileType::from_std(ft).unwrap_or(FileType::RegularFile);
+                let kind = match dtype {
+                    Some(t) => kind_of_dtype(t),
+                    None => upper::kind_of(lstat_at(fd.as_fd(), &name)?.st_mode),
+                };
+                let is_dir = kind == FileType::Directory;
                 let lower_ino = node
                     .lower
                     .and_then(|l| self.lower.index.lookup_child(l, &name))
                     .and_then(|id| self.lower.get(id))
-                    .filter(|e| (e.kind() == Kind::Dir) == ft.is_dir())
+                    .filter(|e| (e.kind() == Kind::Dir) == is_dir)
                     .map(|e| ino_of(&e));
-                let known = self.nodes_r().known_host(de.ino());
+                let known = self.nodes_r().known_host(host_ino);
                 let ino = match known {
                     Some(i) => i,
-                    None => self.nodes_w().ino_for_host(de.ino(), lower_ino),
+                    None => self.nodes_w().ino_for_host(host_ino, lower_ino),
                 };
                 seen.insert(name.clone());
                 out.push(DirEnt { ino, kind, name });
@@ -343,9 +372,9 @@ impl Overlay {
     }
 
     /// Common preparation for making `name` in `parent`: the parent exists in the upper
-    /// dir, the name is free (its whiteout removed); returns (parent rel, child rel, a
-    /// lower layer has a dir of that name, which a new dir must then hide).
-    fn prepare_new(&self, parent: u64, name: &[u8]) -> R<(Vec<u8>, Vec<u8>, bool)> {
+    /// dir, the name is free (its whiteout removed); returns (where to make it, child
+    /// rel, a lower layer has a dir of that name, which a new dir must then hide).
+    fn prepare_new(&self, parent: u64, name: &[u8]) -> R<(At, Vec<u8>, bool)> {
         if whiteout::is_marker(name) {
             return Err(Errno::EINVAL);
         }
@@ -354,11 +383,15 @@ impl Overlay {
         }
         self.copy_up(parent, true)?;
         let (pnode, prel) = self.node(parent)?;
-        let dir = self.upper.host(&prel);
-        whiteout::remove(&dir, name)?;
+        let dir = self.upper.dir(&prel)?;
+        whiteout::remove(dir.as_fd(), name)?;
         let lower_dir = self.lower_child_is_dir(pnode.lower, name);
         let rel = join(&prel, name);
-        Ok((prel, rel, lower_dir))
+        let at = At {
+            dir,
+            name: name.to_vec(),
+        };
+        Ok((at, rel, lower_dir))
     }
 
     /// A lower layer has a directory `name` in the lower dir `dir`.
@@ -369,11 +402,11 @@ impl Overlay {
     }
 
     /// Registers a freshly made upper object and builds its entry reply.
-    fn fresh(&self, parent: u64, name: &[u8], rel: &[u8], own: Own) -> R<Found> {
-        let host = self.upper.host(rel);
-        let st = sys::lstat(&host)?;
-        self.upper.own.set(&host, rel, st.st_mode, own)?;
-        let st = sys::lstat(&host)?;
+    fn fresh(&self, parent: u64, at: &At, rel: &[u8], own: Own) -> R<Found> {
+        let name = &at.name;
+        let st = at.lstat()?;
+        self.upper.own.set(&at.proc(), rel, st.st_mode, own)?;
+        let st = at.lstat()?;
         let ino = {
             let mut nodes = self.nodes_w();
             nodes.unbind_host(st.st_ino);
@@ -426,17 +459,24 @@ impl Overlay {
         if lower_had {
             self.copy_up(parent, true)?;
         }
-        if f.node.upper {
-            let host = self.upper.host(&rel);
-            if dir {
-                fs::remove_dir_all(&host)?;
-            } else {
-                fs::remove_file(&host)?;
+        if f.node.upper || lower_had {
+            let pdir = self.upper.dir(&prel)?;
+            if f.node.upper {
+                if dir {
+                    upper::remove_tree(pdir.as_fd(), name)?;
+                } else {
+                    nix::unistd::unlinkat(
+                        pdir.as_fd(),
+                        name,
+                        nix::unistd::UnlinkatFlags::NoRemoveDir,
+                    )
+                    .map_err(errno)?;
+                }
+                self.upper.own.remove(&rel);
             }
-            self.upper.own.remove(&rel);
-        }
-        if lower_had {
-            whiteout::create(&self.upper.host(&prel), name)?;
+            if lower_had {
+                whiteout::create(pdir.as_fd(), name)?;
+            }
         }
         self.nodes_w().drop_name(f.ino, parent, name);
         Ok(())
@@ -525,8 +565,8 @@ impl Overlay {
         let (npnode, nprel) = self.node(np)?;
         let old_rel = join(&prel, name);
         let new_rel = join(&nprel, nn);
-        let old_host = self.upper.host(&old_rel);
-        let new_host = self.upper.host(&new_rel);
+        let old = self.upper.at(&old_rel)?;
+        let new = self.upper.at(&new_rel)?;
         let lower_at = |n: &Node, nm: &[u8]| -> Option<EntryId> {
             n.lower.and_then(|l| self.lower.index.lookup_child(l, nm))
         };
@@ -535,10 +575,10 @@ impl Overlay {
         let src_dir = src.attr.kind == FileType::Directory;
         if exchange {
             nix::fcntl::renameat2(
-                nix::fcntl::AT_FDCWD,
-                &old_host,
-                nix::fcntl::AT_FDCWD,
-                &new_host,
+                old.dir.as_fd(),
+                old.name.as_slice(),
+                new.dir.as_fd(),
+                new.name.as_slice(),
                 nix::fcntl::RenameFlags::RENAME_EXCHANGE,
             )
             .map_err(errno)?;
@@ -548,10 +588,10 @@ impl Overlay {
             let d = dst.ok_or(Errno::EIO)?;
             let dst_dir = d.attr.kind == FileType::Directory;
             if src_dir && dst_lower_dir {
-                whiteout::make_opaque(&new_host)?;
+                whiteout::make_opaque(new.open_dir()?.as_fd())?;
             }
             if dst_dir && self.lower_child_is_dir(pnode.lower, name) {
-                whiteout::make_opaque(&old_host)?;
+                whiteout::make_opaque(old.open_dir()?.as_fd())?;
             }
             let mut nodes = self.nodes_w();
             nodes.move_name(src.ino, (parent, name), (u64::MAX, b"\0"));
@@ -566,22 +606,27 @@ impl Overlay {
             return Ok(());
         }
         // Clear the target: a whiteout, or an upper object being replaced.
-        let new_dir_host = self.upper.host(&nprel);
-        whiteout::remove(&new_dir_host, nn)?;
+        whiteout::remove(new.dir.as_fd(), nn)?;
         if let Some(d) = dst
             && d.node.upper
             && d.attr.kind == FileType::Directory
         {
             // Only markers are left in it (it is empty in the merged view).
-            fs::remove_dir_all(&new_host)?;
+            upper::remove_tree(new.dir.as_fd(), nn)?;
         }
-        fs::rename(&old_host, &new_host)?;
+        nix::fcntl::renameat(
+            old.dir.as_fd(),
+            old.name.as_slice(),
+            new.dir.as_fd(),
+            new.name.as_slice(),
+        )
+        .map_err(errno)?;
         self.upper.own.rename(&old_rel, &new_rel);
         if src_dir && dst_lower_dir {
-            whiteout::make_opaque(&new_host)?;
+            whiteout::make_opaque(new.open_dir()?.as_fd())?;
         }
         if src_lower_had {
-            whiteout::create(&self.upper.host(&prel), name)?;
+            whiteout::create(old.dir.as_fd(), name)?;
         }
         let mut nodes = self.nodes_w();
         if let Some(d) = dst {
@@ -612,19 +657,23 @@ impl Overlay {
             self.copy_up(ino, size != Some(0))?;
         }
         let (node, rel) = self.node(ino)?;
-        let host = self.upper.host(&rel);
+        let at = self.upper.at(&rel)?;
         let upper_fd = fh
             .filter(|f| f & LOWER_FH == 0 && *f != 0)
             .map(|f| f as i32);
         if let Some(sz) = size {
             match upper_fd {
                 Some(fd) => sys::ftruncate(fd, sz)?,
-                None => nix::unistd::truncate(&host, sz as libc::off_t).map_err(errno)?,
+                None => {
+                    let f = at.open_node(OFlag::O_WRONLY)?;
+                    sys::ftruncate(std::os::fd::AsRawFd::as_raw_fd(&f), sz)?
+                }
             }
         }
         if mode.is_some() || uid.is_some() || gid.is_some() {
-            let st = sys::lstat(&host)?;
-            let mut own = self.upper.own.get(&host, &rel, st.st_mode).unwrap_or(Own {
+            let st = at.lstat()?;
+            let xpath = at.proc();
+            let mut own = self.upper.own.get(&xpath, &rel, st.st_mode).unwrap_or(Own {
                 uid: st.st_uid,
                 gid: st.st_gid,
                 mode: st.st_mode,
@@ -632,18 +681,7 @@ impl Overlay {
             });
             if let Some(m) = mode {
                 own.mode = (own.mode & libc::S_IFMT) | (m & 0o7777);
-                if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-                    nix::sys::stat::fchmodat(
-                        nix::fcntl::AT_FDCWD,
-                        &host,
-                        Mode::from_bits_truncate(host_perm(
-                            m,
-                            st.st_mode & libc::S_IFMT == libc::S_IFDIR,
-                        )),
-                        nix::sys::stat::FchmodatFlags::FollowSymlink,
-                    )
-                    .map_err(errno)?;
-                }
+                at.chmod(host_perm(m, st.st_mode & libc::S_IFMT == libc::S_IFDIR))?;
             }
             if let Some(u) = uid {
                 own.uid = u;
@@ -661,7 +699,7 @@ impl Overlay {
                     own.mode &= !libc::S_ISGID;
                 }
             }
-            self.upper.own.set(&host, &rel, st.st_mode, own)?;
+            self.upper.own.set(&xpath, &rel, st.st_mode, own)?;
         }
         if atime.is_some() || mtime.is_some() {
             let ts = |t: Option<TimeOrNow>| match t {
@@ -673,8 +711,8 @@ impl Overlay {
                 }
             };
             nix::sys::stat::utimensat(
-                nix::fcntl::AT_FDCWD,
-                &host,
+                at.dir.as_fd(),
+                at.name.as_slice(),
                 &ts(atime),
                 &ts(mtime),
                 UtimensatFlags::NoFollowSymlink,
@@ -800,8 +838,10 @@ impl Filesystem for Overlay {
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let r = self.node(ino.0).and_then(|(n, p)| {
             if n.upper {
-                let t = fs::read_link(self.upper.host(&p))?;
-                Ok(t.into_os_string().into_vec())
+                let at = self.upper.at(&p)?;
+                let t =
+                    nix::fcntl::readlinkat(at.dir.as_fd(), at.name.as_slice()).map_err(errno)?;
+                Ok(t.into_vec())
             } else {
                 let e = n
                     .lower
@@ -836,37 +876,29 @@ impl Filesystem for Overlay {
                 return Err(Errno::EPERM);
             }
             let _g = self.names();
-            let (_prel, rel, _) = self.prepare_new(parent.0, name)?;
-            let host = self.upper.host(&rel);
+            let (at, rel, _) = self.prepare_new(parent.0, name)?;
             let perm = Mode::from_bits_truncate(host_perm(mode, false));
             let mut own = self.new_own(req, parent.0, mode)?;
+            let node = |k| {
+                nix::sys::stat::mknodat(at.dir.as_fd(), at.name.as_slice(), k, perm, 0)
+                    .map_err(errno)
+            };
+            let plain = || new_file(&at, perm.bits()).map(drop);
             match fmt {
-                libc::S_IFIFO => {
-                    nix::sys::stat::mknod(&host, SFlag::S_IFIFO, perm, 0).map_err(errno)?
-                }
-                libc::S_IFSOCK => {
-                    nix::sys::stat::mknod(&host, SFlag::S_IFSOCK, perm, 0).map_err(errno)?
-                }
+                libc::S_IFIFO => node(SFlag::S_IFIFO)?,
+                libc::S_IFSOCK => node(SFlag::S_IFSOCK)?,
                 libc::S_IFREG | 0 => {
-                    fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(perm.bits())
-                        .open(&host)?;
+                    plain()?;
                     own.mode = libc::S_IFREG | (mode & 0o7777);
                 }
                 libc::S_IFCHR | libc::S_IFBLK => {
                     // A plain host file; the ownership record carries type and device.
-                    fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(perm.bits())
-                        .open(&host)?;
+                    plain()?;
                     own.rdev = rdev;
                 }
                 _ => return Err(Errno::EINVAL),
             }
-            self.fresh(parent.0, name, &rel, own)
+            self.fresh(parent.0, &at, &rel, own)
         })();
         match r {
             Ok(f) => reply.entry(&TTL_UPPER, &f.attr, Generation(0)),
@@ -886,16 +918,18 @@ impl Filesystem for Overlay {
         let r = (|| -> R<Found> {
             let name = check_name(name)?;
             let _g = self.names();
-            let (_prel, rel, lower_dir) = self.prepare_new(parent.0, name)?;
-            let host = self.upper.host(&rel);
-            fs::DirBuilder::new()
-                .mode(host_perm(mode, true))
-                .create(&host)?;
+            let (at, rel, lower_dir) = self.prepare_new(parent.0, name)?;
+            nix::sys::stat::mkdirat(
+                at.dir.as_fd(),
+                at.name.as_slice(),
+                Mode::from_bits_truncate(host_perm(mode, true)),
+            )
+            .map_err(errno)?;
             if lower_dir {
-                whiteout::make_opaque(&host)?;
+                whiteout::make_opaque(at.open_dir()?.as_fd())?;
             }
             let own = self.new_own(req, parent.0, libc::S_IFDIR | (mode & 0o7777))?;
-            self.fresh(parent.0, name, &rel, own)
+            self.fresh(parent.0, &at, &rel, own)
         })();
         match r {
             Ok(f) => reply.entry(&TTL_UPPER, &f.attr, Generation(0)),
@@ -928,11 +962,10 @@ impl Filesystem for Overlay {
         let r = (|| -> R<Found> {
             let name = check_name(link_name)?;
             let _g = self.names();
-            let (_prel, rel, _) = self.prepare_new(parent.0, name)?;
-            let host = self.upper.host(&rel);
-            std::os::unix::fs::symlink(target, &host)?;
+            let (at, rel, _) = self.prepare_new(parent.0, name)?;
+            nix::unistd::symlinkat(target, at.dir.as_fd(), at.name.as_slice()).map_err(errno)?;
             let own = self.new_own(req, parent.0, libc::S_IFLNK | 0o777)?;
-            self.fresh(parent.0, name, &rel, own)
+            self.fresh(parent.0, &at, &rel, own)
         })();
         match r {
             Ok(f) => reply.entry(&TTL_UPPER, &f.attr, Generation(0)),
@@ -970,18 +1003,25 @@ impl Filesystem for Overlay {
         let r = (|| -> R<Found> {
             let nn = check_name(newname)?;
             let _g = self.names();
-            let (_prel, rel, _) = self.prepare_new(newparent.0, nn)?;
+            let (at, rel, _) = self.prepare_new(newparent.0, nn)?;
             self.copy_up(ino.0, true)?;
             let (node, src_rel) = self.node(ino.0)?;
             if node.kind == FileType::Directory {
                 return Err(Errno::EPERM);
             }
-            let host = self.upper.host(&rel);
-            fs::hard_link(self.upper.host(&src_rel), &host)?;
+            let src = self.upper.at(&src_rel)?;
+            nix::unistd::linkat(
+                src.dir.as_fd(),
+                src.name.as_slice(),
+                at.dir.as_fd(),
+                at.name.as_slice(),
+                nix::fcntl::AtFlags::empty(),
+            )
+            .map_err(errno)?;
             self.upper.own.link(&src_rel, &rel);
-            let st = sys::lstat(&host)?;
+            let st = at.lstat()?;
             self.nodes_w().bind_host(st.st_ino, ino.0);
-            let attr = self.upper.attr(&host, &rel, &st, ino.0);
+            let attr = self.upper.attr(&at, &rel, &st, ino.0);
             let f = Found {
                 ino: ino.0,
                 node: Node {
@@ -1025,11 +1065,13 @@ impl Filesystem for Overlay {
                 | libc::O_NOCTTY
                 | libc::O_APPEND
                 | libc::O_DIRECT);
-            let file = fs::OpenOptions::new()
-                .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
-                .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
-                .custom_flags((keep & !libc::O_ACCMODE) | libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                .open(self.upper.host(&rel))?;
+            let at = self.upper.at(&rel)?;
+            let file = upper::openat(
+                at.dir.as_fd(),
+                &at.name,
+                OFlag::from_bits_truncate(keep) | OFlag::O_NOFOLLOW,
+                0,
+            )?;
             let fd = file.into_raw_fd();
             self.open_fds().entry(ino.0).or_default().push(fd);
             Ok((fd as u64, FopenFlags::FOPEN_KEEP_CACHE))
@@ -1053,18 +1095,11 @@ impl Filesystem for Overlay {
         let r = (|| -> R<(Found, u64)> {
             let name = check_name(name)?;
             let _g = self.names();
-            let (_prel, rel, _) = self.prepare_new(parent.0, name)?;
-            let acc = flags & libc::O_ACCMODE;
-            let file = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(host_perm(mode, false))
-                .custom_flags(libc::O_CLOEXEC)
-                .open(self.upper.host(&rel))?;
-            let _ = acc;
+            let (at, rel, _) = self.prepare_new(parent.0, name)?;
+            let _ = flags;
+            let file = new_file(&at, host_perm(mode, false))?;
             let own = self.new_own(req, parent.0, libc::S_IFREG | (mode & 0o7777))?;
-            let f = self.fresh(parent.0, name, &rel, own)?;
+            let f = self.fresh(parent.0, &at, &rel, own)?;
             let fd = file.into_raw_fd();
             self.open_fds().entry(f.ino).or_default().push(fd);
             Ok((f, fd as u64))
@@ -1389,7 +1424,7 @@ impl Filesystem for Overlay {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match nix::sys::statvfs::statvfs(&self.upper.root) {
+        match nix::sys::statvfs::fstatvfs(self.upper.root_fd()) {
             Ok(s) => reply.statfs(
                 s.blocks(),
                 s.blocks_free(),
@@ -1424,7 +1459,7 @@ impl Filesystem for Overlay {
                 self.copy_up(ino.0, true)?;
             }
             let (_, rel) = self.node(ino.0)?;
-            sys::lsetxattr(&self.upper.host(&rel), n, value, flags)?;
+            sys::lsetxattr(&self.upper.at(&rel)?.proc(), n, value, flags)?;
             Ok(())
         })();
         match r {
@@ -1440,7 +1475,7 @@ impl Filesystem for Overlay {
         }
         let r = self.node(ino.0).and_then(|(node, rel)| {
             if node.upper {
-                Ok(sys::lgetxattr(&self.upper.host(&rel), n)?)
+                Ok(sys::lgetxattr(&self.upper.at(&rel)?.proc(), n)?)
             } else {
                 let e = node
                     .lower
@@ -1460,7 +1495,7 @@ impl Filesystem for Overlay {
         let r = self.node(ino.0).and_then(|(node, rel)| {
             let mut out = Vec::new();
             if node.upper {
-                let all = sys::llistxattr(&self.upper.host(&rel))?;
+                let all = sys::llistxattr(&self.upper.at(&rel)?.proc())?;
                 for k in all.split(|&b| b == 0).filter(|k| !k.is_empty()) {
                     if !k.starts_with(PRIVATE_PREFIX) {
                         out.extend_from_slice(k);
@@ -1506,7 +1541,7 @@ impl Filesystem for Overlay {
                 self.copy_up(ino.0, true)?;
             }
             let (_, rel) = self.node(ino.0)?;
-            sys::lremovexattr(&self.upper.host(&rel), n)?;
+            sys::lremovexattr(&self.upper.at(&rel)?.proc(), n)?;
             Ok(())
         })();
         match r {

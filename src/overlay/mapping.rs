@@ -186,6 +186,25 @@ impl Ownership {
     }
 }
 
+/// The xattrs the container set on an upper file (`user.*` other than this server's own
+/// records, and `security.capability`; never the host's `security.selinux` and the like),
+/// sorted by name: what a layer made of the upper dir records. Empty when unreadable.
+pub fn container_xattrs(host: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Ok(names) = sys::llistxattr(host) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = names
+        .split(|&b| b == 0)
+        .filter(|n| {
+            (n.starts_with(b"user.") && !n.starts_with(PRIVATE_PREFIX))
+                || *n == b"security.capability"
+        })
+        .filter_map(|n| Some((n.to_vec(), sys::lgetxattr(host, n).ok()?)))
+        .collect();
+    out.sort();
+    out
+}
+
 /// `k` is `dir` or a path below it.
 fn is_under(k: &[u8], dir: &[u8]) -> bool {
     k == dir || (k.len() > dir.len() && k.starts_with(dir) && k[dir.len()] == b'/')

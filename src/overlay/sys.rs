@@ -120,16 +120,6 @@ pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     check(r as libc::ssize_t).map(|_| st)
 }
 
-/// `lstat` by path.
-pub fn lstat(path: &Path) -> io::Result<libc::stat> {
-    let p = cpath(path)?;
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: p is NUL-terminated; st is a valid, writable stat struct.
-    let r = unsafe { libc::lstat(p.as_ptr(), &mut st) };
-    check(r as libc::ssize_t).map(|_| st)
-}
-
 /// `close` of a raw fd the file-handle table owned.
 pub fn close(fd: RawFd) -> io::Result<()> {
     // SAFETY: the caller gives up ownership of fd; closing a bad fd gives EBADF.

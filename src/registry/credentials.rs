@@ -3,14 +3,16 @@
 //! docker's `~/.docker/config.json`, read only.
 //!
 //! It never talks to a registry (login verifies before calling [`CredentialStore::save`]).
-//! Invariant: `auth.json` is replaced only by rename of a complete, fsynced 0600 file;
-//! fields camada does not know are kept.
+//! Invariant: `auth.json` is replaced only by rename of a complete, fsynced 0600 file,
+//! under an exclusive flock of `auth.json.lock` held across the read-modify-write, so two
+//! `login`s at once both land; fields camada does not know are kept.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Map, Value};
 
 use super::RegistryError;
@@ -100,6 +102,7 @@ impl CredentialStore {
     /// Stores credentials for `registry` in `auth.json`.
     pub fn save(&self, registry: &str, creds: &Credentials) -> Result<(), RegistryError> {
         let registry = normalize_key(registry);
+        let _lock = self.lock()?;
         let mut doc = Self::read_json(&self.auth_json)?.unwrap_or(Value::Object(Map::new()));
         let path = &self.auth_json;
         let root = doc
@@ -120,6 +123,7 @@ impl CredentialStore {
     /// Removes the credentials for `registry` from `auth.json`; whether there were any.
     pub fn remove(&self, registry: &str) -> Result<bool, RegistryError> {
         let registry = normalize_key(registry);
+        let _lock = self.lock()?;
         let Some(mut doc) = Self::read_json(&self.auth_json)? else {
             return Ok(false);
         };
@@ -135,14 +139,36 @@ impl CredentialStore {
         Ok(true)
     }
 
-    /// Temp file beside `auth.json` (same filesystem), 0600, fsync, rename, fsync dir.
-    fn write(&self, doc: &Value) -> Result<(), RegistryError> {
+    /// The config dir (0700), created if missing.
+    fn dir(&self) -> Result<&Path, RegistryError> {
         let path = &self.auth_json;
         let dir = path
             .parent()
             .ok_or_else(|| Self::err(path, "no parent directory"))?;
         fs::create_dir_all(dir).map_err(|e| Self::err(path, e))?;
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        Ok(dir)
+    }
+
+    /// Waits for the exclusive lock that serialises writers of `auth.json`.
+    fn lock(&self) -> Result<Flock<fs::File>, RegistryError> {
+        let mut name = self.auth_json.file_name().unwrap_or_default().to_owned();
+        name.push(".lock");
+        let path = self.dir()?.join(name);
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Self::err(&path, e))?;
+        Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Self::err(&path, e))
+    }
+
+    /// Temp file beside `auth.json` (same filesystem), 0600, fsync, rename, fsync dir.
+    fn write(&self, doc: &Value) -> Result<(), RegistryError> {
+        let path = &self.auth_json;
+        let dir = self.dir()?;
         let tmp = dir.join(format!(".auth.json.{}.tmp", std::process::id()));
         let result = (|| {
             let mut f = fs::OpenOptions::new()
@@ -220,12 +246,40 @@ mod tests {
         assert!(s.remove("127.0.0.1:5000").unwrap());
         assert!(!s.remove("127.0.0.1:5000").unwrap());
         assert_eq!(s.get("127.0.0.1:5000").unwrap(), None);
-        // leftover temp files: none
-        let names: Vec<_> = fs::read_dir(auth.parent().unwrap())
+        // leftover temp files: none (the lock file stays, empty, as flock needs)
+        let mut names: Vec<_> = fs::read_dir(auth.parent().unwrap())
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("auth.json")]);
+        names.sort();
+        assert_eq!(names, ["auth.json", "auth.json.lock"]);
+    }
+
+    #[test]
+    fn concurrent_saves_all_land() {
+        let d = tempfile::tempdir().unwrap();
+        let s = CredentialStore {
+            auth_json: d.path().join("auth.json"),
+            docker_config: None,
+        };
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let s = &s;
+                scope.spawn(move || {
+                    for i in 0..10 {
+                        s.save(&format!("r{t}-{i}:5000"), &creds("u", "p")).unwrap();
+                    }
+                });
+            }
+        });
+        for t in 0..4 {
+            for i in 0..10 {
+                assert!(
+                    s.get(&format!("r{t}-{i}:5000")).unwrap().is_some(),
+                    "r{t}-{i}"
+                );
+            }
+        }
     }
 
     #[test]

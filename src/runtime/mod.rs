@@ -34,6 +34,7 @@ pub mod process;
 pub mod pty;
 mod relay;
 mod sys;
+pub mod unshared;
 pub mod userns;
 
 use std::path::{Path, PathBuf};

@@ -27,6 +27,10 @@ pub struct Bind {
     /// Path inside the container (absolute).
     pub destination: String,
     pub readonly: bool,
+    /// A volume: when its source directory is empty, the image's content at the
+    /// destination is first copied into it, with its owners and modes (docker's copy-up).
+    #[serde(default)]
+    pub fill: bool,
 }
 
 /// Why a mount step failed (the target is named as the container sees it).
@@ -41,6 +45,12 @@ pub enum MountError {
         what: String,
         target: String,
         source: Errno,
+    },
+    #[error("copying the image's {target} into the volume {path}: {source}")]
+    Fill {
+        target: String,
+        path: PathBuf,
+        source: io::Error,
     },
     #[error("bind mount source {path}: {source}")]
     BindSource { path: PathBuf, source: io::Error },
@@ -259,6 +269,132 @@ fn remount_readonly(root: &OwnedFd, target: &str) -> Result<(), MountError> {
     })
 }
 
+/// Read-only for the bind at `target` and every mount below it (a recursive bind brings
+/// the source's submounts along; each needs its own remount).
+fn remount_tree_readonly(root: &OwnedFd, target: &str) -> Result<(), MountError> {
+    remount_readonly(root, target)?;
+    let fd = open_in_root(root, target, None)?;
+    let Ok(real) = std::fs::read_link(fd_path(&fd)) else {
+        return Ok(());
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Ok(());
+    };
+    let rootfs = std::fs::read_link(fd_path(root)).unwrap_or_default();
+    for below in submounts(&info, &real) {
+        let Ok(inside) = below.strip_prefix(&rootfs) else {
+            continue;
+        };
+        let inside = format!("/{}", inside.display());
+        remount_readonly(root, &inside)?;
+    }
+    Ok(())
+}
+
+/// The mount points strictly below `top` in a /proc/self/mountinfo text, outermost first.
+fn submounts(mountinfo: &str, top: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p != top && p.starts_with(top))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// mountinfo's octal escapes (`\040` for a space).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// docker's copy-up: when the volume directory `source` is empty, the image's content at
+/// `target` (resolved inside the rootfs) is copied into it with owners and modes (this
+/// runs as the container's root, so the owners are container ids, mapped on the host).
+fn fill_volume(root: &OwnedFd, source: &Path, target: &str) -> Result<(), MountError> {
+    let err = |e: io::Error| MountError::Fill {
+        target: target.to_string(),
+        path: source.to_path_buf(),
+        source: e,
+    };
+    let empty = std::fs::read_dir(source).map_err(err)?.next().is_none();
+    if !empty {
+        return Ok(());
+    }
+    let from = match openat2(root, rel_path(target).as_path(), how(OFlag::O_PATH)) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(err(io::Error::from(e))),
+    };
+    let from = PathBuf::from(fd_path(&from));
+    let meta = std::fs::metadata(&from).map_err(err)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    copy_tree(&from, source).map_err(err)?;
+    copy_owner_and_mode(&meta, source);
+    Ok(())
+}
+
+fn rel_path(path: &str) -> PathBuf {
+    let comps = rel_components(path);
+    if comps.is_empty() {
+        PathBuf::from(".")
+    } else {
+        comps.iter().collect()
+    }
+}
+
+/// Owners (when this namespace maps them) and permission bits of `meta` onto `path`.
+fn copy_owner_and_mode(meta: &std::fs::Metadata, path: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let _ = std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()));
+    if !meta.file_type().is_symlink() {
+        let _ =
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777));
+    }
+}
+
+/// Copies the children of directory `from` into directory `to`: directories, regular
+/// files and symlinks (never followed); device nodes and sockets are skipped.
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(&src)?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else {
+            continue;
+        }
+        copy_owner_and_mode(&meta, &dst);
+    }
+    Ok(())
+}
+
 fn bind(root: &OwnedFd, source: &Path, target: &str, recursive: bool) -> Result<(), MountError> {
     let meta = std::fs::metadata(source).map_err(|e| MountError::BindSource {
         path: source.to_path_buf(),
@@ -416,13 +552,24 @@ pub(crate) fn prepare(setup: &Setup<'_>) -> Result<(), MountError> {
         })?;
         remount_readonly(&root, path)?;
     }
-    for (path, host) in setup.files {
-        bind(&root, host, path, false)?;
-    }
+    // user mounts first, so /etc/hosts and friends land on a volume bound over /etc; a
+    // user mount of one of those files wins over the generated one
     for b in setup.binds {
+        if b.fill {
+            fill_volume(&root, &b.source, &b.destination)?;
+        }
         bind(&root, &b.source, &b.destination, true)?;
         if b.readonly {
-            remount_readonly(&root, &b.destination)?;
+            remount_tree_readonly(&root, &b.destination)?;
+        }
+    }
+    for (path, host) in setup.files {
+        if !setup
+            .binds
+            .iter()
+            .any(|b| Path::new(&b.destination) == Path::new(path))
+        {
+            bind(&root, host, path, false)?;
         }
     }
     let _ = setup.network;
@@ -488,5 +635,18 @@ mod tests {
             resolv_conf("nameserver 127.0.0.1\n", Network::None),
             "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
         );
+    }
+
+    #[test]
+    fn submounts_below_a_bind_are_found_in_mountinfo() {
+        let info = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                    30 22 0:5 / /r/data rw - tmpfs t rw\n\
+                    31 30 0:6 / /r/data/a\\040b rw - tmpfs t rw\n\
+                    32 22 0:7 / /r/database rw - tmpfs t rw\n";
+        assert_eq!(
+            submounts(info, Path::new("/r/data")),
+            vec![PathBuf::from("/r/data/a b")]
+        );
+        assert_eq!(unescape_mountinfo("x\\011y\\"), "x\ty\\");
     }
 }

@@ -185,6 +185,41 @@ pub struct Record {
     pub name: String,
     pub config: RunConfig,
     pub host_config: HostConfig,
+    /// What is mounted into it: `-v` binds and volumes, and the image's VOLUMEs
+    /// (absent in records written before volumes existed).
+    #[serde(default)]
+    pub mounts: Vec<MountPoint>,
+}
+
+/// Whether a mount is a host path or a volume of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    #[default]
+    Bind,
+    Volume,
+}
+
+/// One mount of a container, decided at `create` (docker's `MountPoints`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountPoint {
+    #[serde(rename = "Type")]
+    pub kind: MountKind,
+    /// The volume's name (empty for a bind).
+    pub name: String,
+    /// The host path mounted (a volume's `_data`).
+    pub source: PathBuf,
+    /// Where the container sees it (absolute).
+    pub destination: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    /// A volume made for this container alone (an image VOLUME or `-v /path`): `rm -v`
+    /// and `run --rm` remove it.
+    pub anonymous: bool,
+    /// `-v NAME:/path:nocopy`: the image's content is not copied into the volume.
+    #[serde(default)]
+    pub no_copy: bool,
 }
 
 impl Record {
@@ -488,7 +523,7 @@ impl Records {
 
 /// `remove_dir_all`, first making directories writable (a container may leave a 0500 dir
 /// in its writable layer).
-fn remove_tree(path: &Path) -> io::Result<()> {
+pub fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -109,6 +109,36 @@ impl Store {
         Ok(bytes)
     }
 
+    /// `system prune`: removes the kept parts of interrupted downloads, except those a
+    /// running pull holds (it has them locked). Returns (files removed, bytes freed).
+    pub fn prune_partials(&self) -> Result<(usize, u64)> {
+        let dir = self.paths.partials_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(source) => return Err(StoreError::Remove { path: dir, source }),
+        };
+        let (mut files, mut bytes) = (0, 0);
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(file) = File::open(&path) else {
+                continue; // committed or pruned meanwhile
+            };
+            // held by a download in progress: leave it
+            let Ok(_held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+                continue;
+            };
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&path).map_err(|source| StoreError::Remove {
+                path: path.clone(),
+                source,
+            })?;
+            files += 1;
+            bytes += size;
+        }
+        Ok((files, bytes))
+    }
+
     /// The kept part of a download of `d`, to resume it: [`PartialBlob::kept`] bytes are
     /// already there, writes append. If another command is downloading the same blob
     /// right now, this one gets a private temp file starting at 0 instead.
@@ -421,5 +451,22 @@ mod tests {
         p.restart().unwrap();
         p.write_all(b"right").unwrap();
         assert_eq!(p.commit(Some(5)).unwrap(), d2);
+    }
+
+    #[test]
+    fn prune_partials_keeps_a_download_in_progress() {
+        let (_t, s) = store();
+        let (a, b) = (Digest::of(b"aaaa"), Digest::of(b"bbbb"));
+        let mut p = s.partial(&a).unwrap();
+        p.write_all(b"aa").unwrap();
+        drop(p); // interrupted: kept
+        let mut busy = s.partial(&b).unwrap();
+        busy.write_all(b"bbb").unwrap();
+        assert_eq!(s.prune_partials().unwrap(), (1, 2));
+        assert!(!s.paths().partial_blob(&a).exists());
+        assert!(s.paths().partial_blob(&b).exists());
+        busy.write_all(b"b").unwrap();
+        assert_eq!(busy.commit(Some(4)).unwrap(), b);
+        assert_eq!(s.prune_partials().unwrap(), (0, 0));
     }
 }

@@ -201,6 +201,15 @@ impl Store {
         let mut live = Live::default();
         for (manifest, rec) in &db.images {
             live.blobs.insert(manifest.hex().to_owned());
+            // a repo digest names what the registry serves: the manifest, or the
+            // multi-platform index pull kept beside it
+            for rd in &rec.repo_digests {
+                if let Some((_, d)) = rd.rsplit_once('@')
+                    && let Ok(d) = d.parse::<Digest>()
+                {
+                    live.blobs.insert(d.hex().to_owned());
+                }
+            }
             if let Ok(bytes) = self.read_blob(manifest)
                 && let Ok(m) = serde_json::from_slice::<ManifestRefs>(&bytes)
             {
@@ -439,6 +448,27 @@ mod tests {
         assert!(names(&s.paths().blobs_dir()).is_empty());
         assert!(names(&s.paths().layers_dir()).is_empty());
         assert!(names(&s.paths().tmp_dir()).is_empty());
+    }
+
+    #[test]
+    fn gc_keeps_the_index_a_repo_digest_names() {
+        let (_t, s) = store();
+        let (m, c) = image(&s, "docker.io/library/a:latest", &[b"base"]);
+        let index = s.put_blob(b"{\"manifests\":[]}").unwrap();
+        s.update(|db| {
+            db.add_image(&m, &c, Some(&format!("docker.io/library/a@{index}")));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        assert_eq!(s.gc().unwrap().blobs, 0);
+        assert!(s.has_blob(&index));
+        s.update(|db| {
+            db.remove_image(&m);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        s.gc().unwrap();
+        assert!(!s.has_blob(&index));
     }
 
     #[test]

@@ -2,18 +2,15 @@
 //! image, with docker's `--change` instructions and `-m` message.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read};
+use std::io::{self, Read};
 
 use super::{ArchiveError, Result};
 use crate::digest::Digest;
+use crate::engine::commit::{CommitError, ImageSpec, Step, layer_from_tar, write_image};
 use crate::engine::{ImportRequest, Input};
-use crate::image::{
-    History, ImageConfig, ManifestFormat, Platform, RunConfig, build_image, format_rfc3339,
-    uncompressed_layer,
-};
-use crate::layer::{LayerError, ingest};
+use crate::image::{History, RunConfig};
 use crate::reference::Reference;
-use crate::store::{Store, StoreError, now};
+use crate::store::Store;
 
 /// Imports the tarball; returns the new image's ID.
 pub fn import(store: &Store, input: Input, req: &ImportRequest) -> Result<Digest> {
@@ -40,69 +37,40 @@ pub fn import(store: &Store, input: Input, req: &ImportRequest) -> Result<Digest
             (Box::new(f), path.display().to_string())
         }
     };
-    let _writing = store.writing()?;
-    let stage = store.stage_layer()?;
-    let (tar, idx) = stage.create_files()?;
-    let ingested = ingest(reader, BufWriter::with_capacity(256 << 10, tar), idx).map_err(
-        |source| match source {
-            LayerError::Read { .. } | LayerError::WriteTar(_) | LayerError::WriteIndex(_) => {
-                ArchiveError::Layer {
-                    member: what.clone(),
-                    source,
-                }
-            }
-            source => ArchiveError::NotTar {
-                what: what.clone(),
-                source,
-            },
+    let writing = store.writing()?;
+    let layer = layer_from_tar(store, &writing, reader, &what).map_err(|e| match e {
+        CommitError::EmptyTar(what) => ArchiveError::EmptyImport(what),
+        CommitError::ReadLayer { what, source } => ArchiveError::Layer {
+            member: what,
+            source,
         },
-    )?;
-    if ingested.compressed_size == 0 {
-        return Err(ArchiveError::EmptyImport(what));
-    }
-    let diff_id = ingested.diff_id.clone();
-    stage.commit(&diff_id)?;
-    store.link_layer_blob(&diff_id)?;
-
-    let created = format_rfc3339(i64::try_from(now()).unwrap_or(0), 0);
-    let mut config = ImageConfig::new(&Platform::host(), &created);
-    config.config = Some(run);
+        CommitError::NotTar { what, source } => ArchiveError::NotTar { what, source },
+        e => ArchiveError::Commit(Box::new(e)),
+    })?;
     let comment = req
         .message
         .clone()
         .unwrap_or_else(|| format!("Imported from {what}"));
-    config.comment = Some(comment.clone());
-    config.push_layer(
-        diff_id.clone(),
-        History {
-            created: Some(created),
-            comment: Some(comment),
-            ..History::default()
-        },
-    );
-    let layer = uncompressed_layer(ManifestFormat::Oci, &diff_id, ingested.tar_size);
-    let built = build_image(&config, &[layer], ManifestFormat::Oci).map_err(|source| {
-        ArchiveError::Image {
-            id: "imported".into(),
-            source,
-        }
-    })?;
-    store.put_blob(&built.config_json)?;
-    store.put_blob(&built.manifest_json)?;
-    let id = built.config.digest.clone();
-    store.update(|db| {
-        db.add_image(&built.manifest.digest, &id, None);
-        if let Some(n) = &name {
-            db.tag(&n.to_string(), &built.manifest.digest);
-        }
-        Ok::<_, StoreError>(())
-    })?;
-    Ok(id)
+    let spec = ImageSpec {
+        base: None,
+        steps: vec![Step {
+            layer: Some(layer),
+            history: History {
+                comment: Some(comment.clone()),
+                ..History::default()
+            },
+        }],
+        run: Some(run),
+        comment: Some(comment),
+        author: None,
+        tags: name.into_iter().collect(),
+    };
+    write_image(store, &writing, &spec).map_err(|e| ArchiveError::Commit(Box::new(e)))
 }
 
 /// Applies one `--change` instruction (`CMD ["sh"]`, `ENV A=1`, `WORKDIR /x`...) as
 /// `docker import` does.
-fn apply_change(run: &mut RunConfig, change: &str) -> Result<()> {
+pub fn apply_change(run: &mut RunConfig, change: &str) -> Result<()> {
     let bad = |why: &str| ArchiveError::BadChange {
         change: change.to_owned(),
         why: why.to_owned(),

@@ -17,7 +17,7 @@ mod import;
 mod load;
 mod save;
 
-pub use import::import;
+pub use import::{apply_change, import};
 pub use load::load;
 pub use save::save;
 
@@ -113,6 +113,8 @@ pub enum ArchiveError {
     },
     #[error("--change {change:?}: {why}")]
     BadChange { change: String, why: String },
+    #[error("{0}")]
+    Commit(Box<crate::engine::commit::CommitError>),
 }
 
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
