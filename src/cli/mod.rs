@@ -252,6 +252,7 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Logs(a) => containers::logs(&engine(&cmd)?, a),
         Command::Attach(a) => containers::attach(&engine(&cmd)?, a),
         Command::Wait(a) => containers::wait(&engine(&cmd)?, a),
+        Command::Port(a) => containers::port(&engine(&cmd)?, a),
         Command::Container(g) => match &g.command {
             containers::ContainerCommand::Inspect(a) => {
                 containers::inspect(&engine(&cmd)?, &a.containers, a.format.as_deref())

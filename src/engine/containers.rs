@@ -56,6 +56,8 @@ pub enum ContainersError {
     VolumeSource { path: PathBuf, source: io::Error },
     #[error("{0}")]
     BadNetwork(String),
+    #[error("{0}")]
+    Ports(#[from] crate::runtime::ports::PortsError),
     #[error("invalid signal: {0}")]
     BadSignal(String),
     #[error(
@@ -112,6 +114,8 @@ pub struct CreateRequest {
     pub interactive: bool,
     pub auto_remove: bool,
     pub network: Option<String>,
+    /// `-p` as typed.
+    pub publish: Vec<String>,
     pub volumes: Vec<String>,
     pub init: bool,
 }
@@ -162,6 +166,8 @@ pub struct ContainerRow {
     pub name: String,
     /// (writable layer bytes, image bytes) for `ps -s`.
     pub size: Option<(u64, u64)>,
+    /// What it publishes while it runs.
+    pub ports: Vec<runtime::ports::Published>,
 }
 
 /// `container prune`: what went and the space it gave back.
@@ -335,7 +341,7 @@ impl Engine {
         Ok(r)
     }
 
-    fn run_dir(&self, id: &str) -> PathBuf {
+    pub(super) fn run_dir(&self, id: &str) -> PathBuf {
         self.paths.run_dir(id)
     }
 
@@ -398,7 +404,7 @@ impl Engine {
         Ok(c)
     }
 
-    fn find(&self, word: &str) -> Result<(Records, Container)> {
+    pub(super) fn find(&self, word: &str) -> Result<(Records, Container)> {
         let records = self.records().map_err(engine_to_containers)?;
         let id = records.resolve(word)?;
         let c = self.current(&records, &id)?;
@@ -460,9 +466,12 @@ impl Engine {
         }
         merge_env(&mut env, expand_env(&req.env, host_env)?);
         let network = req.network.clone().unwrap_or_else(|| "private".into());
-        network
-            .parse::<Network>()
-            .map_err(ContainersError::BadNetwork)?;
+        let port_bindings = super::network::port_bindings(
+            &req.publish,
+            network
+                .parse::<Network>()
+                .map_err(ContainersError::BadNetwork)?,
+        )?;
         let mounts = self.container_mounts(&req.volumes, &rc.volumes)?;
         let id = new_id()?;
         let short: String = id.chars().take(12).collect();
@@ -495,6 +504,7 @@ impl Engine {
                 network_mode: network,
                 auto_remove: req.auto_remove,
                 init: req.init,
+                port_bindings,
             },
             mounts,
         };
@@ -708,7 +718,7 @@ impl Engine {
             init: r.host_config.init,
             io,
             maps: IdMaps::for_current_user(),
-            ports: Vec::new(),
+            ports: super::network::bind_ports(&r.host_config)?,
         })
     }
 
@@ -864,6 +874,7 @@ impl Engine {
                 (tree_size(&records.upper_dir(&c.record.id)), image)
             });
             rows.push(ContainerRow {
+                ports: self.published(&c),
                 id: c.record.id.clone(),
                 image: c.record.config.image.clone(),
                 command: c.record.argv(),
@@ -968,6 +979,7 @@ impl Engine {
         word: &str,
     ) -> std::result::Result<ContainerInspect, EngineError> {
         let (records, c) = self.find(word)?;
+        let network_settings = super::network::NetworkSettings::of(&self.published(&c));
         let r = c.record;
         let dir = records.dir_of(&r.id);
         let run = self.run_dir(&r.id);
@@ -1007,6 +1019,7 @@ impl Engine {
             driver: "camada-overlay".into(),
             platform: "linux".into(),
             host_config: r.host_config,
+            network_settings,
             graph_driver: GraphDriver {
                 name: "camada-overlay".into(),
                 data: GraphData {
@@ -1070,6 +1083,7 @@ pub struct ContainerInspect {
     pub driver: String,
     pub platform: String,
     pub host_config: state::HostConfig,
+    pub network_settings: super::network::NetworkSettings,
     pub graph_driver: GraphDriver,
     pub mounts: Vec<MountInspect>,
     pub config: state::RunConfig,

@@ -12,6 +12,7 @@ pub mod commit;
 pub mod containers;
 mod images;
 pub mod login;
+pub mod network;
 pub mod pull;
 pub mod push;
 mod system;

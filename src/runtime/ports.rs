@@ -29,8 +29,8 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{
-    AddressFamily, Shutdown, SockFlag, SockType, SockaddrIn, connect, getsockopt, shutdown,
-    socket, sockopt,
+    AddressFamily, Shutdown, SockFlag, SockType, SockaddrIn, connect, getsockopt, shutdown, socket,
+    sockopt,
 };
 
 /// The transport of a published port.
@@ -785,7 +785,12 @@ mod tests {
 
     #[test]
     fn displays_canonically_and_round_trips() {
-        for s in ["18081:80/tcp", "127.0.0.1:53:53/udp", ":80/tcp", "[::1]:8080:80/tcp"] {
+        for s in [
+            "18081:80/tcp",
+            "127.0.0.1:53:53/udp",
+            ":80/tcp",
+            "[::1]:8080:80/tcp",
+        ] {
             assert_eq!(p(s).to_string(), s);
             assert_eq!(p(&p(s).to_string()), p(s));
         }
@@ -853,7 +858,10 @@ mod tests {
         assert_eq!(echo.join().unwrap(), data.len());
         assert!(back == data, "the echoed bytes differ");
         fw.stop();
-        assert!(std::net::TcpStream::connect(host).is_err(), "port still open");
+        assert!(
+            std::net::TcpStream::connect(host).is_err(),
+            "port still open"
+        );
     }
 
     #[test]
@@ -871,7 +879,9 @@ mod tests {
         let mut peers = Vec::new();
         for _ in 0..2 {
             let (n, from) = server.recv_from(&mut buf).unwrap();
-            server.send_to(&[b"re: ", &buf[..n]].concat(), from).unwrap();
+            server
+                .send_to(&[b"re: ", &buf[..n]].concat(), from)
+                .unwrap();
             peers.push(from);
         }
         assert_ne!(peers[0], peers[1], "two clients share one flow");
