@@ -365,6 +365,9 @@ fn create_pulling(engine: &Engine, req: &CreateRequest) -> Result<String, CliErr
 pub fn run(engine: &Engine, a: &Run) -> Result<(), CliError> {
     require(!a.args.is_empty(), "IMAGE", "run")?;
     let id = create_pulling(engine, &request!(a))?;
+    if let Some(w) = engine.network_warning(&id) {
+        eprintln!("WARNING: {w}");
+    }
     if a.detach {
         engine
             .start_container(&id, StartMode::Detached)

@@ -697,6 +697,11 @@ impl Engine {
                 stdin,
             },
         };
+        let network: Network = r
+            .host_config
+            .network_mode
+            .parse()
+            .map_err(ContainersError::BadNetwork)?;
         Ok(runtime::Container {
             id: r.id.clone(),
             rootfs: RootFs::Mount(mount),
@@ -709,16 +714,13 @@ impl Engine {
                 tty: r.config.tty,
             },
             hostname: r.config.hostname.clone(),
-            network: r
-                .host_config
-                .network_mode
-                .parse()
-                .map_err(ContainersError::BadNetwork)?,
+            network,
             binds,
             init: r.host_config.init,
             io,
             maps: IdMaps::for_current_user(),
             ports: super::network::bind_ports(&r.host_config)?,
+            outbound: runtime::netns::choose(network).0,
         })
     }
 

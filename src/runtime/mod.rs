@@ -29,6 +29,7 @@ pub mod exec;
 mod first;
 pub mod monitor;
 pub mod mounts;
+pub mod netns;
 pub mod ports;
 pub mod process;
 pub mod pty;
@@ -126,6 +127,8 @@ pub struct Container {
     pub maps: IdMaps,
     /// `-p`: host sockets already bound ([`ports::bind`]); the monitor forwards them.
     pub ports: Vec<ports::Bound>,
+    /// The private network's way out ([`netns::choose`]); `Loopback` for none.
+    pub outbound: netns::Outbound,
 }
 
 /// Why running a container failed.

@@ -38,7 +38,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::process::Failure;
 use super::pty::{self, RawMode};
-use super::{Container, Io, Network, RootFs, RuntimeError, mounts, ports, sys};
+use super::{Container, Io, Network, RootFs, RuntimeError, mounts, netns, ports, sys};
 
 /// How a container ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,7 +246,8 @@ pub fn start(mut container: Container, on_exit: Option<OnExit>) -> Result<Starte
         ("hostname", format!("{}\n", container.hostname)),
         (
             "resolv.conf",
-            mounts::resolv_conf(&host_resolv, container.network),
+            netns::resolv_conf(&host_resolv, &container.outbound)
+                .unwrap_or_else(|| mounts::resolv_conf(&host_resolv, container.network)),
         ),
     ] {
         let path = run_dir.join(name);
@@ -379,6 +380,15 @@ fn monitor_main(
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stderr(&null);
     }
+    // the network helper must start in the host's namespaces: fork it first
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let helper = match netns::Helper::fork(&c.outbound, &host_resolv) {
+        Ok(h) => h,
+        Err(e) => {
+            m.say(&format!("S starting the network helper: {e}"));
+            return 125;
+        }
+    };
     if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWUSER) {
         m.say(&format!(
             "S creating a user namespace: {e} (are user namespaces enabled? sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone)"
@@ -391,7 +401,7 @@ fn monitor_main(
         return 125;
     }
     let published = std::mem::take(&mut c.ports);
-    match run_monitor(&c, rootfs, published, &mut m) {
+    match run_monitor(&c, rootfs, published, helper, &mut m) {
         Ok((info, keep)) => {
             let _ =
                 nix::mount::umount2(&c.run_dir.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
@@ -457,6 +467,7 @@ fn run_monitor(
     c: &Container,
     source: RootFs,
     published: Vec<ports::Bound>,
+    mut helper: Option<netns::Helper>,
     m: &mut MonitorFiles,
 ) -> Result<(Ended, Option<Box<dyn std::any::Any>>), Early> {
     let setup = |what: &str, e: &dyn std::fmt::Display| Early::Setup(format!("{what}: {e}"));
@@ -478,6 +489,9 @@ fn run_monitor(
     .map_err(|e| setup("making / private", &e))?;
     if c.network != Network::Host {
         sys::loopback_up().map_err(|e| setup("bringing up lo", &e))?;
+    }
+    if let Some(h) = &mut helper {
+        h.release();
     }
     nix::unistd::sethostname(&c.hostname).map_err(|e| setup("setting the hostname", &e))?;
 
@@ -531,6 +545,9 @@ fn run_monitor(
         Ok(k) => k,
         Err(msg) => return Err(Early::Setup(msg)),
     };
+    if let Some(h) = &mut helper {
+        h.wait_ready().map_err(|e| setup("outbound network", &e))?;
+    }
     // the forwarder's sockets to the container's ports are made in its network namespace,
     // and its thread must exist before CLONE_NEWPID
     let forwarder = if published.is_empty() {

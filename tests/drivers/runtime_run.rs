@@ -132,6 +132,7 @@ fn drive(job: Job) -> Result<i32, runtime::RuntimeError> {
                 io,
                 maps,
                 ports: Vec::new(),
+                outbound: runtime::netns::Outbound::Loopback,
             };
             let started = runtime::start(c, Some(hook))?;
             if detached {
