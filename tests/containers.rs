@@ -10,77 +10,8 @@ mod reg;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use common::engines::{ALL, Who, cleanup, engines};
 use common::{Camada, require};
-
-/// Who runs the engine in a test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
-    Root,
-    User,
-    SingleId,
-}
-
-/// A Camada whose containers are all removed when it goes, also when the test panics (a
-/// detached container must never outlive its test).
-struct Engine(Camada);
-
-impl std::ops::Deref for Engine {
-    type Target = Camada;
-    fn deref(&self) -> &Camada {
-        &self.0
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        cleanup(&self.0);
-    }
-}
-
-/// The engines a test runs against, each with the base image loaded. Rootless ones need
-/// FUSE and user namespaces (a loud SKIP off CI when missing).
-fn engines(who: &[Who]) -> Vec<(Who, Engine)> {
-    let mut out = Vec::new();
-    for &w in who {
-        let c = match w {
-            Who::Root => {
-                if !common::is_root() {
-                    continue;
-                }
-                Camada::new()
-            }
-            Who::User | Who::SingleId => {
-                let Some(mut c) = Camada::as_user() else {
-                    continue;
-                };
-                if !require("FUSE", common::fuse_usable())
-                    || !require("user namespaces", c.userns_usable())
-                {
-                    continue;
-                }
-                if w == Who::SingleId {
-                    // no newuidmap/newgidmap found: the single mapping
-                    c.env("PATH", "/nonexistent");
-                }
-                c
-            }
-        };
-        c.load_base();
-        out.push((w, Engine(c)));
-    }
-    out
-}
-
-const ALL: &[Who] = &[Who::Root, Who::User, Who::SingleId];
-
-/// Removes every container of `c` (a Camada's temp dir goes when dropped; a running
-/// container must not outlive the test).
-fn cleanup(c: &Camada) {
-    let ids = c.run(["ps", "-aq", "--no-trunc"]).stdout();
-    for id in ids.lines().filter(|l| !l.is_empty()) {
-        c.run(["rm", "-f", id]);
-    }
-}
 
 #[test]
 fn exit_codes_pass_through() {
@@ -182,11 +113,21 @@ fn process_settings_are_seen_inside() {
         c.run(["start", "-a", id])
             .success()
             .stdout_is(&format!("{}\n", &id[..12]));
-        // -u by name and by number, with the groups of the image's /etc/group
-        if who != Who::SingleId {
-            let out = c.ok(["run", "--rm", "-u", "1000", "base", "id"]);
-            assert!(out.starts_with("uid=1000"), "{out}");
-        }
+        // -u by name and by number, with the groups of the image's /etc/group (single-id
+        // mode maps the one id to the user asked for)
+        let out = c.ok(["run", "--rm", "-u", "1000", "base", "id"]);
+        assert!(out.starts_with("uid=1000"), "{who:?}: {out}");
+        let out = c.ok([
+            "run",
+            "--rm",
+            "-u",
+            "1000:1000",
+            "base",
+            "sh",
+            "-c",
+            "id -u; id -g",
+        ]);
+        assert_eq!(out, "1000\n1000\n", "{who:?}");
         c.run(["run", "--rm", "base", "stat", "-c", "%a", "/"])
             .success()
             .stdout_is("755\n");

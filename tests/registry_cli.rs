@@ -357,6 +357,68 @@ fn kill_9_mid_pull_then_the_next_pull_resumes() {
 }
 
 #[test]
+fn ctrl_c_mid_pull_and_mid_run_keeps_the_partial_and_says_so() {
+    let r = Registry::start(Auth::None);
+    let img = make_image(37);
+    upload(&r.addr(), "slow/app", "v1", &img);
+    let big = img.layers[0].digest.clone();
+    let p = FaultProxy::start("127.0.0.1", &r.addr());
+    let e = Env::new();
+    let name = format!("{}/slow/app:v1", p.addr);
+    let partial = e.path().join("root/partial").join(big.hex());
+    // the stalled read never returns: the watcher gives up waiting and exits by itself;
+    // `run`'s pull of a missing image stops the same way (its request resumes: the stall
+    // counts the bytes of that response)
+    for (stall, bytes, args) in [
+        (1_000_000, 1_000_000, vec!["pull", name.as_str()]),
+        (
+            500_000,
+            1_500_000,
+            vec!["run", "--rm", name.as_str(), "true"],
+        ),
+    ] {
+        p.add(
+            "GET",
+            &format!("/blobs/{big}"),
+            Fault::StallAfter { bytes: stall },
+            1,
+        );
+        let child = e
+            .cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while fs::metadata(&partial).map_or(0, |m| m.len()) < bytes as u64 {
+            assert!(Instant::now() < deadline, "the pull never got its bytes");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{args:?}: {err}");
+        assert!(
+            err.trim_end().ends_with(
+                "pull interrupted; the partial download is kept and the next pull resumes"
+            ),
+            "{args:?}: {err}"
+        );
+        assert_eq!(fs::metadata(&partial).unwrap().len(), bytes as u64);
+    }
+    p.clear_seen();
+    let out = e.ok(&["pull", &name]);
+    assert!(
+        out.contains(&format!("{}: Resuming from byte 1500000", big.short())),
+        "{out}"
+    );
+}
+
+#[test]
 fn an_unprivileged_user_pulls() {
     // uid/gid 65534 (nobody) with a store it owns: no root, no subuid range needed
     let r = Registry::start(Auth::None);

@@ -25,7 +25,7 @@ use runtime_job::Job;
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "id", "ps", "sleep", "hostname", "ls", "touch", "stat", "true", "false",
     "env", "pwd", "mkdir", "grep", "wc", "kill", "tty", "stty", "ip", "printf", "readlink", "test",
-    "head", "mount",
+    "head", "mount", "chown", "su",
 ];
 
 /// Who runs the driver.
@@ -308,6 +308,56 @@ fn exit_codes_and_separate_streams() {
     }
 }
 
+/// The (stream, text) pairs of a json-file log.
+fn log_lines(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert!(v["time"].as_str().unwrap().ends_with('Z'), "{l}");
+            (
+                v["stream"].as_str().unwrap().to_string(),
+                v["log"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_foreground_also_logs() {
+    for s in sandboxes() {
+        let log = s.dir.path().join("fg.log");
+        let mut job = s.job(&[
+            "sh",
+            "-c",
+            "echo out; echo err >&2; read x; echo got $x; exit 3",
+        ]);
+        job.log = Some(log.clone());
+        job.stdin = true;
+        let o = s.run(&job, "in\n");
+        // the terminal sees what it saw without the log, streams apart
+        assert_eq!(
+            (o.code, o.stdout.as_str(), o.stderr.as_str()),
+            (3, "out\ngot in\n", "err\n"),
+            "{:?}",
+            s.who
+        );
+        let mut lines = log_lines(&log);
+        lines.sort();
+        let want = [
+            ("stderr", "err\n"),
+            ("stdout", "got in\n"),
+            ("stdout", "out\n"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(lines, want, "{:?}", s.who);
+    }
+}
+
 #[test]
 fn stdin_only_when_asked() {
     for s in sandboxes() {
@@ -345,15 +395,16 @@ fn users_and_groups_come_from_the_image() {
         let mut job = s.job(&["sh", "-c", "id -u; id -g; id -G; echo $HOME"]);
         job.process.user = "ana".into();
         let o = s.run(&job, "");
-        if s.who == As::Single {
-            // only container root exists without a subordinate range
-            assert_eq!(o.code, 125, "{o:?}");
-            assert!(o.stderr.contains("setting"), "{o:?}");
-            continue;
-        }
         assert_eq!(o.code, 0, "{:?}: {o:?}", s.who);
+        // single-id mode: the one id stands for ana; supplementary groups cannot be mapped
+        let groups = if s.who == As::Single {
+            "1000"
+        } else {
+            "1000 10 29"
+        };
         assert_eq!(
-            o.stdout, "1000\n1000\n1000 10 29\n/home/ana\n",
+            o.stdout,
+            format!("1000\n1000\n{groups}\n/home/ana\n"),
             "{:?}",
             s.who
         );
@@ -361,6 +412,85 @@ fn users_and_groups_come_from_the_image() {
         let o = s.run(&job, "");
         assert_eq!(o.code, 125);
         assert!(o.stderr.contains("unable to find user nosuchuser"), "{o:?}");
+    }
+}
+
+#[test]
+fn numeric_user_in_every_mode_and_its_files_belong_to_the_invoking_user() {
+    for s in sandboxes() {
+        let mut job = s.job(&[
+            "sh",
+            "-c",
+            "id -u; id -g; touch /tmp/by-u; stat -c '%u %g' /tmp/by-u",
+        ]);
+        job.process.user = "4321:765".into();
+        let o = s.run(&job, "");
+        assert_eq!(o.code, 0, "{:?}: {o:?}", s.who);
+        assert_eq!(o.stdout, "4321\n765\n4321 765\n", "{:?}", s.who);
+        let meta = std::fs::metadata(s.rootfs().join("tmp/by-u")).unwrap();
+        let expected = match (s.who, &s.user) {
+            (As::Root, _) => (4321, 765),
+            (As::User, Some(_)) => (200_000 + 4320, 200_000 + 764),
+            (_, Some(u)) => (u.uid, u.gid),
+            (_, None) => unreachable!(),
+        };
+        assert_eq!((meta.uid(), meta.gid()), expected, "{:?}", s.who);
+    }
+}
+
+#[test]
+fn exec_as_an_unmapped_user_says_what_fixes_it() {
+    let Some(s) = Sandbox::new(As::Single) else {
+        return;
+    };
+    let mut job = s.job(&["sleep", "1000"]);
+    job.verb = "start".into();
+    job.process.user = "ana".into();
+    job.log = Some(s.dir.path().join("ctr.log"));
+    assert_eq!(s.run(&job, "").code, 0);
+    let mut ex = s.job(&["id", "-u"]);
+    ex.verb = "exec".into();
+    ex.run_dir = job.run_dir.clone();
+    ex.process.user = "ana".into();
+    let o = s.run(&ex, "");
+    assert_eq!((o.code, o.stdout.as_str()), (0, "1000\n"), "{o:?}");
+    ex.process.user = "root".into();
+    let o = s.run(&ex, "");
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(
+        o.stderr.contains("maps only uid 1000")
+            && o.stderr.contains(
+                "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 camadatest"
+            ),
+        "{o:?}"
+    );
+    let mut sig = s.job(&[]);
+    sig.verb = "signal".into();
+    sig.run_dir = job.run_dir.clone();
+    sig.signal = libc::SIGKILL;
+    assert_eq!(s.run(&sig, "").code, 0);
+    wait_for("the monitor to leave", || {
+        !runtime::is_running(&job.run_dir)
+    });
+}
+
+#[test]
+fn fake_ids_make_chown_and_setuid_succeed_without_effect() {
+    for s in sandboxes() {
+        let script = "touch /tmp/f && chown 123:456 /tmp/f && echo chown-ok; stat -c '%u %g' /tmp/f; \
+                      su -s /bin/sh nobody -c 'id -u' && echo su-ok";
+        let mut job = s.job(&["sh", "-c", script]);
+        job.fake_ids = true;
+        let o = s.run(&job, "");
+        assert_eq!(o.code, 0, "{:?}: {o:?}", s.who);
+        // nothing really changed owner: the calls returned 0 without effect
+        assert_eq!(o.stdout, "chown-ok\n0 0\n0\nsu-ok\n", "{:?}: {o:?}", s.who);
+        if s.who == As::Single {
+            job.fake_ids = false;
+            let o = s.run(&job, "");
+            assert!(!o.stdout.contains("chown-ok"), "{:?}: {o:?}", s.who);
+            assert!(!o.stdout.contains("su-ok"), "{:?}: {o:?}", s.who);
+        }
     }
 }
 
@@ -602,6 +732,8 @@ fn a_real_terminal() {
         let mut job = s.job(&["sh"]);
         job.process.tty = true;
         job.stdin = true;
+        let log = s.dir.path().join("tty.log");
+        job.log = Some(log.clone());
         // `script` gives the driver a pty as its terminal; the shell gets one of its own
         let json = serde_json::to_string(&job).unwrap();
         let inner = format!("CAMADA_RT_DRIVER='{json}' {}", driver_exe().display());
@@ -633,6 +765,14 @@ fn a_real_terminal() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("42xterm"), "{:?}: {text}", s.who);
         assert!(text.contains("/dev/pts/0"), "{:?}: {text}", s.who);
+        // the pty's output is logged as stdout too
+        let lines = log_lines(&log);
+        assert!(
+            lines.iter().all(|(s, _)| s == "stdout")
+                && lines.iter().any(|(_, t)| t.contains("42xterm")),
+            "{:?}: {lines:?}",
+            s.who
+        );
         assert_eq!(
             out.status.code(),
             Some(3),

@@ -120,14 +120,36 @@ pub fn unpack_into<W: Write>(
     let dec = decoder(input, format).map_err(UnpackError::Read)?;
     let mut archive = tar::Archive::new(dec);
     let mut count = 0;
+    // an entry below one of the archive's own symlinks would be written through the link
+    // by whoever extracts the layer: refused, as a path climbing out would be
+    let mut links: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
     for entry in archive.entries().map_err(UnpackError::Read)? {
         let mut entry = entry.map_err(UnpackError::Read)?;
         let path = under(&entry.path_bytes());
         if path.is_empty() || path == dest {
             continue; // the destination directory itself is written by the caller
         }
+        let mut ancestor = path.as_slice();
+        while let Some(i) = ancestor.iter().rposition(|&c| c == b'/') {
+            ancestor = &ancestor[..i];
+            if links.contains(ancestor) {
+                return Err(UnpackError::Read(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "entry {:?} lies under the archive's symlink {:?}",
+                        String::from_utf8_lossy(&path),
+                        String::from_utf8_lossy(ancestor)
+                    ),
+                )));
+            }
+        }
         let src = entry.header();
         let kind = src.entry_type();
+        if kind == tar::EntryType::Symlink {
+            links.insert(path.clone());
+        } else {
+            links.remove(&path);
+        }
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(src.mode().map_err(UnpackError::Read)? & 0o7777);

@@ -288,6 +288,10 @@ impl View for Context {
         let fd = self.open_in(rel, OFlag::O_RDONLY).map_err(self.err(rel))?;
         Ok(Box::new(io::Read::take(File::from(fd), node.size)))
     }
+
+    fn hidden(&self, rel: &[u8]) -> bool {
+        self.excluded(rel)
+    }
 }
 
 /// `dir` + `/` + `name` (`name` alone under the root).

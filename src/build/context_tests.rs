@@ -284,12 +284,16 @@ fn copy_dot_honours_dockerignore_and_keeps_the_dockerfile() {
     write(&f.ctx.join("Dockerfile"), "FROM x\n");
     write(
         &f.ctx.join(".dockerignore"),
-        "*.log\nnode_modules\n!node_modules/keep\n",
+        "*.log\nnode_modules\n!node_modules/keep\ncache\n!*/*.md\n",
     );
     write(&f.ctx.join("app.py"), "print(1)\n");
     write(&f.ctx.join("debug.log"), "x");
     write(&f.ctx.join("node_modules/dep/index.js"), "x");
     write(&f.ctx.join("node_modules/keep"), "k");
+    write(
+        &f.ctx.join("cache/deep/x.md"),
+        "not re-included: */*.md is one level",
+    );
     let ctx = Context::open(&f.ctx, Some(&f.ctx.join("Dockerfile"))).unwrap();
     let lower = base(&f.img);
     let plan = copy(&ctx, &lower, &["."], "/app/");
@@ -710,4 +714,109 @@ fn add_copies_what_is_not_a_tar_as_a_file() {
     assert_eq!(l[1].5.as_bytes(), String::from_utf8_lossy(&gz).as_bytes());
     let l = layer(&add(&ctx, &lower, "plain.txt", "/p"));
     assert_eq!(l[0].5, "hello");
+}
+
+/// Serves one HTTP response on a local port; returns the base URL.
+fn serve_once(body: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+            line.clear();
+        }
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+    });
+    (url, t)
+}
+
+#[test]
+fn add_fetches_urls_as_0600_files_named_after_the_url() {
+    let f = fixture();
+    let ctx = Context::open(&f.ctx, None).unwrap();
+    let lower = base(&f.img);
+    let (url, t) = serve_once(b"remote bytes");
+    let plan = add(&ctx, &lower, &format!("{url}/pkg/tool.tar.gz?x=1"), "/dl/");
+    t.join().unwrap();
+    let l = layer(&plan);
+    assert_eq!(
+        l[1],
+        (
+            "dl/tool.tar.gz".into(),
+            Kind::File,
+            0o600,
+            0,
+            0,
+            "remote bytes".into()
+        ),
+        "fetched, not unpacked (it is not even a tar)"
+    );
+    // sources are checked before anything is fetched (port 9 is never contacted)
+    let e = plan_copy(
+        Source::Context(&ctx),
+        &["http://127.0.0.1:9/a".into(), "nope".into()],
+        "/f",
+        "/",
+        &CopyOpts {
+            add: true,
+            ..CopyOpts::default()
+        },
+        &lower,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("\"nope\""), "{e}");
+}
+
+#[test]
+fn add_unpacks_several_archives_into_one_directory() {
+    let f = fixture();
+    fs::write(f.ctx.join("a.tar"), tar_of(&[("a", 'f', "A", 0o644, 0)])).unwrap();
+    fs::write(f.ctx.join("b.tar"), tar_of(&[("b", 'f', "B", 0o644, 0)])).unwrap();
+    let ctx = Context::open(&f.ctx, None).unwrap();
+    let plan = plan_copy(
+        Source::Context(&ctx),
+        &["a.tar".into(), "b.tar".into()],
+        "/x/",
+        "/",
+        &CopyOpts {
+            add: true,
+            ..CopyOpts::default()
+        },
+        &ImageFs::empty("scratch"),
+    )
+    .unwrap();
+    let l = layer(&plan);
+    let names: Vec<&str> = l.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["x", "x/a", "x/b"]);
+    // the key covers every archive's bytes
+    let k = plan.cache_key().unwrap();
+    fs::write(f.ctx.join("b.tar"), tar_of(&[("b", 'f', "C", 0o644, 0)])).unwrap();
+    assert_ne!(k, plan.cache_key().unwrap());
+}
+
+#[test]
+fn add_refuses_an_archive_writing_through_its_own_symlink() {
+    let f = fixture();
+    let tar = tar_of(&[
+        ("etc", 'l', "/etc", 0o777, 0),
+        ("etc/passwd", 'f', "pwned", 0o644, 0),
+    ]);
+    fs::write(f.ctx.join("evil.tar"), tar).unwrap();
+    let ctx = Context::open(&f.ctx, None).unwrap();
+    let plan = add(&ctx, &ImageFs::empty("scratch"), "evil.tar", "/x");
+    let e = plan.write_layer(std::io::sink()).unwrap_err().to_string();
+    assert!(
+        e.contains("ADD failed: reading the archive \"evil.tar\"")
+            && e.contains("lies under the archive's symlink \"x/etc\""),
+        "{e}"
+    );
 }

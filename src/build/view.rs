@@ -46,6 +46,11 @@ pub trait View {
     /// The data of the regular file `rel` (exactly `node.size` bytes, or fewer if it
     /// shrank, which the caller checks).
     fn open(&self, rel: &[u8], node: &Node) -> Result<Box<dyn Read + '_>>;
+    /// Whether the directory `rel` is there only to reach what an exception re-includes
+    /// below it (`.dockerignore`): a copy keeps it only if it keeps something inside.
+    fn hidden(&self, _rel: &[u8]) -> bool {
+        false
+    }
 }
 
 /// Where a path leads inside a view.

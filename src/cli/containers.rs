@@ -354,7 +354,9 @@ fn create_pulling(engine: &Engine, req: &CreateRequest) -> Result<String, CliErr
                 Err(_) => word.clone(),
             };
             eprintln!("Unable to find image '{shown}' locally");
-            let name = engine.pull_for_run(&word)?;
+            // the guard's thread is gone (joined) before the container is started
+            let name =
+                super::interrupt::cancellable_pull(|cancel| engine.pull_for_run(&word, cancel))??;
             eprintln!("Status: Downloaded newer image for {name}");
             engine.create_container(req).map_err(fail)
         }

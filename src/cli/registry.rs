@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
 
 use argh::FromArgs;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -149,10 +148,11 @@ pub fn pull(engine: &Engine, a: &Pull) -> Result<(), CliError> {
             repo_path(&reference)
         ));
     }
-    let cancel = AtomicBool::new(false);
-    let result = pull::pull(engine.store(), &reference, &opts, &display, &cancel);
+    let result = super::interrupt::cancellable_pull(|cancel| {
+        pull::pull(engine.store(), &reference, &opts, &display, cancel)
+    });
     display.finish();
-    let pulled = result.map_err(EngineError::from)?;
+    let pulled = result?.map_err(EngineError::from)?;
     if !a.quiet {
         writeln!(out, "Digest: {}", pulled.digest)?;
         let status = if pulled.up_to_date {

@@ -70,6 +70,10 @@ pub enum ContainersError {
     KillNotRunning(String),
     #[error("container {0} is already running")]
     AlreadyRunning(String),
+    #[error(
+        "container {0} is mounted (camada mount): its writable layer is being served; run camada umount {0} first"
+    )]
+    Mounted(String),
     #[error("reading container {id}'s log {path}: {source}")]
     Log {
         id: String,
@@ -141,6 +145,26 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
+}
+
+/// A small text file (`/etc/passwd`) of a container's view without mounting it: the upper
+/// dir's copy if it has one, else the image's.
+fn read_file_of(opts: &overlay::Options, path: &str) -> Option<String> {
+    let rel = path.trim_start_matches('/');
+    if let Ok(text) = std::fs::read_to_string(opts.upper.join(rel)) {
+        return Some(text);
+    }
+    use std::io::{Read, Seek};
+    let index = crate::tarindex::Index::open(std::fs::read(&opts.lower_index).ok()?).ok()?;
+    let entry = index.get(index.lookup(rel.as_bytes())?)?;
+    if entry.kind() != crate::tarindex::Kind::File || entry.size() > 1 << 20 {
+        return None;
+    }
+    let mut tar = std::fs::File::open(opts.layer_tars.get(usize::from(entry.layer()))?).ok()?;
+    tar.seek(io::SeekFrom::Start(entry.data_offset())).ok()?;
+    let mut bytes = Vec::new();
+    tar.take(entry.size()).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `logs` options.
@@ -411,7 +435,7 @@ impl Engine {
         Ok((records, c))
     }
 
-    fn image_config(&self, id: &Digest) -> Result<ImageConfig> {
+    pub(super) fn image_config(&self, id: &Digest) -> Result<ImageConfig> {
         let bytes = self
             .store
             .read_blob(id)
@@ -522,19 +546,23 @@ impl Engine {
 
     /// `run`/`create` of an image not stored: pulls it (quietly, default platform) and
     /// returns the name as docker prints it (`busybox:latest`).
-    pub fn pull_for_run(&self, word: &str) -> std::result::Result<String, EngineError> {
+    /// `cancel` stops it (Ctrl-C), keeping the partial download.
+    pub fn pull_for_run(
+        &self,
+        word: &str,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> std::result::Result<String, EngineError> {
         let reference =
             crate::reference::Reference::parse(word).map_err(|e| EngineError::BadReference {
                 word: word.to_string(),
                 why: e.to_string(),
             })?;
-        let cancel = std::sync::atomic::AtomicBool::new(false);
         super::pull::pull(
             &self.store,
             &reference,
             &super::pull::PullOptions::default(),
             &(),
-            &cancel,
+            cancel,
         )?;
         Ok(reference.familiar())
     }
@@ -561,6 +589,9 @@ impl Engine {
                 )?)),
                 _ => Err(ContainersError::AlreadyRunning(c.record.name.clone())),
             };
+        }
+        if runtime::mountsrv::server_pid(&self.paths.mount_dir(&id)).is_some() {
+            return Err(ContainersError::Mounted(c.record.name.clone()));
         }
         let container = self.runtime_container(&records, &c, mode)?;
         let started_at = now();
@@ -643,12 +674,13 @@ impl Engine {
         let _ = records.write_state(id, &s);
     }
 
-    fn runtime_container(
+    /// What the overlay serves as the container's root: its image's layers under its
+    /// writable layer.
+    pub(super) fn overlay_options(
         &self,
         records: &Records,
         c: &Container,
-        mode: StartMode,
-    ) -> Result<runtime::Container> {
+    ) -> Result<overlay::Options> {
         let r = &c.record;
         let image_id: Digest = r.image.parse().map_err(|_| ContainersError::ImageConfig {
             id: r.image.clone(),
@@ -661,7 +693,22 @@ impl Engine {
         let diff_ids = self.store.image_layers(&image_id).map_err(store_err)?;
         let (_, lower_index) = self.store.chain_index(&diff_ids).map_err(store_err)?;
         let tars = diff_ids.iter().map(|d| self.store.layer_tar(d)).collect();
-        let opts = overlay::Options::in_dir(&records.dir_of(&r.id), lower_index, tars);
+        Ok(overlay::Options::in_dir(
+            &records.dir_of(&r.id),
+            lower_index,
+            tars,
+        ))
+    }
+
+    fn runtime_container(
+        &self,
+        records: &Records,
+        c: &Container,
+        mode: StartMode,
+    ) -> Result<runtime::Container> {
+        let r = &c.record;
+        let opts = self.overlay_options(records, c)?;
+        let maps = IdMaps::for_current_user().for_user(&r.config.user, |p| read_file_of(&opts, p));
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
             overlay::mount(&opts, mp)
                 .map(|m| Box::new(m) as Box<dyn std::any::Any>)
@@ -686,12 +733,19 @@ impl Engine {
             });
         }
         let stdin = r.config.open_stdin;
-        let io = match mode {
-            StartMode::Foreground => Io::Inherit { stdin },
-            // the caller's own stdio, so no output is lost before an attach could connect
-            StartMode::Attach { stdin: attach } => Io::Inherit {
-                stdin: stdin && attach,
+        // the foreground modes also log (docker's `logs` works after them), except with
+        // --rm, where no one could read it
+        let foreground = |stdin| match r.host_config.auto_remove {
+            true => Io::Inherit { stdin },
+            false => Io::InheritAndLog {
+                stdin,
+                log: records.log_path(&r.id),
             },
+        };
+        let io = match mode {
+            StartMode::Foreground => foreground(stdin),
+            // the caller's own stdio, so no output is lost before an attach could connect
+            StartMode::Attach { stdin: attach } => foreground(stdin && attach),
             StartMode::Detached => Io::Log {
                 path: records.log_path(&r.id),
                 stdin,
@@ -718,7 +772,8 @@ impl Engine {
             binds,
             init: r.host_config.init,
             io,
-            maps: IdMaps::for_current_user(),
+            maps,
+            fake_ids: false,
             ports: super::network::bind_ports(&r.host_config)?,
             outbound: runtime::netns::choose(network).0,
         })
@@ -840,6 +895,9 @@ impl Engine {
             let _ = runtime::wait(&dir, Some(Duration::from_secs(30)));
             self.settle(id, Duration::from_secs(10));
         }
+        let mount_dir = self.paths.mount_dir(id);
+        runtime::mountsrv::stop_server(&mount_dir, Duration::from_secs(10));
+        let _ = std::fs::remove_dir_all(&mount_dir);
         records.remove(id).map_err(ContainersError::from)?;
         let _ = std::fs::remove_dir_all(self.run_dir(id));
         if volumes {

@@ -51,6 +51,17 @@ pub fn diff<W: Write>(
     owner: &dyn Fn(&[u8], &fs::Metadata) -> Option<Owner>,
     out: W,
 ) -> Result<u64, LayerError> {
+    diff_with(upper, owner, &|_, _| true, out)
+}
+
+/// [`diff`], leaving out the entries (and what is below them) for which
+/// `keep(rel_path, host_metadata)` is false (the mount points a runtime made).
+pub fn diff_with<W: Write>(
+    upper: &Path,
+    owner: &dyn Fn(&[u8], &fs::Metadata) -> Option<Owner>,
+    keep: &dyn Fn(&[u8], &fs::Metadata) -> bool,
+    out: W,
+) -> Result<u64, LayerError> {
     let mut tar = tar::Builder::new(out);
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let mut entries = 0u64;
@@ -71,6 +82,9 @@ pub fn diff<W: Write>(
     push_children(&mut stack, upper, Path::new(""))?;
     while let Some((host, rel)) = stack.pop() {
         let meta = fs::symlink_metadata(&host).map_err(walk_err(&host))?;
+        if !keep(rel.as_os_str().as_bytes(), &meta) {
+            continue;
+        }
         let own = owner(rel.as_os_str().as_bytes(), &meta).unwrap_or_else(|| Owner {
             uid: 0,
             gid: 0,

@@ -472,7 +472,7 @@ impl Overlay {
                     )
                     .map_err(errno)?;
                 }
-                self.upper.own.remove(&rel);
+                self.upper.own.remove(&rel)?;
             }
             if lower_had {
                 whiteout::create(pdir.as_fd(), name)?;
@@ -582,9 +582,7 @@ impl Overlay {
                 nix::fcntl::RenameFlags::RENAME_EXCHANGE,
             )
             .map_err(errno)?;
-            self.upper.own.rename(&old_rel, b"\0tmp");
-            self.upper.own.rename(&new_rel, &old_rel);
-            self.upper.own.rename(b"\0tmp", &new_rel);
+            self.upper.own.exchange(&old_rel, &new_rel)?;
             let d = dst.ok_or(Errno::EIO)?;
             let dst_dir = d.attr.kind == FileType::Directory;
             if src_dir && dst_lower_dir {
@@ -621,7 +619,7 @@ impl Overlay {
             new.name.as_slice(),
         )
         .map_err(errno)?;
-        self.upper.own.rename(&old_rel, &new_rel);
+        self.upper.own.rename(&old_rel, &new_rel)?;
         if src_dir && dst_lower_dir {
             whiteout::make_opaque(new.open_dir()?.as_fd())?;
         }
@@ -1018,7 +1016,7 @@ impl Filesystem for Overlay {
                 nix::fcntl::AtFlags::empty(),
             )
             .map_err(errno)?;
-            self.upper.own.link(&src_rel, &rel);
+            self.upper.own.link(&src_rel, &rel)?;
             let st = at.lstat()?;
             self.nodes_w().bind_host(st.st_ino, ino.0);
             let attr = self.upper.attr(&at, &rel, &st, ino.0);

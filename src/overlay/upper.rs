@@ -209,6 +209,8 @@ impl Upper {
         let root_fd = open(root)?;
         let work_fd = open(work)?;
         let own = Ownership::open(root, table)?;
+        // What a server killed outright left in the journal goes into the table now.
+        own.compact()?;
         Ok(Upper {
             root_fd,
             work_fd,

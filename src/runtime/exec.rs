@@ -24,7 +24,7 @@ use nix::unistd::{ForkResult, Pid};
 use super::monitor::Started;
 use super::process::{self, Failure, ProcessSpec};
 use super::pty::{self, RawMode};
-use super::{RuntimeError, sys};
+use super::{RuntimeError, sys, userns};
 
 const NAMESPACES: &[(&str, CloneFlags)] = &[
     ("user", CloneFlags::CLONE_NEWUSER),
@@ -106,10 +106,18 @@ pub fn exec(run_dir: &Path, spec: &ProcessSpec, stdin: bool) -> Result<Started, 
         None
     };
     let mut started = Started::new(what.clone(), File::from(status_r), old_mask, raw);
+    let extra = Extra {
+        host_user: nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default(),
+        fake_ids: run_dir.join(super::monitor::FAKE_IDS_FILE).exists(),
+    };
     match sys::fork() {
         Err(source) => Err(RuntimeError::Fork { id: what, source }),
         Ok(ForkResult::Child) => {
-            let code = enter_and_run(joins, spec, stdin, File::from(status_w));
+            let code = enter_and_run(joins, spec, stdin, &extra, File::from(status_w));
             std::process::exit(code);
         }
         Ok(ForkResult::Parent { child }) => {
@@ -121,12 +129,20 @@ pub fn exec(run_dir: &Path, spec: &ProcessSpec, stdin: bool) -> Result<Started, 
     }
 }
 
+/// What the exec'd process needs to know from the host side.
+struct Extra {
+    host_user: String,
+    /// The container runs under the fake-ids filter: so does this process.
+    fake_ids: bool,
+}
+
 /// The joiner: enters the namespaces, forks the process, relays its pty, reports on
 /// `status` like a monitor does, and returns the process's exit code.
 fn enter_and_run(
     joins: Vec<(OwnedFd, CloneFlags)>,
     spec: &ProcessSpec,
     stdin: bool,
+    extra: &Extra,
     mut status: File,
 ) -> i32 {
     let mut say = |line: String| {
@@ -167,7 +183,7 @@ fn enter_and_run(
         Ok(ForkResult::Child) => {
             drop(err_r);
             let mut err_w = File::from(err_w);
-            let f = run_in_container(spec, stdin, pair.map(|(_, s)| s), &err_w);
+            let f = run_in_container(spec, stdin, extra, pair.map(|(_, s)| s), &err_w);
             let _ = err_w.write_all(format!("{} {}", f.code, f.message).as_bytes());
             std::process::exit(f.code);
         }
@@ -195,6 +211,7 @@ fn enter_and_run(
 fn run_in_container(
     spec: &ProcessSpec,
     stdin: bool,
+    extra: &Extra,
     slave: Option<OwnedFd>,
     err_w: &File,
 ) -> Failure {
@@ -214,11 +231,19 @@ fn run_in_container(
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default();
-    let can_setgroups = std::fs::read_to_string("/proc/self/setgroups")
-        .map(|s| s.trim() != "deny")
-        .unwrap_or(true);
+    let ids = process::Ids {
+        can_setgroups: std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() != "deny")
+            .unwrap_or(true),
+        single: userns::single_mapping(
+            &std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default(),
+            &std::fs::read_to_string("/proc/self/gid_map").unwrap_or_default(),
+        ),
+        host_user: extra.host_user.clone(),
+        fake_ids: extra.fake_ids,
+    };
     sys::close_fds_from(3, &[err_w.as_raw_fd()]);
-    process::become_and_exec(spec, &hostname, can_setgroups)
+    process::become_and_exec(spec, &hostname, &ids)
 }
 
 /// Waits for `child`, forwarding signals and relaying the pty when there is one.

@@ -22,7 +22,7 @@ use nix::unistd::{ForkResult, Pid};
 use super::monitor::{LogPipes, dup_or_null, forwarded_set};
 use super::process::{self, Failure};
 use super::userns::MapWriter;
-use super::{Container, Io, mounts, pty, sys};
+use super::{Container, mounts, pty, sys};
 
 fn send_fd(tx: &OwnedFd, fd: &OwnedFd) -> nix::Result<()> {
     let fds = [fd.as_raw_fd()];
@@ -96,25 +96,33 @@ pub(crate) fn first_process(
             );
         }
     } else if let Some(p) = &log_pipes {
-        let null;
-        let stdin_fd = match &p.stdin {
-            Some((r, _)) => r,
-            None => {
-                null = dup_or_null();
-                &null
+        match &p.stdin {
+            Some((r, _)) => {
+                let _ = nix::unistd::dup2_stdin(r);
             }
-        };
-        let _ = nix::unistd::dup2_stdin(stdin_fd);
+            // the foreground with -i: the caller's stdin, as inherited
+            None if c.io.foreground() && c.io.stdin() => {}
+            None => {
+                let _ = nix::unistd::dup2_stdin(dup_or_null());
+            }
+        }
         let _ = nix::unistd::dup2_stdout(&p.out.1);
         let _ = nix::unistd::dup2_stderr(&p.err.1);
-    } else if matches!(c.io, Io::Inherit { stdin: false }) {
+    } else if c.io.foreground() && !c.io.stdin() {
         let _ = nix::unistd::dup2_stdin(dup_or_null());
     }
     drop(log_pipes);
+    // before the pivot: the host's /etc/passwd names the host user
+    let host_user = host_user_name(&c.maps);
     if let Err(e) = mounts::pivot(rootfs) {
         return report(&err_w, Failure::engine(e.to_string()));
     }
-    let can_setgroups = c.maps.writer != MapWriter::Single;
+    let ids = process::Ids {
+        can_setgroups: c.maps.writer != MapWriter::Single,
+        single: c.maps.single(),
+        host_user,
+        fake_ids: c.fake_ids,
+    };
     if c.init {
         return match sys::fork() {
             Err(e) => report(
@@ -123,7 +131,7 @@ pub(crate) fn first_process(
             ),
             Ok(ForkResult::Child) => {
                 sys::close_fds_from(3, &[err_w.as_raw_fd()]);
-                let f = process::become_and_exec(&c.process, &c.hostname, can_setgroups);
+                let f = process::become_and_exec(&c.process, &c.hostname, &ids);
                 report(&err_w, f)
             }
             Ok(ForkResult::Parent { child }) => {
@@ -133,8 +141,20 @@ pub(crate) fn first_process(
         };
     }
     sys::close_fds_from(3, &[err_w.as_raw_fd()]);
-    let f = process::become_and_exec(&c.process, &c.hostname, can_setgroups);
+    let f = process::become_and_exec(&c.process, &c.hostname, &ids);
     report(&err_w, f)
+}
+
+/// The host user's name in single-id mode (for the fix a refused `-u` gives), else empty.
+fn host_user_name(maps: &super::IdMaps) -> String {
+    match maps.uid.first() {
+        Some(r) if maps.single().is_some() => nix::unistd::User::from_uid(r.outside.into())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 /// Writes `CODE MESSAGE` for the monitor and returns the code.

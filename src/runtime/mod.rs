@@ -20,8 +20,8 @@
 //! be entered by a single-threaded process and the fork copies only the calling thread.
 //!
 //! Files under `<run_dir>/`, all owned by this module: `ctl.sock`, `monitor.pid`,
-//! `init.pid` (host pid of the container's first process), `rootfs/` (mount point),
-//! `hosts`, `hostname`, `resolv.conf`. The detached log (`Io::Log`) is docker's json-file
+//! `init.pid` (host pid of the container's first process), `rootfs/` (mount point), `fake-ids`,
+//! `hosts`, `hostname`, `resolv.conf`. The log (`Io::Log`, `Io::InheritAndLog`) is docker's json-file
 //! format: one `{"log":"...","stream":"stdout|stderr","time":"RFC3339Nano"}` per line.
 
 mod control;
@@ -31,9 +31,11 @@ pub mod monitor;
 pub mod mounts;
 pub mod netns;
 pub mod ports;
+pub mod mountsrv;
 pub mod process;
 pub mod pty;
 mod relay;
+mod seccomp;
 mod sys;
 pub mod unshared;
 pub mod userns;
@@ -106,6 +108,35 @@ pub enum Io {
     /// Detached: output goes to the json-file log at this path (and to attached clients);
     /// stdin, when `stdin`, stays open for `attach`.
     Log { path: PathBuf, stdin: bool },
+    /// Foreground as [`Io::Inherit`], and the output also goes to the json-file log at
+    /// `log` (docker's `logs` of a container that ran in the foreground): the monitor
+    /// relays it, stdout to its stdout and stderr to its stderr (a pty's output is stdout).
+    InheritAndLog { stdin: bool, log: PathBuf },
+}
+
+impl Io {
+    /// The container keeps its stdin open (the caller's, or one `attach` feeds).
+    pub fn stdin(&self) -> bool {
+        match self {
+            Io::Inherit { stdin } | Io::Log { stdin, .. } | Io::InheritAndLog { stdin, .. } => {
+                *stdin
+            }
+        }
+    }
+
+    /// The caller's terminal or stdio takes part (the foreground modes).
+    pub fn foreground(&self) -> bool {
+        !matches!(self, Io::Log { .. })
+    }
+
+    /// The json-file log the output goes to, if any.
+    pub fn log(&self) -> Option<&Path> {
+        match self {
+            Io::Log { path, .. } => Some(path),
+            Io::InheritAndLog { log, .. } => Some(log),
+            Io::Inherit { .. } => None,
+        }
+    }
 }
 
 /// Everything [`start`] needs to run one container.
@@ -123,12 +154,17 @@ pub struct Container {
     /// `--init`: a tiny init reaps zombies and forwards signals to the process.
     pub init: bool,
     pub io: Io,
-    /// Usually [`IdMaps::for_current_user`].
+    /// Usually [`IdMaps::for_current_user`] (or [`IdMaps::for_user`] for `-u`).
     pub maps: IdMaps,
     /// `-p`: host sockets already bound ([`ports::bind`]); the monitor forwards them.
     pub ports: Vec<ports::Bound>,
     /// The private network's way out ([`netns::choose`]); `Loopback` for none.
     pub outbound: netns::Outbound,
+    /// Fake ids (for build's RUN in single-id mode): chown, fchown, lchown, fchownat, the
+    /// set*id calls and setgroups succeed without effect (a seccomp filter, as
+    /// Charliecloud's `--seccomp`), so package managers that chown files or drop privileges
+    /// work where only one id is mapped. `exec` into the container gets the filter too.
+    pub fake_ids: bool,
 }
 
 /// Why running a container failed.

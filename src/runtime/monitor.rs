@@ -261,6 +261,19 @@ pub fn start(mut container: Container, on_exit: Option<OnExit>) -> Result<Starte
             }
         })?;
     }
+    let fake_ids = run_dir.join(FAKE_IDS_FILE);
+    let marked = if container.fake_ids {
+        std::fs::write(&fake_ids, "")
+    } else {
+        std::fs::remove_file(&fake_ids).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        })
+    };
+    marked.map_err(|source| RuntimeError::RunDir {
+        path: fake_ids,
+        source,
+    })?;
     let pipe =
         || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| setup_err(&id, format!("pipe: {e}")));
     let (status_r, status_w) = pipe()?;
@@ -271,8 +284,11 @@ pub fn start(mut container: Container, on_exit: Option<OnExit>) -> Result<Starte
     let old_mask = block
         .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)
         .map_err(|e| setup_err(&id, format!("blocking signals: {e}")))?;
-    let raw = match (&container.io, container.process.tty) {
-        (Io::Inherit { stdin: true }, true) => match RawMode::enter(std::io::stdin().as_fd()) {
+    let raw = match (
+        container.io.foreground() && container.io.stdin(),
+        container.process.tty,
+    ) {
+        (true, true) => match RawMode::enter(std::io::stdin().as_fd()) {
             Ok(r) => r,
             Err(source) => {
                 let _ = old_mask.thread_set_mask();
@@ -346,8 +362,12 @@ impl MonitorFiles {
     }
 }
 
+/// Present in the run directory when the container runs with fake ids (`exec` follows).
+pub(crate) const FAKE_IDS_FILE: &str = "fake-ids";
+
 /// The files a monitor keeps in its run directory.
 const RUN_FILES: &[&str] = &[
+    FAKE_IDS_FILE,
     "ctl.sock",
     "init.pid",
     "monitor.pid",
@@ -372,7 +392,7 @@ fn monitor_main(
     let _ = nix::unistd::setsid();
     // keep no directory of the caller's busy
     let _ = nix::unistd::chdir("/");
-    if matches!(c.io, Io::Log { .. })
+    if !c.io.foreground()
         && let Ok(null) =
             nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty())
     {
@@ -502,6 +522,12 @@ fn run_monitor(
             err: pipe()?,
             stdin: if *stdin { Some(pipe()?) } else { None },
         }),
+        // the output passes through the monitor to reach the log; stdin stays the caller's
+        Io::InheritAndLog { .. } if !c.process.tty => Some(LogPipes {
+            out: pipe()?,
+            err: pipe()?,
+            stdin: None,
+        }),
         _ => None,
     };
     let pty_chan = if c.process.tty {
@@ -604,21 +630,15 @@ fn run_monitor(
     );
     m.say(&format!("R {}", init.as_raw()));
 
-    let (log, inherit) = match &c.io {
-        Io::Log { path, .. } => (
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .ok(),
-            false,
-        ),
-        Io::Inherit { .. } => (None, true),
-    };
-    let stdin_open = matches!(
-        c.io,
-        Io::Inherit { stdin: true } | Io::Log { stdin: true, .. }
-    );
+    let log = c.io.log().and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
+    let inherit = c.io.foreground();
+    let stdin_open = c.io.stdin();
     let mut ev = super::relay::EventLoop {
         init,
         sigfd,
@@ -638,6 +658,7 @@ fn run_monitor(
         master: master.map(File::from),
         term_in: inherit && c.process.tty && stdin_open,
         inherit_tty: inherit && c.process.tty,
+        echo: inherit,
         log: log.map(super::relay::LogWriter::new),
         exit: None,
     };

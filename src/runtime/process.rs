@@ -239,16 +239,48 @@ fn cstrings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Result<Vec<CString>, F
         .collect()
 }
 
+/// What the user namespace allows the process, and what it gets besides its identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Ids {
+    /// False in single-id mode (the kernel denies setgroups there).
+    pub(crate) can_setgroups: bool,
+    /// Single-id mode: the one container (uid, gid) that is mapped; no other can be taken.
+    pub(crate) single: Option<(u32, u32)>,
+    /// The host user's name, for the fix the single-id error gives.
+    pub(crate) host_user: String,
+    /// Load the fake-ids seccomp filter ([`super::seccomp`]) before the exec.
+    pub(crate) fake_ids: bool,
+}
+
+/// The error for `-u` asking for an id the single mapping lacks.
+fn unmapped(spec: &str, what: &str, id: u32, mapped: u32, host_user: &str) -> Failure {
+    let who = if host_user.is_empty() {
+        "USER"
+    } else {
+        host_user
+    };
+    Failure::engine(format!(
+        "user {spec:?} needs {what} {id}, but this container maps only {what} {mapped} (single-id mode: {who} has no subordinate ids); give {who} a range with: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {who}"
+    ))
+}
+
 /// In the container, after pivot_root: takes the user's identity and capabilities, goes to
-/// the working directory and execs. Returns only on failure. `can_setgroups` is false in
-/// single-id mode (the kernel denies setgroups there).
-pub(crate) fn become_and_exec(spec: &ProcessSpec, hostname: &str, can_setgroups: bool) -> Failure {
+/// the working directory and execs. Returns only on failure.
+pub(crate) fn become_and_exec(spec: &ProcessSpec, hostname: &str, ids: &Ids) -> Failure {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let user = match resolve_user(&spec.user, &passwd, &group) {
         Ok(u) => u,
         Err(f) => return f,
     };
+    if let Some((uid, gid)) = ids.single {
+        if user.uid != uid {
+            return unmapped(&spec.user, "uid", user.uid, uid, &ids.host_user);
+        }
+        if user.gid != gid {
+            return unmapped(&spec.user, "gid", user.gid, gid, &ids.host_user);
+        }
+    }
     let env = with_defaults(&spec.env, hostname, &user.home, spec.tty);
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     if std::fs::create_dir_all(cwd).is_err() && !Path::new(cwd).is_dir() {
@@ -257,7 +289,7 @@ pub(crate) fn become_and_exec(spec: &ProcessSpec, hostname: &str, can_setgroups:
     if let Err(e) = sys::drop_bounding_set(DEFAULT_CAPS) {
         return Failure::engine(format!("dropping capabilities: {e}"));
     }
-    if can_setgroups {
+    if ids.can_setgroups {
         let groups: Vec<Gid> = user.groups.iter().map(|&g| Gid::from_raw(g)).collect();
         if let Err(e) = nix::unistd::setgroups(&groups) {
             return Failure::engine(format!("setting groups {:?}: {e}", user.groups));
@@ -283,6 +315,11 @@ pub(crate) fn become_and_exec(spec: &ProcessSpec, hostname: &str, can_setgroups:
     }
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         return Failure::engine(format!("setting no_new_privs: {e}"));
+    }
+    if ids.fake_ids
+        && let Err(e) = sys::install_seccomp(&super::seccomp::fake_ids_program())
+    {
+        return Failure::engine(format!("loading the fake-ids seccomp filter: {e}"));
     }
     if let Err(e) = nix::unistd::chdir(cwd) {
         return Failure::engine(format!("changing to the working directory {cwd}: {e}"));

@@ -96,6 +96,8 @@ pub(crate) struct EventLoop {
     pub(crate) master: Option<File>,
     pub(crate) term_in: bool,
     pub(crate) inherit_tty: bool,
+    /// Foreground: output read here goes on to the monitor's own stdout and stderr.
+    pub(crate) echo: bool,
     pub(crate) log: Option<LogWriter>,
     pub(crate) exit: Option<ExitInfo>,
 }
@@ -243,10 +245,14 @@ impl EventLoop {
     }
 
     fn output(&mut self, stream: u8, data: &[u8]) {
-        if self.inherit_tty {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(data);
-            let _ = out.flush();
+        if self.echo {
+            if stream == 2 {
+                let _ = std::io::stderr().lock().write_all(data);
+            } else {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(data);
+                let _ = out.flush();
+            }
         }
         if let Some(log) = &mut self.log {
             log.write(usize::from(stream - 1), data);

@@ -223,3 +223,27 @@ pub(crate) fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
     // owns or closes it.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// Loads a seccomp filter for this thread and the processes it execs. The caller has set
+/// `no_new_privs` (required for an unprivileged process).
+pub(crate) fn install_seccomp(program: &[libc::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(program.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "seccomp program too long"))?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: prog points at `program`, which outlives the call; the kernel copies the
+    // instructions and never writes through the pointer.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -185,6 +185,47 @@ impl IdMaps {
         self.uid.iter().map(|r| u64::from(r.count)).sum::<u64>() > 1
     }
 
+    /// Single-id mode: the container (uid, gid) the one host id stands for.
+    pub fn single(&self) -> Option<(u32, u32)> {
+        match (&self.writer, self.uid.as_slice(), self.gid.as_slice()) {
+            (MapWriter::Single, [u], [g]) => Some((u.inside, g.inside)),
+            _ => None,
+        }
+    }
+
+    /// Single-id mode: the one host id stands for container `uid`/`gid` instead of root, so
+    /// `-u uid:gid` runs as that user and what it creates belongs to the host user (and is
+    /// recorded as `uid:gid` in the container's layer). Maps with ranges are returned as
+    /// they are: every id is there already.
+    pub fn single_as(mut self, uid: u32, gid: u32) -> IdMaps {
+        if self.writer == MapWriter::Single {
+            for r in &mut self.uid {
+                r.inside = uid;
+            }
+            for r in &mut self.gid {
+                r.inside = gid;
+            }
+        }
+        self
+    }
+
+    /// These maps for a process run as `user` (`-u`): in single-id mode the one id becomes
+    /// that user's ([`IdMaps::single_as`]), resolved through the image's files that `read`
+    /// returns (`/etc/passwd`, `/etc/group`), read only then. A user that does not resolve
+    /// keeps root's map: the container then reports why it cannot start.
+    pub fn for_user(self, user: &str, read: impl Fn(&str) -> Option<String>) -> IdMaps {
+        let maps = self;
+        if maps.writer != MapWriter::Single || user.is_empty() {
+            return maps;
+        }
+        let passwd = read("/etc/passwd").unwrap_or_default();
+        let group = read("/etc/group").unwrap_or_default();
+        match super::process::resolve_user(user, &passwd, &group) {
+            Ok(u) => maps.single_as(u.uid, u.gid),
+            Err(_) => maps,
+        }
+    }
+
     /// Host uid that container uid `id` stands for, if mapped.
     pub fn host_uid(&self, id: u32) -> Option<u32> {
         lookup(&self.uid, id)
@@ -223,6 +264,24 @@ fn lookup(ranges: &[IdRange], id: u32) -> Option<u32> {
         let off = id.checked_sub(r.inside)?;
         (off < r.count).then(|| r.outside + off)
     })
+}
+
+/// From the texts of /proc/PID/uid_map and gid_map: the (uid, gid) of a single-id
+/// namespace (one line each, one id), else None.
+pub fn single_mapping(uid_map: &str, gid_map: &str) -> Option<(u32, u32)> {
+    let one = |text: &str| {
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let line = lines.next()?;
+        if lines.next().is_some() {
+            return None;
+        }
+        let f: Vec<u32> = line
+            .split_whitespace()
+            .map(|w| w.parse().ok())
+            .collect::<Option<_>>()?;
+        matches!(f.as_slice(), [_, _, 1]).then(|| f[0])
+    };
+    Some((one(uid_map)?, one(gid_map)?))
 }
 
 /// The text of a uid_map/gid_map file.
@@ -318,6 +377,29 @@ mod tests {
         assert!(!m.has_ranges());
         let m = IdMaps::plan(1000, 1000, "ana", SUBUID, SUBUID, None);
         assert_eq!(m.writer, MapWriter::Single);
+    }
+
+    #[test]
+    fn single_id_mode_can_stand_for_any_user() {
+        let m = IdMaps::plan(1002, 1003, "bo", "", "", None);
+        assert_eq!(m.single(), Some((0, 0)));
+        let m = m.single_as(1000, 29);
+        assert_eq!(map_text(&m.uid), "1000 1002 1\n");
+        assert_eq!(map_text(&m.gid), "29 1003 1\n");
+        assert_eq!(m.single(), Some((1000, 29)));
+        let h = Some(("/u".into(), "/g".into()));
+        let ranged = IdMaps::plan(1000, 1000, "ana", SUBUID, SUBUID, h);
+        assert_eq!(ranged.single(), None);
+        assert_eq!(ranged.clone().single_as(5, 5), ranged);
+        assert_eq!(
+            single_mapping("      1000       1002          1\n", "0 1003 1\n"),
+            Some((1000, 0))
+        );
+        assert_eq!(single_mapping("0 0 4294967295\n", "0 0 4294967295\n"), None);
+        assert_eq!(
+            single_mapping("0 1000 1\n1 100000 65536\n", "0 1 1\n"),
+            None
+        );
     }
 
     #[test]

@@ -21,10 +21,12 @@ pub struct Job {
     pub binds: Vec<Bind>,
     pub init: bool,
     pub stdin: bool,
-    /// Detached log (json-file) instead of the caller's stdio.
+    /// The json-file log: instead of the caller's stdio for `start`, besides it for `run`.
     pub log: Option<PathBuf>,
     /// Map only the caller's own id, as for a user without /etc/subuid ranges.
     pub single_id: bool,
+    /// `Container::fake_ids`.
+    pub fake_ids: bool,
     /// The exit hook writes `CODE FAILURE` here.
     pub exit_file: Option<PathBuf>,
     pub signal: i32,

@@ -103,16 +103,24 @@ fn drive(job: Job) -> Result<i32, runtime::RuntimeError> {
     } else {
         IdMaps::for_current_user()
     };
+    let rootfs = job.rootfs.clone();
+    let maps = maps.for_user(&job.process.user, |p| {
+        std::fs::read_to_string(rootfs.join(p.trim_start_matches('/'))).ok()
+    });
     match job.verb.as_str() {
         "run" | "start" => {
+            let detached = job.verb == "start";
             let io = match &job.log {
-                Some(path) => Io::Log {
+                Some(path) if detached => Io::Log {
                     path: path.clone(),
                     stdin: job.stdin,
                 },
+                Some(path) => Io::InheritAndLog {
+                    stdin: job.stdin,
+                    log: path.clone(),
+                },
                 None => Io::Inherit { stdin: job.stdin },
             };
-            let detached = job.verb == "start";
             let exit_file = job.exit_file;
             let hook: OnExit = Box::new(move |info: &ExitInfo| {
                 if let Some(p) = exit_file {
@@ -133,6 +141,7 @@ fn drive(job: Job) -> Result<i32, runtime::RuntimeError> {
                 maps,
                 ports: Vec::new(),
                 outbound: runtime::netns::Outbound::Loopback,
+                fake_ids: job.fake_ids,
             };
             let started = runtime::start(c, Some(hook))?;
             if detached {
