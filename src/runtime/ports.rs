@@ -543,6 +543,11 @@ impl Loop {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        if flags.contains(EpollFlags::EPOLLERR) && !conn.connecting {
+            // reset: what either side still holds cannot be delivered
+            self.close_conn(id);
+            return;
+        }
         if conn.connecting {
             if side == 1 && !flags.is_empty() {
                 let err = getsockopt(&conn.fds[1], sockopt::SocketError).unwrap_or(libc::EIO);
