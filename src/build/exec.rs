@@ -696,7 +696,8 @@ impl Executor<'_> {
             );
         }
         let run_dir = self.store.paths().run_dir(&id);
-        // single-id mode: chown and set*id succeed without effect (package managers)
+        // single-id mode: chown and set*id succeed without effect (package managers); the
+        // runtime maps USER's id to the one host id itself (as for `run -u`)
         let maps = IdMaps::for_current_user();
         let fake_ids = !maps.has_ranges();
         let mut binds = Vec::new();
@@ -738,6 +739,9 @@ impl Executor<'_> {
             },
             maps,
             fake_ids,
+            ports: Vec::new(),
+            // RUN reaches the network as docker build's does (pasta when usable)
+            outbound: runtime::netns::choose(self.req.network).0,
         };
         let run_err = |source| BuildError::Run {
             command: shown.clone(),
