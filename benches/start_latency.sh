@@ -59,4 +59,6 @@ hyperfine -w 1 -r 5 --export-markdown $W/burst.md \
   -n "20 x camada run --rm base true, in parallel" "for i in \$(seq 20); do $W/camada run --rm base true & done; wait" \
   -n "20 x podman run --rm base true, in parallel" "for i in \$(seq 20); do $P run --rm --runtime runc --network none base true & done; wait"
 cat $W/start.md $W/burst.md
+# rootless podman leaves its pause process (holding its user namespace) behind
+kill "$(cat $XDG_RUNTIME_DIR/libpod/tmp/pause.pid 2>/dev/null)" 2>/dev/null || true
 '
