@@ -192,6 +192,11 @@ impl Paths {
     pub fn run_dir(&self, id: &str) -> PathBuf {
         self.runroot.join(id)
     }
+    /// `$CAMADA_RUNROOT/mounts/<id>/`: the `camada mount` server of a stopped container
+    /// (its pid, its mount point).
+    pub fn mount_dir(&self, id: &str) -> PathBuf {
+        self.runroot.join("mounts").join(id)
+    }
     /// Registry credentials, 0600.
     pub fn auth_json(&self) -> PathBuf {
         self.config.join("auth.json")

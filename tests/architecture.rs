@@ -117,7 +117,8 @@ fn modules_import_only_rows_below() {
             let ok = if module == "cli" || module == "main" {
                 used == "engine" || used == "cli" || used_row >= 4
             } else {
-                used_row > row
+                // engine wires the executor it sits beside; build never imports engine
+                used_row > row || (module == "engine" && used == "build")
             };
             if !ok {
                 problems.push(format!(

@@ -10,78 +10,8 @@ mod reg;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use common::engines::{ALL, Who, cleanup, engines};
 use common::{Camada, require};
-
-/// Who runs the engine in a test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
-    Root,
-    User,
-    SingleId,
-}
-
-/// A Camada whose containers are all removed when it goes, also when the test panics (a
-/// detached container must never outlive its test).
-struct Engine(Camada);
-
-impl std::ops::Deref for Engine {
-    type Target = Camada;
-    fn deref(&self) -> &Camada {
-        &self.0
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        cleanup(&self.0);
-    }
-}
-
-/// The engines a test runs against, each with the base image loaded. Rootless ones need
-/// FUSE and user namespaces (a loud SKIP off CI when missing).
-fn engines(who: &[Who]) -> Vec<(Who, Engine)> {
-    let mut out = Vec::new();
-    for &w in who {
-        let c = match w {
-            Who::Root => {
-                if !common::is_root() {
-                    continue;
-                }
-                Camada::new()
-            }
-            Who::User | Who::SingleId => {
-                let Some(mut c) = Camada::as_user() else {
-                    continue;
-                };
-                if !require("FUSE", common::fuse_usable())
-                    || !require("user namespaces", c.userns_usable())
-                {
-                    continue;
-                }
-                if w == Who::SingleId {
-                    // the single mapping (camadatest has a range: PATH alone no longer
-                    // hides newuidmap, the standard directories are searched too)
-                    c.env("CAMADA_SINGLE_ID", "1");
-                }
-                c
-            }
-        };
-        c.load_base();
-        out.push((w, Engine(c)));
-    }
-    out
-}
-
-const ALL: &[Who] = &[Who::Root, Who::User, Who::SingleId];
-
-/// Removes every container of `c` (a Camada's temp dir goes when dropped; a running
-/// container must not outlive the test).
-fn cleanup(c: &Camada) {
-    let ids = c.run(["ps", "-aq", "--no-trunc"]).stdout();
-    for id in ids.lines().filter(|l| !l.is_empty()) {
-        c.run(["rm", "-f", id]);
-    }
-}
 
 #[test]
 fn exit_codes_pass_through() {

@@ -560,6 +560,43 @@ fn same_as_kernel_overlayfs_random_sequences_as_root() {
     }
 }
 
+/// The upper dir on a filesystem without user xattrs (ramfs: none at all; tmpfs has
+/// user xattrs since Linux 6.6): ownership of everything goes to the side table, found
+/// by the server's own probe, as root and as the unprivileged user. Xattr operations
+/// are left out: the host cannot hold a container's xattrs there.
+#[test]
+fn same_as_kernel_overlayfs_without_user_xattrs() {
+    if !need_user("the upper dir on a filesystem without user xattrs") {
+        return;
+    }
+    let no_xattr_ops = |ops: Vec<Op>| -> Vec<Op> {
+        ops.into_iter()
+            .filter(|o| {
+                !matches!(
+                    o,
+                    Op::SetXattr(..) | Op::GetXattr(..) | Op::ListXattr(..) | Op::RemoveXattr(..)
+                )
+            })
+            .collect()
+    };
+    for unprivileged in [false, true] {
+        differential_on(
+            &standard(),
+            &no_xattr_ops(script(unprivileged)),
+            unprivileged,
+            true,
+            &format!("named cases, no user xattrs, unprivileged={unprivileged}"),
+        );
+    }
+    differential_on(
+        &standard(),
+        &no_xattr_ops(random_ops(9, 60)),
+        true,
+        true,
+        "random seed 9, no user xattrs, unprivileged",
+    );
+}
+
 #[test]
 fn same_as_kernel_overlayfs_as_unprivileged_user() {
     if !need_user("differential as an unprivileged user") {
@@ -1144,6 +1181,48 @@ fn paths_longer_than_path_max_work() {
     drop(cur);
     fs::remove_dir_all(mnt.join(&name)).unwrap();
     assert!(!mnt.join(&name).exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.0.wait().unwrap().success());
+}
+
+/// Owners kept in the side table (symlinks, fifos; everything on a filesystem without
+/// user xattrs) are durable when the call returns: a server killed outright loses none.
+#[test]
+fn side_table_owners_survive_a_killed_server() {
+    if !need_root("mounting on the host's mount namespace") {
+        return;
+    }
+    let dir = scratch();
+    let built = build(dir.path(), &standard(), false);
+    let srv = dir.path().join("k");
+    let (mut child, mnt, _) = spawn_server(&srv, &built);
+    std::os::unix::fs::symlink("target", mnt.join("sl")).unwrap();
+    std::os::unix::fs::lchown(mnt.join("sl"), Some(1234), Some(5678)).unwrap();
+    nix::unistd::mkfifo(
+        &mnt.join("ff"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .unwrap();
+    std::os::unix::fs::lchown(mnt.join("ff"), Some(42), Some(43)).unwrap();
+    fs::rename(mnt.join("sl"), mnt.join("sl2")).unwrap();
+    // The lower symlink l1, copied up by the chown.
+    std::os::unix::fs::lchown(mnt.join("l1"), Some(7), Some(8)).unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+
+    let (mut child, mnt, _) = spawn_server(&srv, &built);
+    let ids = |p: &str| {
+        let m = fs::symlink_metadata(mnt.join(p)).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(ids("sl2"), (1234, 5678));
+    assert_eq!(ids("ff"), (42, 43));
+    assert_eq!(ids("l1"), (7, 8));
+    assert!(fs::symlink_metadata(mnt.join("sl")).is_err());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

@@ -22,6 +22,7 @@ use super::archive::{self, Format};
 use super::context::{Context, ContextError, Result, join};
 use super::glob::{Pattern, clean, has_meta};
 use super::imagefs::ImageFs;
+use super::memo::ContentMemo;
 use super::view::{Node, View, resolve};
 use crate::digest::{Digest, Hasher};
 use crate::tarindex::Kind;
@@ -64,8 +65,6 @@ enum Data {
     Source(Vec<u8>),
     /// A hardlink to an earlier entry of this layer.
     Link(Vec<u8>),
-    /// A local archive of the source view (path, its node) unpacked at the entry's path.
-    Archive(Vec<u8>, Box<Node>, Format),
     /// Fetched bytes (ADD of a URL).
     Bytes(Vec<u8>),
 }
@@ -76,12 +75,23 @@ struct Item {
     data: Data,
 }
 
+/// A local archive of the source view unpacked under `dest` (ADD).
+#[derive(Clone, Debug)]
+struct Unpack {
+    dest: Vec<u8>,
+    src: Vec<u8>,
+    node: Node,
+    format: Format,
+}
+
 /// What a COPY or ADD writes, entry by entry, sorted by path (parents first).
 #[derive(Debug)]
 pub struct CopyPlan<'a> {
     op: &'static str,
     view: &'a dyn View,
     items: BTreeMap<Vec<u8>, Item>,
+    /// Written after the entries, in the order given.
+    archives: Vec<Unpack>,
 }
 
 impl std::fmt::Debug for dyn View + '_ {
@@ -114,6 +124,7 @@ fn dir_node(mode: u32, owner: (u32, u32), mtime: (i64, u32)) -> Node {
         identity: (0, 0),
         nlink: 1,
         rdev: 0,
+        ctime: (0, 0),
     }
 }
 
@@ -184,10 +195,7 @@ pub fn resolve_chown(spec: &str, lower: &ImageFs) -> Result<(u32, u32)> {
 
 /// The destination as a path from the image root, and whether it names a directory.
 fn dest_path(dest: &str, workdir: &str) -> (Vec<u8>, bool) {
-    let is_dir = dest.ends_with('/')
-        || dest == "."
-        || dest.ends_with("/.")
-        || (dest.is_empty() && !workdir.is_empty());
+    let is_dir = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
     let full = if dest.starts_with('/') {
         dest.to_owned()
     } else {
@@ -218,7 +226,7 @@ fn expand(view: &dyn View, op: &'static str, pattern: &[u8]) -> Result<Vec<Vec<u
                 if r.node.as_ref().is_none_or(|n| n.kind != Kind::Dir) {
                     continue;
                 }
-                for name in view.children(&r.path)? {
+                for (name, _) in view.children(&r.path)? {
                     if pat.matches(&name) {
                         next.push(join(&base, &name));
                     }
@@ -304,6 +312,7 @@ pub fn plan_copy<'a>(
         op,
         view,
         items: BTreeMap::new(),
+        archives: Vec::new(),
     };
     let owner = |n: &Node| match (chown, source) {
         (Some(o), _) => o,
@@ -334,13 +343,12 @@ pub fn plan_copy<'a>(
                 });
             }
             if !dest_exists_dir && !dest_r.path.is_empty() {
-                plan.items.insert(
-                    dest_r.path.clone(),
-                    Item {
-                        node: restyle(node.clone()),
-                        data: Data::None,
-                    },
-                );
+                // made like its parents (BuildKit's MkdirAll 0755), not after the source
+                let dir = dir_node(0o755, chown.unwrap_or((0, 0)), now());
+                plan.items.entry(dest_r.path.clone()).or_insert(Item {
+                    node: dir,
+                    data: Data::None,
+                });
             }
             plan.walk(&real, &dest_r.path, &restyle)?;
             continue;
@@ -349,17 +357,28 @@ pub fn plan_copy<'a>(
             && node.kind == Kind::File
             && let Some(format) = archive::sniff(view.open(&real, &node)?)
         {
-            let mut n = dir_node(0o755, chown.unwrap_or((0, 0)), now());
-            if let Some(existing) = dest_r.node.clone().filter(|n| n.kind == Kind::Dir) {
-                n = existing;
+            if dest_r.node.as_ref().is_some_and(|n| n.kind != Kind::Dir) {
+                return Err(ContextError::ParentNotDir {
+                    op,
+                    path: format!("/{}", lossy(&dest_r.path)),
+                });
             }
-            plan.items.insert(
-                dest_r.path.clone(),
-                Item {
-                    node: n,
-                    data: Data::Archive(real, Box::new(node), format),
-                },
-            );
+            let dir = dest_r
+                .node
+                .clone()
+                .unwrap_or_else(|| dir_node(0o755, chown.unwrap_or((0, 0)), now()));
+            if !dest_r.path.is_empty() {
+                plan.items.entry(dest_r.path.clone()).or_insert(Item {
+                    node: dir,
+                    data: Data::None,
+                });
+            }
+            plan.archives.push(Unpack {
+                dest: dest_r.path.clone(),
+                src: real,
+                node,
+                format,
+            });
             continue;
         }
         let target = if into_dir {
@@ -381,7 +400,7 @@ pub fn plan_copy<'a>(
         );
     }
     for url in urls {
-        let (bytes, name) = archive::fetch(url)?;
+        let archive::Fetched { bytes, name, mtime } = archive::fetch(url)?;
         let target = if into_dir {
             join(&dest_r.path, name.as_bytes())
         } else {
@@ -393,11 +412,12 @@ pub fn plan_copy<'a>(
             uid: chown.map_or(0, |o| o.0),
             gid: chown.map_or(0, |o| o.1),
             size: bytes.len() as u64,
-            mtime: now(),
+            mtime: mtime.unwrap_or_else(now),
             link: Vec::new(),
             identity: (0, 0),
             nlink: 1,
             rdev: 0,
+            ctime: (0, 0),
         };
         plan.items.insert(
             target,
@@ -416,15 +436,18 @@ impl<'a> CopyPlan<'a> {
     /// Adds the entries below the source directory `src` under `dst`.
     fn walk(&mut self, src: &[u8], dst: &[u8], restyle: &dyn Fn(Node) -> Node) -> Result<()> {
         let mut stack = vec![(src.to_vec(), dst.to_vec())];
+        // excluded directories entered for a possible exception: kept only if something
+        // below them is
+        let mut hidden: Vec<Vec<u8>> = Vec::new();
         while let Some((s, d)) = stack.pop() {
-            for name in self.view.children(&s)? {
+            for (name, node) in self.view.children(&s)? {
                 let (sc, dc) = (join(&s, &name), join(&d, &name));
-                let Some(node) = self.view.node(&sc)? else {
-                    continue;
-                };
                 let data = match node.kind {
                     Kind::File => Data::Source(sc.clone()),
                     Kind::Dir => {
+                        if self.view.hidden(&sc) {
+                            hidden.push(dc.clone());
+                        }
                         stack.push((sc.clone(), dc.clone()));
                         Data::None
                     }
@@ -437,6 +460,18 @@ impl<'a> CopyPlan<'a> {
                         data,
                     },
                 );
+            }
+        }
+        hidden.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for dir in hidden {
+            let below = [dir.as_slice(), b"/"].concat();
+            let empty = self
+                .items
+                .range(below.clone()..)
+                .next()
+                .is_none_or(|(p, _)| !p.starts_with(&below));
+            if empty {
+                self.items.remove(&dir);
             }
         }
         Ok(())
@@ -520,6 +555,16 @@ impl<'a> CopyPlan<'a> {
     /// The content hash of the copy: every entry's path, kind, mode, owner, link target,
     /// device and bytes (not mtimes, not host owners). Reads every source file.
     pub fn cache_key(&self) -> Result<Digest> {
+        self.cache_key_with(&mut None)
+    }
+
+    /// [`cache_key`](Self::cache_key), reading only the context files whose digest `memo`
+    /// does not hold for their current `lstat`, and remembering the new ones.
+    pub fn cache_key_memo(&self, memo: &mut ContentMemo) -> Result<Digest> {
+        self.cache_key_with(&mut Some(memo))
+    }
+
+    fn cache_key_with(&self, memo: &mut Option<&mut ContentMemo>) -> Result<Digest> {
         let mut h = Hasher::new();
         let field = |h: &mut Hasher, b: &[u8]| {
             h.update(&(b.len() as u64).to_le_bytes());
@@ -541,22 +586,9 @@ impl<'a> CopyPlan<'a> {
                     field(&mut h, b"link");
                     field(&mut h, t);
                 }
-                Data::Source(src) | Data::Archive(src, _, _) => {
-                    let n = match &item.data {
-                        Data::Archive(_, archive, _) => archive,
-                        _ => n,
-                    };
-                    let mut content = Hasher::new();
-                    let n_read = io::copy(&mut self.view.open(src, n)?, &mut content)
-                        .map_err(|e| self.read_err(src, e))?;
-                    if matches!(item.data, Data::Source(_)) && n_read != n.size {
-                        return Err(ContextError::Changed {
-                            op: self.op,
-                            path: lossy(src),
-                        });
-                    }
+                Data::Source(src) => {
                     field(&mut h, b"data");
-                    field(&mut h, content.finish().hex().as_bytes());
+                    field(&mut h, self.content_hash(src, n, memo)?.hex().as_bytes());
                 }
                 Data::Bytes(b) => {
                     field(&mut h, b"data");
@@ -564,7 +596,44 @@ impl<'a> CopyPlan<'a> {
                 }
             }
         }
+        for a in &self.archives {
+            field(&mut h, b"unpack");
+            field(&mut h, &a.dest);
+            field(
+                &mut h,
+                self.content_hash(&a.src, &a.node, memo)?.hex().as_bytes(),
+            );
+        }
         Ok(h.finish())
+    }
+
+    /// The digest of a source file's bytes; it must still have its planned size.
+    fn content_hash(
+        &self,
+        src: &[u8],
+        n: &Node,
+        memo: &mut Option<&mut ContentMemo>,
+    ) -> Result<Digest> {
+        let key = memo.as_ref().and_then(|_| self.view.memo_key(src, n));
+        if let (Some(m), Some(k)) = (memo.as_deref(), &key)
+            && let Some(d) = m.get(k, n)
+        {
+            return Ok(d.clone());
+        }
+        let mut content = Hasher::new();
+        let got = io::copy(&mut self.view.open(src, n)?, &mut content)
+            .map_err(|e| self.read_err(src, e))?;
+        if got != n.size {
+            return Err(ContextError::Changed {
+                op: self.op,
+                path: lossy(src),
+            });
+        }
+        let digest = content.finish();
+        if let (Some(m), Some(k)) = (memo.as_deref_mut(), key) {
+            m.put(k, n, digest.clone(), now().0);
+        }
+        Ok(digest)
     }
 
     /// Writes the layer: an uncompressed OCI layer tar with exactly the planned entries
@@ -579,23 +648,6 @@ impl<'a> CopyPlan<'a> {
             let n = &item.node;
             let mut h = header(n);
             match &item.data {
-                Data::Archive(src, archive, format) => {
-                    // the destination directory itself, then the archive's entries
-                    h.set_entry_type(tar::EntryType::Directory);
-                    tar.append_data(&mut h, lossy_path(path), io::empty())
-                        .map_err(werr)?;
-                    let input = self.view.open(src, archive)?;
-                    count += 1 + archive::unpack_into(input, *format, path, &mut tar).map_err(
-                        |source| match source {
-                            archive::UnpackError::Read(source) => ContextError::Archive {
-                                path: lossy(src),
-                                source,
-                            },
-                            archive::UnpackError::Write(source) => werr(source),
-                        },
-                    )?;
-                    continue;
-                }
                 Data::Link(target) => {
                     h.set_entry_type(tar::EntryType::Link);
                     h.set_size(0);
@@ -639,6 +691,19 @@ impl<'a> CopyPlan<'a> {
                 }
             }
             count += 1;
+        }
+        for a in &self.archives {
+            let input = self.view.open(&a.src, &a.node)?;
+            count +=
+                archive::unpack_into(input, a.format, &a.dest, &mut tar).map_err(|source| {
+                    match source {
+                        archive::UnpackError::Read(source) => ContextError::Archive {
+                            path: lossy(&a.src),
+                            source,
+                        },
+                        archive::UnpackError::Write(source) => werr(source),
+                    }
+                })?;
         }
         tar.into_inner().and_then(|mut w| w.flush()).map_err(werr)?;
         Ok(count)

@@ -34,6 +34,7 @@ const RUN_LONG_VALUES: &[&str] = &[
     "env",
     "env-file",
     "volume",
+    "mount",
     "workdir",
     "user",
     "publish",
@@ -76,6 +77,19 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["save"] => s("", "o", &["output", "format"]),
         ["load"] => s("q", "i", &["input"]),
         ["import"] => s("", "cm", &["change", "message"]),
+        ["build"] => s(
+            "q",
+            "tf",
+            &[
+                "tag",
+                "file",
+                "build-arg",
+                "target",
+                "label",
+                "network",
+                "compression",
+            ],
+        ),
         ["image"] => s("", "", &[]),
         ["image", "prune"] => s("af", "", &[]),
         ["image", "tree"] => s("", "", &[]),
@@ -99,12 +113,18 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["ps"] => s("aqs", "", &[]),
         ["logs"] => s("ft", "n", &["tail"]),
         ["attach" | "wait"] => s("", "", &[]),
+        ["diff" | "mount" | "umount"] => s("", "", &[]),
+        ["cp"] => s("aLq", "", &[]),
+        ["commit"] => s("p", "acm", &["author", "change", "message"]),
+        ["unshare"] => command_line("", "", &["container"]),
         ["container"] => s("", "", &[]),
         ["container", "inspect"] => s("", "f", &["format"]),
         ["container", "prune"] => s("f", "", &[]),
+        ["top"] => command_line("", "", &[]),
+        ["stats"] => s("a", "", &[]),
         ["volume"] => s("", "", &[]),
         ["volume", "create"] => s("", "d", &["driver", "label"]),
-        ["volume", "ls"] => s("q", "", &[]),
+        ["volume", "ls"] => s("q", "f", &["filter", "format"]),
         ["volume", "inspect"] => s("", "f", &["format"]),
         ["volume", "rm"] => s("f", "", &[]),
         ["volume", "prune"] => s("af", "", &[]),
@@ -144,6 +164,13 @@ fn alias(group: &str, sub: &str) -> Option<&'static str> {
         ("container", "logs") => "logs",
         ("container", "attach") => "attach",
         ("container", "wait") => "wait",
+        ("container", "diff") => "diff",
+        ("container", "cp") => "cp",
+        ("container", "commit") => "commit",
+        ("container", "mount") => "mount",
+        ("container", "umount" | "unmount") => "umount",
+        ("container", "top") => "top",
+        ("container", "stats") => "stats",
         _ => return None,
     })
 }
@@ -257,12 +284,15 @@ fn split_eq(arg: &str) -> Option<(&str, &str)> {
 /// Expands one command's arguments (see the module doc).
 pub fn expand_flags(args: &[String], spec: &FlagSpec) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len());
+    // where positionals went: a `-` among them (stdin/stdout) must come after `--`, or
+    // argh takes it for a flag
+    let mut positionals: Vec<usize> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--" {
             out.push(a.clone());
             out.extend(it.by_ref().cloned());
-            break;
+            return out;
         }
         if let Some(long) = a.strip_prefix("--") {
             if let Some((flag, value)) = split_eq(a) {
@@ -285,10 +315,11 @@ pub fn expand_flags(args: &[String], spec: &FlagSpec) -> Vec<String> {
         }
         if a.len() < 2 || !a.starts_with('-') {
             // a positional (or `-` for stdin)
+            positionals.push(out.len());
             out.push(a.clone());
             if spec.stop_at_positional && a != "-" {
                 out.extend(it.by_ref().cloned());
-                break;
+                return out;
             }
             continue;
         }
@@ -302,6 +333,18 @@ pub fn expand_flags(args: &[String], spec: &FlagSpec) -> Vec<String> {
             }
             None => out.push(a.clone()),
         }
+    }
+    if positionals.iter().any(|&i| out[i] == "-") {
+        let pos: Vec<String> = positionals.iter().map(|&i| out[i].clone()).collect();
+        let mut flags: Vec<String> = out
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !positionals.contains(i))
+            .map(|(_, a)| a)
+            .collect();
+        flags.push("--".into());
+        flags.extend(pos);
+        return flags;
     }
     out
 }

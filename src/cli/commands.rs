@@ -33,6 +33,7 @@ pub enum Command {
     Save(Save),
     Load(Load),
     Import(Import),
+    Build(super::build::Build),
     Image(ImageGroup),
     System(SystemGroup),
     Info(Info),
@@ -56,6 +57,14 @@ pub enum Command {
     Wait(super::containers::Wait),
     Container(super::containers::ContainerGroup),
     Volume(super::volumes::VolumeGroup),
+    Diff(super::fsops::Diff),
+    Cp(super::fsops::Cp),
+    Commit(super::fsops::Commit),
+    Mount(super::fsops::Mount),
+    Umount(super::fsops::Umount),
+    Unshare(super::fsops::Unshare),
+    Top(super::stats::Top),
+    Stats(super::stats::Stats),
 }
 
 /// List images (also: image ls).

@@ -13,28 +13,43 @@ pub fn human_size(bytes: u64) -> String {
         size /= 1000.0;
         unit += 1;
     }
-    format!("{}{}", go_g3(size), UNITS[unit])
+    format!("{}{}", go_g(size, 3), UNITS[unit])
 }
 
-/// Go's `%.3g` for a value in `[0, 1000)`: three significant digits, trailing zeros
-/// dropped, and Go's exponent form when rounding reaches 1000 (`1e+03`).
-fn go_g3(v: f64) -> String {
+/// docker's `units.BytesSize` (what `stats` shows for memory): binary units, 4
+/// significant digits (`1.504MiB`, `23.45GiB`).
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!("{}{}", go_g(size, 4), UNITS[unit])
+}
+
+/// Go's `%.<digits>g` for a value below `10^digits`: that many significant digits,
+/// trailing zeros dropped, and Go's exponent form when rounding reaches `10^digits`
+/// (`1e+03` for three digits).
+fn go_g(v: f64, digits: i32) -> String {
     if v == 0.0 {
         return "0".into();
     }
-    // The exponent of the value once rounded to three significant digits.
+    // The exponent of the value once rounded to `digits` significant digits.
     let mut exp = v.abs().log10().floor() as i32;
-    let scale = 10f64.powi(2 - exp);
+    let scale = 10f64.powi(digits - 1 - exp);
     let rounded = (v * scale).round() / scale;
     if rounded.abs() >= 10f64.powi(exp + 1) {
         exp += 1;
     }
-    if exp >= 3 {
+    if exp >= digits {
         let mant = rounded / 10f64.powi(exp);
-        let m = trim_zeros(format!("{mant:.2}"));
+        let d = (digits - 1) as usize;
+        let m = trim_zeros(format!("{mant:.d$}"));
         return format!("{m}e+{exp:02}");
     }
-    let decimals = (2 - exp).max(0) as usize;
+    let decimals = (digits - 1 - exp).max(0) as usize;
     trim_zeros(format!("{rounded:.decimals$}"))
 }
 
@@ -112,13 +127,21 @@ pub fn ellipsis(s: &str, max: usize) -> String {
 #[derive(Debug, Default)]
 pub struct Table {
     rows: Vec<Vec<String>>,
+    min_width: usize,
 }
 
 impl Table {
     pub fn new(header: &[&str]) -> Table {
         Table {
             rows: vec![header.iter().map(|s| s.to_string()).collect()],
+            min_width: 10,
         }
+    }
+
+    /// The same with another minimum column width (`top` uses 20, as docker's).
+    pub fn min_width(mut self, width: usize) -> Table {
+        self.min_width = width;
+        self
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -128,7 +151,7 @@ impl Table {
     /// The table as text, one line per row, each ending in `\n`.
     pub fn render(&self) -> String {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let mut widths = vec![10usize; columns];
+        let mut widths = vec![self.min_width; columns];
         for row in &self.rows {
             // the last cell of a row is not padded, so it does not widen its column
             for (i, cell) in row.iter().enumerate().take(row.len().saturating_sub(1)) {

@@ -10,12 +10,15 @@
 
 mod archive;
 mod argv;
+mod build;
 mod commands;
 mod containers;
 mod format;
+mod fsops;
 mod images;
 mod interrupt;
 mod registry;
+mod stats;
 mod system;
 mod template;
 mod tree;
@@ -230,6 +233,10 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
                 None if containers::all_containers(&e, &a.names) => {
                     containers::inspect(&e, &a.names, a.format.as_deref())
                 }
+                Some("volume") => volumes::inspect_names(&e, &a.names, a.format.as_deref()),
+                None if volumes::all_volumes_not_images(&e, &a.names) => {
+                    volumes::inspect_names(&e, &a.names, a.format.as_deref())
+                }
                 _ => images::inspect(&e, a),
             }
         }
@@ -237,6 +244,7 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Save(a) => archive::save(&engine(&cmd)?, a),
         Command::Load(a) => archive::load(&engine(&cmd)?, a),
         Command::Import(a) => archive::import(&engine(&cmd)?, a),
+        Command::Build(a) => build::build(&engine(&cmd)?, a),
         Command::Image(g) => match &g.command {
             ImageCommand::Prune(a) => images::prune(&engine(&cmd)?, a.all, a.force, false),
             ImageCommand::Tree(a) => images::tree(&engine(&cmd)?, a),
@@ -253,12 +261,20 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Logs(a) => containers::logs(&engine(&cmd)?, a),
         Command::Attach(a) => containers::attach(&engine(&cmd)?, a),
         Command::Wait(a) => containers::wait(&engine(&cmd)?, a),
+        Command::Diff(a) => fsops::diff(&engine(&cmd)?, a),
+        Command::Cp(a) => fsops::cp(&engine(&cmd)?, a),
+        Command::Commit(a) => fsops::commit(&engine(&cmd)?, a),
+        Command::Mount(a) => fsops::mount(&engine(&cmd)?, a),
+        Command::Umount(a) => fsops::umount(&engine(&cmd)?, a),
+        Command::Unshare(a) => fsops::unshare(&engine(&cmd)?, a),
         Command::Container(g) => match &g.command {
             containers::ContainerCommand::Inspect(a) => {
                 containers::inspect(&engine(&cmd)?, &a.containers, a.format.as_deref())
             }
             containers::ContainerCommand::Prune(a) => containers::prune(&engine(&cmd)?, a),
         },
+        Command::Top(a) => stats::top(&engine(&cmd)?, a),
+        Command::Stats(a) => stats::stats(&engine(&cmd)?, a),
         Command::Volume(g) => volumes::dispatch(&engine(&cmd)?, g),
         Command::System(g) => match &g.command {
             SystemCommand::Prune(a) => images::prune(&engine(&cmd)?, a.all, a.force, true),

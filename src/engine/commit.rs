@@ -18,6 +18,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::archive::apply_change;
+use super::{Engine, EngineError};
 use crate::digest::{DiffId, Digest};
 use crate::image::{
     Descriptor, History, ImageConfig, ImageError, Manifest, ManifestFormat, Platform, RunConfig,
@@ -116,8 +118,9 @@ pub fn layer_from_upper(
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map(|(r, w)| (fs::File::from(r), fs::File::from(w)))
         .map_err(|e| diff_err(LayerError::WriteTar(e.into())))?;
+    let keep = |rel: &[u8], meta: &fs::Metadata| !runtime_mount_point(upper, rel, meta);
     let (entries, ingested) = std::thread::scope(|s| {
-        let writer = s.spawn(move || layer::diff(upper, &owner, BufWriter::new(w)));
+        let writer = s.spawn(move || layer::diff_with(upper, &owner, &keep, BufWriter::new(w)));
         let ingested = ingest(r, BufWriter::with_capacity(256 << 10, tar), idx);
         let entries = writer
             .join()
@@ -136,6 +139,25 @@ pub fn layer_from_upper(
         diff_id: ingested.diff_id,
         size: ingested.tar_size,
     }))
+}
+
+/// An entry of an upper dir that the runtime made as a mount point where the image had
+/// none (docker keeps these in its init layer, out of `diff` and `commit`): an empty
+/// `/etc/hostname`, `/etc/hosts` or `/etc/resolv.conf`, or an empty `/proc`, `/sys`,
+/// `/dev`, `/dev/pts`, `/dev/shm`. Where the image has them, the runtime mounts over them
+/// and the upper dir never holds them.
+pub fn runtime_mount_point(upper: &Path, rel: &[u8], meta: &fs::Metadata) -> bool {
+    match rel {
+        b"etc/hostname" | b"etc/hosts" | b"etc/resolv.conf" => {
+            meta.file_type().is_file() && meta.len() == 0
+        }
+        b"proc" | b"sys" | b"dev" | b"dev/pts" | b"dev/shm" => {
+            meta.is_dir()
+                && fs::read_dir(upper.join(OsStr::from_bytes(rel)))
+                    .is_ok_and(|mut d| d.next().is_none())
+        }
+        _ => false,
+    }
 }
 
 /// A layer tar (plain, gzip or zstd) read from `reader` as a stored layer, uncompressed.
@@ -223,13 +245,37 @@ pub fn write_image(store: &Store, _writing: &WriteGuard, spec: &ImageSpec) -> Re
             None => config.push_empty_step(history),
         }
     }
-    let built = build_image(&config, &layers, ManifestFormat::Oci).map_err(CommitError::Image)?;
+    record_image(store, &config, &layers, &spec.tags, &Default::default())
+}
+
+/// Stores `config` exactly as given with a manifest over `layers` (stored blobs, one per
+/// diff_id), records the image and points `tags` at it; returns its ID. What
+/// [`write_image`] ends with, and what `build` calls with the config its cache kept (and
+/// the manifest `annotations` push reads, e.g. the layer compression).
+pub fn record_image(
+    store: &Store,
+    config: &ImageConfig,
+    layers: &[Descriptor],
+    tags: &[Reference],
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<Digest> {
+    let mut built = build_image(config, layers, ManifestFormat::Oci).map_err(CommitError::Image)?;
+    if !annotations.is_empty() {
+        let mut m = crate::image::ImageManifest::new(
+            ManifestFormat::Oci,
+            built.config.clone(),
+            layers.to_vec(),
+        );
+        m.annotations = annotations.clone();
+        built.manifest_json = m.to_json().map_err(CommitError::Image)?;
+        built.manifest = Descriptor::of(&built.manifest.media_type, &built.manifest_json);
+    }
     store.put_blob(&built.config_json)?;
     store.put_blob(&built.manifest_json)?;
     let id = built.config.digest.clone();
     store.update(|db| {
         db.add_image(&built.manifest.digest, &id, None);
-        for t in &spec.tags {
+        for t in tags {
             db.tag(&t.to_string(), &built.manifest.digest);
         }
         Ok::<_, StoreError>(())
@@ -283,6 +329,100 @@ fn base_of(store: &Store, id: &Digest) -> Result<(ImageConfig, Vec<Descriptor>)>
     Ok((config, layers))
 }
 
+/// `commit` options.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    /// `REPOSITORY[:TAG]` to name the image.
+    pub reference: Option<String>,
+    /// `-m`: the commit message (history comment and the config's `comment`).
+    pub message: Option<String>,
+    /// `-a`: the author.
+    pub author: Option<String>,
+    /// `-c`: Dockerfile instructions applied to the config, as `import --change`.
+    pub changes: Vec<String>,
+}
+
+impl Engine {
+    /// `commit CONTAINER [REF]`: the container's writable layer as a new layer on its
+    /// image, with the container's run config (and `changes`); returns the image ID. A
+    /// running container is not paused (docker pauses it): a file being written while the
+    /// layer is read is read as it is then, and the overlay's ownership side table (only
+    /// symlinks and device nodes, or every file on an upper filesystem without user xattrs)
+    /// is the one last saved.
+    pub fn commit_container(
+        &self,
+        word: &str,
+        req: &CommitRequest,
+    ) -> std::result::Result<Digest, EngineError> {
+        let name = match &req.reference {
+            Some(r) => Some(Reference::parse(r).map_err(|e| EngineError::BadReference {
+                word: r.clone(),
+                why: e.to_string(),
+            })?),
+            None => None,
+        };
+        let (records, c) = self.find(word)?;
+        let image: Digest = c.record.image.parse().map_err(|_| CommitError::Base {
+            id: c.record.image.clone(),
+            why: "the container's record does not name an image ID".into(),
+        })?;
+        let base = self.image_config(&image)?;
+        let mut run = container_run_config(base.config.clone().unwrap_or_default(), &c.record);
+        for change in &req.changes {
+            apply_change(&mut run, change)?;
+        }
+        let id = &c.record.id;
+        let upper = records.upper_dir(id);
+        let writing = self.store.writing()?;
+        let layer = if upper.exists() {
+            let owners = upper_owners(&upper, &records.dir_of(id).join("ownership.json"))?;
+            layer_from_upper(&self.store, &writing, &upper, &owners)?
+        } else {
+            None
+        };
+        let cmd = if c.record.config.cmd.is_empty() {
+            c.record.argv()
+        } else {
+            c.record.config.cmd.clone()
+        };
+        let spec = ImageSpec {
+            base: Some(image),
+            steps: vec![Step {
+                layer,
+                history: History {
+                    created_by: Some(cmd.join(" ")),
+                    author: req.author.clone(),
+                    comment: req.message.clone(),
+                    ..History::default()
+                },
+            }],
+            run: Some(run),
+            comment: req.message.clone(),
+            author: req.author.clone(),
+            tags: name.into_iter().collect(),
+        };
+        Ok(write_image(&self.store, &writing, &spec)?)
+    }
+}
+
+/// The image's run config with what the container runs (docker commits the container's
+/// config: its command, env, user, workdir, labels).
+fn container_run_config(mut run: RunConfig, r: &crate::state::Record) -> RunConfig {
+    let c = &r.config;
+    run.env = c.env.clone();
+    run.cmd = Some(c.cmd.clone()).filter(|v| !v.is_empty());
+    if !c.entrypoint.is_empty() {
+        run.entrypoint = Some(c.entrypoint.clone());
+    }
+    run.user = c.user.clone();
+    run.working_dir = c.working_dir.clone();
+    run.labels = c.labels.clone();
+    if c.stop_signal.is_some() {
+        run.stop_signal = c.stop_signal.clone();
+    }
+    run
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +443,7 @@ mod tests {
 
         fs::write(up.join("etc/hostname"), b"box\n").unwrap();
         fs::write(up.join("etc/.wh.motd"), b"").unwrap();
+        fs::write(up.join("etc/hosts"), b"").unwrap(); // a runtime's mount point: left out
         owners
             .set(
                 &up.join("etc/hostname"),
@@ -323,6 +464,7 @@ mod tests {
         let h = get("etc/hostname");
         assert_eq!((h.uid(), h.gid(), h.mode()), (7, 8, 0o640));
         assert_eq!(get("etc/motd").kind(), Kind::Whiteout);
+        assert_eq!(idx.lookup(b"etc/hosts"), None);
 
         let base = write_image(
             &store,

@@ -68,6 +68,10 @@ pub enum ContainersError {
     KillNotRunning(String),
     #[error("container {0} is already running")]
     AlreadyRunning(String),
+    #[error(
+        "container {0} is mounted (camada mount): its writable layer is being served; run camada umount {0} first"
+    )]
+    Mounted(String),
     #[error("reading container {id}'s log {path}: {source}")]
     Log {
         id: String,
@@ -113,6 +117,8 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     pub network: Option<String>,
     pub volumes: Vec<String>,
+    /// `--mount type=bind|volume,...`.
+    pub mounts: Vec<String>,
     pub init: bool,
 }
 
@@ -335,7 +341,7 @@ impl Engine {
         Ok(r)
     }
 
-    fn run_dir(&self, id: &str) -> PathBuf {
+    pub(super) fn run_dir(&self, id: &str) -> PathBuf {
         self.paths.run_dir(id)
     }
 
@@ -398,14 +404,14 @@ impl Engine {
         Ok(c)
     }
 
-    fn find(&self, word: &str) -> Result<(Records, Container)> {
+    pub(super) fn find(&self, word: &str) -> Result<(Records, Container)> {
         let records = self.records().map_err(engine_to_containers)?;
         let id = records.resolve(word)?;
         let c = self.current(&records, &id)?;
         Ok((records, c))
     }
 
-    fn image_config(&self, id: &Digest) -> Result<ImageConfig> {
+    pub(super) fn image_config(&self, id: &Digest) -> Result<ImageConfig> {
         let bytes = self
             .store
             .read_blob(id)
@@ -463,7 +469,7 @@ impl Engine {
         network
             .parse::<Network>()
             .map_err(ContainersError::BadNetwork)?;
-        let mounts = self.container_mounts(&req.volumes, &rc.volumes)?;
+        let mounts = self.container_mounts(&req.volumes, &req.mounts, &rc.volumes)?;
         let id = new_id()?;
         let short: String = id.chars().take(12).collect();
         let path = argv.remove(0);
@@ -556,6 +562,9 @@ impl Engine {
                 _ => Err(ContainersError::AlreadyRunning(c.record.name.clone())),
             };
         }
+        if runtime::mountsrv::server_pid(&self.paths.mount_dir(&id)).is_some() {
+            return Err(ContainersError::Mounted(c.record.name.clone()));
+        }
         let container = self.runtime_container(&records, &c, mode)?;
         let started_at = now();
         let auto_remove = c.record.host_config.auto_remove;
@@ -637,12 +646,13 @@ impl Engine {
         let _ = records.write_state(id, &s);
     }
 
-    fn runtime_container(
+    /// What the overlay serves as the container's root: its image's layers under its
+    /// writable layer.
+    pub(super) fn overlay_options(
         &self,
         records: &Records,
         c: &Container,
-        mode: StartMode,
-    ) -> Result<runtime::Container> {
+    ) -> Result<overlay::Options> {
         let r = &c.record;
         let image_id: Digest = r.image.parse().map_err(|_| ContainersError::ImageConfig {
             id: r.image.clone(),
@@ -655,7 +665,21 @@ impl Engine {
         let diff_ids = self.store.image_layers(&image_id).map_err(store_err)?;
         let (_, lower_index) = self.store.chain_index(&diff_ids).map_err(store_err)?;
         let tars = diff_ids.iter().map(|d| self.store.layer_tar(d)).collect();
-        let opts = overlay::Options::in_dir(&records.dir_of(&r.id), lower_index, tars);
+        Ok(overlay::Options::in_dir(
+            &records.dir_of(&r.id),
+            lower_index,
+            tars,
+        ))
+    }
+
+    fn runtime_container(
+        &self,
+        records: &Records,
+        c: &Container,
+        mode: StartMode,
+    ) -> Result<runtime::Container> {
+        let r = &c.record;
+        let opts = self.overlay_options(records, c)?;
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
             overlay::mount(&opts, mp)
                 .map(|m| Box::new(m) as Box<dyn std::any::Any>)
@@ -663,7 +687,8 @@ impl Engine {
         });
         let mut binds = Vec::new();
         for m in mounts_of(r) {
-            // docker makes a missing bind source a directory; a volume's is always there
+            self.ensure_mount_volume(&m)?;
+            // docker makes a missing bind source a directory
             if !m.source.exists() {
                 std::fs::create_dir_all(&m.source).map_err(|source| {
                     ContainersError::VolumeSource {
@@ -812,6 +837,8 @@ impl Engine {
                 Ok(None) | Err(RuntimeError::NotRunning { .. }) => {}
                 Err(e) => return Err(ContainersError::from(e).into()),
             }
+            // the monitor was closing: its exit hook records the code
+            self.settle(&c.record.id, Duration::from_secs(10));
             return Ok(self.current(&records, &c.record.id)?.state.exit_code);
         }
         Ok(c.state.exit_code)
@@ -839,6 +866,7 @@ impl Engine {
             let _ = runtime::wait(&dir, Some(Duration::from_secs(30)));
             self.settle(id, Duration::from_secs(10));
         }
+        self.stop_mount_server(id);
         records.remove(id).map_err(ContainersError::from)?;
         let _ = std::fs::remove_dir_all(self.run_dir(id));
         if volumes {
@@ -1042,6 +1070,7 @@ impl Engine {
                 continue;
             }
             let size = tree_size(&records.dir_of(&c.record.id));
+            self.stop_mount_server(&c.record.id);
             records
                 .remove(&c.record.id)
                 .map_err(ContainersError::from)?;

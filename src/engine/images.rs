@@ -310,12 +310,15 @@ impl Engine {
     /// the kept parts of interrupted downloads (those a running pull holds stay).
     pub fn prune_system(&self, all: bool) -> Result<SystemPrune, EngineError> {
         let containers = self.prune_containers()?;
+        // the build cache goes first, so the image GC frees the layers only it kept
+        let build_cache = crate::build::cache::clear(&self.store)?;
         let images = self.prune_images(all)?;
         let (_, partial_bytes) = self.store.prune_partials()?;
         Ok(SystemPrune {
             reclaimed: containers.reclaimed + images.reclaimed + partial_bytes,
             containers: containers.removed,
             images: images.removed,
+            build_cache,
         })
     }
 }
@@ -326,6 +329,8 @@ pub struct SystemPrune {
     /// Full IDs of the containers removed.
     pub containers: Vec<String>,
     pub images: Vec<Removed>,
+    /// Build cache entries dropped.
+    pub build_cache: usize,
     /// Bytes freed in all.
     pub reclaimed: u64,
 }

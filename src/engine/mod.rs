@@ -8,12 +8,17 @@
 //! never import each other; this module is where they meet.
 
 pub mod archive;
+mod build;
 pub mod commit;
 pub mod containers;
+pub mod cp;
+pub mod fsops;
 mod images;
 pub mod login;
+mod procfs;
 pub mod pull;
 pub mod push;
+pub mod stats;
 mod system;
 mod tree;
 pub mod volumes;
@@ -25,6 +30,8 @@ use crate::digest::{DiffId, Digest};
 use crate::paths::{Env, Paths, PathsError};
 use crate::store::{Store, StoreError};
 
+pub use crate::build::{Built, Progress as BuildProgress, StepInfo};
+pub use build::BuildRequest;
 pub use system::{
     Check, CheckStatus, DiskUsage, Probe, SystemInfo, UsageLine, VersionInfo, version,
 };
@@ -72,9 +79,17 @@ pub enum EngineError {
     #[error("{0}")]
     Containers(#[from] containers::ContainersError),
     #[error("{0}")]
+    Build(#[from] crate::build::BuildError),
+    #[error("{0}")]
+    BadBuildFlag(String),
+    #[error("{0}")]
     Commit(#[from] commit::CommitError),
     #[error("{0}")]
     Volumes(#[from] volumes::VolumesError),
+    #[error("{0}")]
+    Fsops(#[from] fsops::FsopsError),
+    #[error("{0}")]
+    Stats(#[from] stats::StatsError),
 }
 
 /// The engine: where things are, and the store.

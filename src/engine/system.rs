@@ -241,7 +241,15 @@ impl Engine {
                 size: du.containers_size,
                 reclaimable: du.containers_size,
             },
-            build_cache: UsageLine::default(),
+            build_cache: {
+                let (entries, bytes) = crate::build::cache::usage(&self.store);
+                UsageLine {
+                    total: entries as u64,
+                    active: 0,
+                    size: bytes,
+                    reclaimable: bytes,
+                }
+            },
         })
     }
 }

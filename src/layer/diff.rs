@@ -51,6 +51,17 @@ pub fn diff<W: Write>(
     owner: &dyn Fn(&[u8], &fs::Metadata) -> Option<Owner>,
     out: W,
 ) -> Result<u64, LayerError> {
+    diff_with(upper, owner, &|_, _| true, out)
+}
+
+/// [`diff`], leaving out the entries (and what is below them) for which
+/// `keep(rel_path, host_metadata)` is false (the mount points a runtime made).
+pub fn diff_with<W: Write>(
+    upper: &Path,
+    owner: &dyn Fn(&[u8], &fs::Metadata) -> Option<Owner>,
+    keep: &dyn Fn(&[u8], &fs::Metadata) -> bool,
+    out: W,
+) -> Result<u64, LayerError> {
     let mut tar = tar::Builder::new(out);
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let mut entries = 0u64;
@@ -71,6 +82,9 @@ pub fn diff<W: Write>(
     push_children(&mut stack, upper, Path::new(""))?;
     while let Some((host, rel)) = stack.pop() {
         let meta = fs::symlink_metadata(&host).map_err(walk_err(&host))?;
+        if !keep(rel.as_os_str().as_bytes(), &meta) {
+            continue;
+        }
         let own = owner(rel.as_os_str().as_bytes(), &meta).unwrap_or_else(|| Owner {
             uid: 0,
             gid: 0,
@@ -122,7 +136,12 @@ pub fn diff<W: Write>(
             tar.append_data(&mut h, &rel, io::empty()).map_err(werr)?;
         } else if ft.is_file() {
             let key = (meta.dev(), meta.ino());
-            if meta.nlink() > 1 {
+            // whiteouts may share one inode (the overlay links them all to one empty
+            // file, as the kernel's does): each is an entry of its own, never a link
+            let marker = rel
+                .file_name()
+                .is_some_and(|n| n.as_bytes().starts_with(b".wh."));
+            if meta.nlink() > 1 && !marker {
                 if let Some(first) = links.get(&key) {
                     h.set_entry_type(tar::EntryType::Link);
                     tar.append_link(&mut h, &rel, first).map_err(werr)?;
@@ -252,6 +271,35 @@ mod tests {
             (Kind::Char, (1, 3), 0o666)
         );
         assert_eq!(get("etc").uid(), 0, "no record: the container's root");
+    }
+
+    #[test]
+    fn whiteouts_sharing_an_inode_stay_whiteouts() {
+        let d = tempfile::tempdir().unwrap();
+        let up = d.path();
+        fs::create_dir(up.join("a")).unwrap();
+        fs::write(up.join(".wh.x"), b"").unwrap();
+        fs::hard_link(up.join(".wh.x"), up.join("a/.wh.y")).unwrap();
+        fs::hard_link(up.join(".wh.x"), up.join("a/.wh..wh..opq")).unwrap();
+        let mut tar = Vec::new();
+        diff(up, &|_, _| None, &mut tar).unwrap();
+        let mut ar = tar::Archive::new(&tar[..]);
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            assert_ne!(
+                e.header().entry_type(),
+                tar::EntryType::Link,
+                "{:?}",
+                e.path()
+            );
+        }
+        let (mut t, mut idx) = (Vec::new(), Vec::new());
+        ingest(&tar[..], &mut t, &mut idx).unwrap();
+        let idx = Index::open(&idx[..]).unwrap();
+        let get = |p: &str| idx.get(idx.lookup(p.as_bytes()).unwrap()).unwrap();
+        assert_eq!(get("x").kind(), Kind::Whiteout);
+        assert_eq!(get("a/y").kind(), Kind::Whiteout);
+        assert!(get("a").opaque());
     }
 
     #[test]

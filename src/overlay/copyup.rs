@@ -226,7 +226,7 @@ impl Overlay {
                     )
                     .is_ok()
                 {
-                    self.upper.own.link(&self.lower.index.path(id), &rel);
+                    let _ = self.upper.own.link(&self.lower.index.path(id), &rel);
                 }
             }
         }

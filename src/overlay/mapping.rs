@@ -4,11 +4,13 @@
 //! included, so a device node can be a plain host file) that the container sees are
 //! kept in the `user.camada.own` xattr of the host file, or, where the host filesystem
 //! has no user xattrs (NFS, some tmpfs) and always for symlinks, fifos, sockets and
-//! device nodes (Linux allows user xattrs only on files and dirs), in a side table keyed by the path relative to the upper dir and
-//! saved next to it. Never touches the lower view. Invariant: a host file without a
-//! record shows as owned by the server's own ids with its host mode.
+//! device nodes (Linux allows user xattrs only on files and dirs), in a side table keyed
+//! by the path relative to the upper dir, kept next to it with a journal of every change.
+//! Never touches the lower view. Invariant: a host file without a record shows as owned
+//! by the server's own ids with its host mode; a change is in the journal before the
+//! operation that made it returns.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,41 +56,87 @@ impl Own {
     }
 }
 
+/// One change of the side table, as the journal records it: absolute, so replaying a
+/// journal over a table that already holds its effect changes nothing.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+enum Rec {
+    /// `rel` is owned so.
+    Set(Vec<u8>, Own),
+    /// Every record at or below `rel` is gone.
+    Remove(Vec<u8>),
+}
+
+/// A journal longer than this is folded into the table while serving.
+const JOURNAL_MAX: u64 = 8 << 20;
+
+/// The side table: the records, the journal file appended to, its length.
+struct Table {
+    map: Map,
+    journal: Option<fs::File>,
+    journal_len: u64,
+}
+
 /// Where ownership records live.
+///
+/// The side table is a JSON file rewritten whole (temp, fsync, rename) and an
+/// append-only journal beside it (`TABLE.journal`): every change is one line, written
+/// with one `write(2)` before the operation returns, so a server killed outright loses
+/// nothing. A torn last line (the machine crashed mid-write) is ignored. Opening
+/// replays the journal; [`Ownership::compact`] folds it into the table.
 pub struct Ownership {
     xattrs: bool,
-    table: Mutex<HashMap<Vec<u8>, Own>>,
+    table: Mutex<Table>,
     table_path: PathBuf,
 }
 
 impl Ownership {
-    /// Probes whether `upper` takes user xattrs and loads the side table at `table_path`.
+    /// Probes whether `upper` takes user xattrs and loads the side table at
+    /// `table_path` with its journal replayed. Writes nothing.
     pub fn open(upper: &Path, table_path: PathBuf) -> Result<Ownership, OverlayError> {
         let probe = sys::lsetxattr(upper, b"user.camada.probe", b"1", 0)
             .and_then(|()| sys::lremovexattr(upper, b"user.camada.probe"));
         let xattrs = probe.is_ok();
-        let table = match fs::read(&table_path) {
+        let err = |source| OverlayError::SideTable {
+            path: table_path.clone(),
+            source,
+        };
+        let bad = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let mut map: Map = match fs::read(&table_path) {
             Ok(bytes) => {
                 let v: Vec<(Vec<u8>, Own)> =
-                    serde_json::from_slice(&bytes).map_err(|e| OverlayError::SideTable {
-                        path: table_path.clone(),
-                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                    })?;
+                    serde_json::from_slice(&bytes).map_err(|e| err(bad(e)))?;
                 v.into_iter().collect()
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
+            Err(source) => return Err(err(source)),
+        };
+        let journal = journal_path(&table_path);
+        let (recs, journal_len) = match fs::read(&journal) {
+            Ok(bytes) => (parse_journal(&bytes), bytes.len() as u64),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
             Err(source) => {
                 return Err(OverlayError::SideTable {
-                    path: table_path,
+                    path: journal,
                     source,
                 });
             }
         };
+        for r in &recs {
+            apply(&mut map, r);
+        }
         Ok(Ownership {
             xattrs,
-            table: Mutex::new(table),
+            table: Mutex::new(Table {
+                map,
+                journal: None,
+                journal_len,
+            }),
             table_path,
         })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether records go into host xattrs (else all into the side table).
@@ -104,76 +152,117 @@ impl Ownership {
 
     pub fn get(&self, host: &Path, rel: &[u8], host_mode: u32) -> Option<Own> {
         if self.in_table(host_mode) {
-            return self.table.lock().ok()?.get(rel).copied();
+            return self.lock().map.get(rel).copied();
         }
         Own::decode(&sys::lgetxattr(host, OWN_XATTR).ok()?)
     }
 
     pub fn set(&self, host: &Path, rel: &[u8], host_mode: u32, own: Own) -> std::io::Result<()> {
         if self.in_table(host_mode) {
-            if let Ok(mut t) = self.table.lock() {
-                t.insert(rel.to_vec(), own);
+            let mut t = self.lock();
+            if t.map.get(rel) == Some(&own) {
+                return Ok(());
             }
-            return Ok(());
+            return self.commit(&mut t, vec![Rec::Set(rel.to_vec(), own)]);
         }
         sys::lsetxattr(host, OWN_XATTR, &own.encode(), 0)
     }
 
     /// A name was removed from the upper dir: drop its record and those below it.
-    pub fn remove(&self, rel: &[u8]) {
-        if let Ok(mut t) = self.table.lock() {
-            if t.is_empty() {
-                return;
-            }
-            t.retain(|k, _| !is_under(k, rel));
+    pub fn remove(&self, rel: &[u8]) -> std::io::Result<()> {
+        let mut t = self.lock();
+        if keys_under(&t.map, rel).next().is_none() {
+            return Ok(());
         }
+        self.commit(&mut t, vec![Rec::Remove(rel.to_vec())])
     }
 
-    /// A name moved: move its record and those below it.
-    pub fn rename(&self, from: &[u8], to: &[u8]) {
-        if let Ok(mut t) = self.table.lock() {
-            if t.is_empty() {
-                return;
-            }
-            t.retain(|k, _| !is_under(k, to));
-            let moved: Vec<(Vec<u8>, Own)> = t
-                .iter()
-                .filter(|(k, _)| is_under(k, from))
-                .map(|(k, v)| {
-                    let mut n = to.to_vec();
-                    n.extend_from_slice(&k[from.len()..]);
-                    (n, *v)
-                })
-                .collect();
-            t.retain(|k, _| !is_under(k, from));
-            t.extend(moved);
+    /// A name moved: move its record and those below it (replacing those at `to`).
+    pub fn rename(&self, from: &[u8], to: &[u8]) -> std::io::Result<()> {
+        let mut t = self.lock();
+        let recs = moved(&t.map, from, to);
+        if recs.is_empty() {
+            return Ok(());
         }
+        self.commit(&mut t, recs)
+    }
+
+    /// Two names swapped places (RENAME_EXCHANGE), in one journal line.
+    pub fn exchange(&self, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+        let mut t = self.lock();
+        let (ra, rb) = (under(&t.map, a, b), under(&t.map, b, a));
+        if ra.is_empty() && rb.is_empty() {
+            return Ok(());
+        }
+        let mut recs = vec![Rec::Remove(a.to_vec()), Rec::Remove(b.to_vec())];
+        recs.extend(ra);
+        recs.extend(rb);
+        self.commit(&mut t, recs)
     }
 
     /// A new hardlink shares its target's record.
-    pub fn link(&self, from: &[u8], to: &[u8]) {
-        if let Ok(mut t) = self.table.lock()
-            && let Some(o) = t.get(from).copied()
-        {
-            t.insert(to.to_vec(), o);
+    pub fn link(&self, from: &[u8], to: &[u8]) -> std::io::Result<()> {
+        let mut t = self.lock();
+        match t.map.get(from).copied() {
+            Some(o) => self.commit(&mut t, vec![Rec::Set(to.to_vec(), o)]),
+            None => Ok(()),
         }
     }
 
-    /// Writes the side table (temp file, fsync, rename). Nothing to do when empty and absent.
-    pub fn save(&self) -> Result<(), OverlayError> {
-        let t = match self.table.lock() {
-            Ok(t) => t,
-            Err(p) => p.into_inner(),
-        };
-        if t.is_empty() && !self.table_path.exists() {
-            return Ok(());
+    /// Appends `recs` to the journal as one line (one write), then applies them.
+    fn commit(&self, t: &mut Table, recs: Vec<Rec>) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(&recs)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        line.push(b'\n');
+        if t.journal.is_none() {
+            t.journal = Some(
+                fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(journal_path(&self.table_path))?,
+            );
         }
-        let mut v: Vec<(&Vec<u8>, &Own)> = t.iter().collect();
-        v.sort();
+        if let Some(j) = t.journal.as_mut() {
+            j.write_all(&line)?;
+        }
+        t.journal_len += line.len() as u64;
+        for r in &recs {
+            apply(&mut t.map, r);
+        }
+        if t.journal_len > JOURNAL_MAX {
+            self.fold(t).map_err(|e| match e {
+                OverlayError::SideTable { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Folds the journal into the table: the table rewritten (temp, fsync, rename),
+    /// then the journal emptied. A crash in between replays a journal whose effect the
+    /// table already holds, which changes nothing.
+    pub fn compact(&self) -> Result<(), OverlayError> {
+        let mut t = self.lock();
+        self.fold(&mut t)
+    }
+
+    /// Writes the side table and empties the journal. Kept for callers of the
+    /// unmount-time save: the journal already made every change durable.
+    pub fn save(&self) -> Result<(), OverlayError> {
+        self.compact()
+    }
+
+    fn fold(&self, t: &mut Table) -> Result<(), OverlayError> {
         let err = |source| OverlayError::SideTable {
             path: self.table_path.clone(),
             source,
         };
+        let journal = journal_path(&self.table_path);
+        // Every change since the table was written is in the journal.
+        if t.journal_len == 0 && (t.map.is_empty() || self.table_path.exists()) {
+            return Ok(());
+        }
+        let v: Vec<(&Vec<u8>, &Own)> = t.map.iter().collect();
         let bytes = serde_json::to_vec(&v)
             .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         let mut tmp = self.table_path.clone().into_os_string();
@@ -182,7 +271,20 @@ impl Ownership {
         let mut f = fs::File::create(&tmp).map_err(err)?;
         f.write_all(&bytes).map_err(err)?;
         f.sync_all().map_err(err)?;
-        fs::rename(&tmp, &self.table_path).map_err(err)
+        fs::rename(&tmp, &self.table_path).map_err(err)?;
+        t.journal = None;
+        match fs::remove_file(&journal) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(OverlayError::SideTable {
+                    path: journal,
+                    source,
+                });
+            }
+        }
+        t.journal_len = 0;
+        Ok(())
     }
 }
 
@@ -205,9 +307,78 @@ pub fn container_xattrs(host: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
-/// `k` is `dir` or a path below it.
-fn is_under(k: &[u8], dir: &[u8]) -> bool {
-    k == dir || (k.len() > dir.len() && k.starts_with(dir) && k[dir.len()] == b'/')
+/// `TABLE.journal`.
+fn journal_path(table: &Path) -> PathBuf {
+    let mut p = table.as_os_str().to_owned();
+    p.push(".journal");
+    PathBuf::from(p)
+}
+
+/// The complete lines of a journal, in order; a torn or garbled line is skipped.
+fn parse_journal(bytes: &[u8]) -> Vec<Rec> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        if let Ok(recs) = serde_json::from_slice::<Vec<Rec>>(&rest[..i]) {
+            out.extend(recs);
+        }
+        rest = &rest[i + 1..];
+    }
+    out
+}
+
+/// The records by path; sorted, so the records at or below a path are two ranges.
+type Map = BTreeMap<Vec<u8>, Own>;
+
+/// The keys of `map` equal to `dir` or below it (`dir/...`), in order.
+fn keys_under<'a>(map: &'a Map, dir: &[u8]) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+    let mut lo = dir.to_vec();
+    lo.push(b'/');
+    let mut hi = dir.to_vec();
+    hi.push(b'/' + 1);
+    let exact = map.get_key_value(dir).map(|(k, _)| k);
+    exact.into_iter().chain(map.range(lo..hi).map(|(k, _)| k))
+}
+
+fn apply(map: &mut Map, r: &Rec) {
+    match r {
+        Rec::Set(k, o) => {
+            map.insert(k.clone(), *o);
+        }
+        Rec::Remove(p) => {
+            if !map.is_empty() {
+                let gone: Vec<Vec<u8>> = keys_under(map, p).cloned().collect();
+                for k in gone {
+                    map.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+/// The records at or below `from`, re-keyed below `to`, as `Set`s.
+fn under(map: &Map, from: &[u8], to: &[u8]) -> Vec<Rec> {
+    keys_under(map, from)
+        .filter_map(|k| Some((k, map.get(k)?)))
+        .map(|(k, v)| {
+            let mut n = to.to_vec();
+            n.extend_from_slice(&k[from.len()..]);
+            Rec::Set(n, *v)
+        })
+        .collect()
+}
+
+/// What moving `from` to `to` does to the table: clear `to`, set the moved records,
+/// clear `from`. Empty if neither has a record.
+fn moved(map: &Map, from: &[u8], to: &[u8]) -> Vec<Rec> {
+    let sets = under(map, from, to);
+    if sets.is_empty() && keys_under(map, to).next().is_none() {
+        return Vec::new();
+    }
+    let mut recs = vec![Rec::Remove(to.to_vec())];
+    recs.extend(sets);
+    recs.push(Rec::Remove(from.to_vec()));
+    recs
 }
 
 #[cfg(test)]
@@ -242,14 +413,61 @@ mod tests {
         let host = d.path().join("x");
         o.set(&host, b"a/b/l", libc::S_IFLNK, rec).unwrap();
         o.set(&host, b"ab/l", libc::S_IFLNK, rec).unwrap();
-        o.rename(b"a", b"c");
+        o.rename(b"a", b"c").unwrap();
         assert_eq!(o.get(&host, b"c/b/l", libc::S_IFLNK), Some(rec));
         assert_eq!(o.get(&host, b"a/b/l", libc::S_IFLNK), None);
         assert_eq!(o.get(&host, b"ab/l", libc::S_IFLNK), Some(rec));
         o.save().unwrap();
         let again = Ownership::open(d.path(), table).unwrap();
         assert_eq!(again.get(&host, b"c/b/l", libc::S_IFLNK), Some(rec));
-        again.remove(b"c");
+        again.remove(b"c").unwrap();
         assert_eq!(again.get(&host, b"c/b/l", libc::S_IFLNK), None);
+    }
+
+    #[test]
+    fn journal_keeps_every_change_without_a_save_and_replays_idempotently() {
+        let d = tempfile::tempdir().unwrap();
+        let table = d.path().join("own.json");
+        let journal = journal_path(&table);
+        let host = d.path().join("x");
+        let r = |uid| Own {
+            uid,
+            gid: 1,
+            mode: libc::S_IFLNK | 0o777,
+            rdev: 0,
+        };
+        let o = Ownership::open(d.path(), table.clone()).unwrap();
+        o.set(&host, b"a/l", libc::S_IFLNK, r(1)).unwrap();
+        o.set(&host, b"b/l", libc::S_IFLNK, r(2)).unwrap();
+        o.rename(b"a", b"c").unwrap();
+        o.exchange(b"c", b"b").unwrap();
+        o.link(b"b/l", b"x").unwrap();
+        o.set(&host, b"gone/l", libc::S_IFLNK, r(3)).unwrap();
+        o.remove(b"gone").unwrap();
+        // Killed: no save, no compaction.
+        drop(o);
+        assert!(!table.exists());
+        let logged = fs::read(&journal).unwrap();
+        let want = |o: &Ownership| {
+            let g = |k: &[u8]| o.get(&host, k, libc::S_IFLNK).map(|x| x.uid);
+            assert_eq!(
+                [g(b"b/l"), g(b"c/l"), g(b"x"), g(b"a/l"), g(b"gone/l")],
+                [Some(1), Some(2), Some(1), None, None]
+            );
+        };
+        want(&Ownership::open(d.path(), table.clone()).unwrap());
+        // A torn last line (a crash mid-write) is ignored.
+        let mut torn = logged.clone();
+        torn.extend_from_slice(br#"[{"Set":[[97],{"uid":9"#);
+        fs::write(&journal, &torn).unwrap();
+        let again = Ownership::open(d.path(), table.clone()).unwrap();
+        want(&again);
+        again.compact().unwrap();
+        assert!(table.exists() && !journal.exists());
+        want(&Ownership::open(d.path(), table.clone()).unwrap());
+        // A crash between writing the table and removing the journal: replaying the
+        // journal over the table changes nothing.
+        fs::write(&journal, &logged).unwrap();
+        want(&Ownership::open(d.path(), table.clone()).unwrap());
     }
 }

@@ -209,6 +209,8 @@ impl Upper {
         let root_fd = open(root)?;
         let work_fd = open(work)?;
         let own = Ownership::open(root, table)?;
+        // What a server killed outright left in the journal goes into the table now.
+        own.compact()?;
         Ok(Upper {
             root_fd,
             work_fd,
@@ -218,6 +220,10 @@ impl Upper {
 
     pub fn root_fd(&self) -> BorrowedFd<'_> {
         self.root_fd.as_fd()
+    }
+
+    pub fn work_fd(&self) -> BorrowedFd<'_> {
+        self.work_fd.as_fd()
     }
 
     /// The O_PATH fd of the upper directory `rel` (`""`: the root).

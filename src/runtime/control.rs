@@ -84,7 +84,20 @@ pub fn wait(run_dir: &Path, timeout: Option<Duration>) -> Result<Option<i32>, Ru
         path: path.clone(),
         source,
     };
-    s.write_all(b"wait\n").map_err(io)?;
+    // the monitor closing the socket as we connect (its container just exited) is a
+    // container no longer running, not a failure to talk to it
+    let closing = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+            RuntimeError::NotRunning {
+                what: run_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            }
+        }
+        _ => io(e),
+    };
+    s.write_all(b"wait\n").map_err(closing)?;
     s.set_read_timeout(timeout).map_err(io)?;
     let mut reply = String::new();
     match BufReader::new(&s).read_line(&mut reply) {
@@ -97,7 +110,7 @@ pub fn wait(run_dir: &Path, timeout: Option<Duration>) -> Result<Option<i32>, Ru
         {
             return Ok(None);
         }
-        Err(e) => return Err(io(e)),
+        Err(e) => return Err(closing(e)),
     }
     // An empty reply: the monitor died without answering (killed); the code is unknown.
     Ok(Some(

@@ -29,6 +29,7 @@ pub mod exec;
 mod first;
 pub mod monitor;
 pub mod mounts;
+pub mod mountsrv;
 pub mod process;
 pub mod pty;
 mod relay;

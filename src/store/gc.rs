@@ -196,6 +196,24 @@ impl Store {
         Ok(self.container_images()?.remove(id).unwrap_or_default())
     }
 
+    /// The image configs the build cache (`buildcache.json`, written by `build`) names.
+    fn build_cache_configs(&self) -> Vec<Digest> {
+        #[derive(Deserialize)]
+        struct Cache {
+            #[serde(default)]
+            entries: BTreeMap<String, Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            config: Digest,
+        }
+        fs::read(self.paths.buildcache_json())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Cache>(&b).ok())
+            .map(|c| c.entries.into_values().map(|e| e.config).collect())
+            .unwrap_or_default()
+    }
+
     fn live_set(&self) -> Result<Live> {
         let db = self.images()?;
         let mut live = Live::default();
@@ -222,6 +240,11 @@ impl Store {
         }
         for id in self.container_images()?.keys() {
             live.add_config(self, id);
+        }
+        // the build cache's step results (BuildKit's cache outlives `image prune`; only
+        // `system prune` drops it, by removing buildcache.json first)
+        for id in self.build_cache_configs() {
+            live.add_config(self, &id);
         }
         Ok(live)
     }

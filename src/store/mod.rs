@@ -217,6 +217,39 @@ impl Store {
         Ok(TempFile { file, path })
     }
 
+    /// A scratch directory in `tmp/` (0700; e.g. a build step's upper dir), removed with
+    /// its contents when dropped and, after a crash, by the next [`Store::open`].
+    pub fn temp_dir(&self, kind: &str) -> Result<TempDir> {
+        let path = self.tmp_path(kind);
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|source| StoreError::WriteTemp {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(TempDir { path })
+    }
+
+    /// Replaces the file at `dest` (inside the root) with `bytes`: written to `tmp/`,
+    /// fsynced, renamed. Callers serialise writers with [`Store::lock`].
+    pub fn replace_file(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
+        let (mut file, tmp) = self.tmp_file("replace")?;
+        let werr = |source| StoreError::WriteTemp {
+            path: tmp.clone(),
+            source,
+        };
+        io::Write::write_all(&mut file, bytes).map_err(werr)?;
+        file.sync_all().map_err(werr)?;
+        publish(&tmp, dest).map_err(|source| {
+            let _ = fs::remove_file(&tmp);
+            StoreError::WriteTemp {
+                path: dest.to_path_buf(),
+                source,
+            }
+        })
+    }
+
     /// Removes the entries of `tmp/` whose owning command is gone. Entries with a name
     /// this store does not make are left alone.
     fn clean_tmp(&self) -> Result<()> {
@@ -269,6 +302,23 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// A scratch directory in `tmp/`, removed (with its contents) on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
     }
 }
 

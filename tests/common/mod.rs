@@ -36,6 +36,7 @@
 #![allow(dead_code, unused_imports)] // each test file uses its own part of this module
 
 mod base;
+pub mod engines;
 mod run;
 mod user;
 

@@ -1,0 +1,932 @@
+//! Walking the stages: FROM, then each instruction with its cache key; a hit takes the
+//! stored config, a miss runs the step (config change, RUN container, COPY/ADD layer)
+//! and records the result. Numbering and events follow BuildKit's plain output.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::cache::{self, Cache};
+use super::context::Context;
+use super::copy::{CopyOpts, CopyPlan, Source, plan_copy};
+use super::imagefs::ImageFs;
+use super::output::{Progress, StepInfo};
+use super::{Backend, BuildError, Built, NewLayer, Request};
+use crate::digest::Digest;
+use crate::dockerfile::CopyArgs;
+use crate::dockerfile::{
+    self, BuildArgs, Command, Dockerfile, Healthcheck, Instruction, PortRange, Stage, StageEnv,
+    Step,
+};
+use crate::image::{self, History, ImageConfig, Platform, RunConfig};
+use crate::overlay;
+use crate::runtime::{self, IdMaps, Io, ProcessSpec, RootFs};
+use crate::store::Store;
+
+/// Where a stage stands: its config so far, the ID that config is stored under (when
+/// it is), and the cache key that led here.
+#[derive(Debug, Clone)]
+struct State {
+    config: ImageConfig,
+    key: String,
+}
+
+/// Runs the build; returns the image ID and the tags that now name it.
+pub fn build(
+    store: &Store,
+    backend: &dyn Backend,
+    req: &Request,
+    progress: &mut dyn Progress,
+) -> Result<Built, BuildError> {
+    let df = dockerfile::parse(&req.dockerfile_name, &req.dockerfile)?;
+    let args = BuildArgs {
+        values: req.build_args.clone(),
+        automatic: automatic_args(&Platform::host()),
+    };
+    let unused = df.unused_build_args(&args);
+    if !unused.is_empty() {
+        progress.warning(&format!(
+            "One or more build-args {unused:?} were not consumed"
+        ));
+    }
+    let resolved = df.resolve(&args)?;
+    let target = match &req.target {
+        Some(t) => {
+            df.stage(t)
+                .ok_or_else(|| BuildError::NoTarget(t.clone()))?
+                .index
+        }
+        None => df.stages.len() - 1,
+    };
+    let needed = needed_stages(&df, target);
+    let named = needed.len() > 1;
+    let reads_context = needed.iter().any(|&i| {
+        df.stages[i].steps.iter().any(|s| match &s.instruction {
+            Instruction::Copy(c) | Instruction::Add(c) => c.from.is_none(),
+            _ => false,
+        })
+    });
+    let context = if reads_context {
+        Some(Context::open(&req.context, req.dockerfile_path.as_deref())?)
+    } else {
+        None
+    };
+    let mut ex = Executor {
+        store,
+        backend,
+        req,
+        context: context.as_ref(),
+        df: &df,
+        args: &args,
+        cache: Cache::load(store),
+        results: vec![None; df.stages.len()],
+    };
+    for &i in &needed {
+        let stage = &df.stages[i];
+        let label = named.then(|| {
+            stage
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("stage-{}", stage.index))
+        });
+        let state = ex.stage(stage, &resolved[i].image, label, progress)?;
+        ex.results[i] = Some(state);
+    }
+    let Some(mut last) = ex.results[target].take() else {
+        return Err(BuildError::NoTarget(target.to_string()));
+    };
+    if !req.labels.is_empty() {
+        let rc = last.config.config.get_or_insert_with(RunConfig::default);
+        rc.labels.extend(req.labels.clone());
+    }
+    let id = backend
+        .write_image(&last.config, &req.tags)
+        .map_err(BuildError::Backend)?;
+    Ok(Built {
+        id,
+        tags: req.tags.clone(),
+    })
+}
+
+/// docker's automatic platform args (`TARGETPLATFORM`, `BUILDARCH`...).
+fn automatic_args(p: &Platform) -> std::collections::BTreeMap<String, String> {
+    let variant = p.variant.clone().unwrap_or_default();
+    let platform = match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for side in ["TARGET", "BUILD"] {
+        out.insert(format!("{side}PLATFORM"), platform.clone());
+        out.insert(format!("{side}OS"), p.os.clone());
+        out.insert(format!("{side}ARCH"), p.architecture.clone());
+        out.insert(format!("{side}VARIANT"), variant.clone());
+    }
+    out
+}
+
+/// The stage `word` names, if it names an earlier stage (by name or index).
+fn stage_ref<'a>(df: &'a Dockerfile, word: &str, before: usize) -> Option<&'a Stage> {
+    df.stage(word).filter(|s| s.index < before)
+}
+
+/// The target and every stage it needs (through FROM and COPY --from), in order.
+fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
+    let mut needed = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if !needed.insert(i) {
+            continue;
+        }
+        let stage = &df.stages[i];
+        // FROM names an earlier stage only by its name
+        if let Some(s) = df
+            .stages
+            .iter()
+            .find(|s| s.index < i && s.name.as_deref() == Some(&stage.image.to_ascii_lowercase()))
+        {
+            todo.push(s.index);
+        }
+        for step in &stage.steps {
+            if let Instruction::Copy(c) = &step.instruction
+                && let Some(from) = &c.from
+                && let Some(s) = stage_ref(df, from, i)
+            {
+                todo.push(s.index);
+            }
+        }
+    }
+    needed.into_iter().collect()
+}
+
+fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    image::format_rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+struct Executor<'a> {
+    store: &'a Store,
+    backend: &'a dyn Backend,
+    req: &'a Request,
+    /// Opened when a needed stage copies from it.
+    context: Option<&'a Context>,
+    df: &'a Dockerfile,
+    args: &'a BuildArgs,
+    cache: Cache,
+    results: Vec<Option<State>>,
+}
+
+/// What one step did, for the config and the history.
+enum Outcome {
+    /// Only the config changed.
+    Config,
+    /// A layer (or `None`: RUN changed nothing).
+    Layer(Option<NewLayer>),
+}
+
+impl Executor<'_> {
+    fn step_err(&self, step: &Step, why: impl std::fmt::Display) -> BuildError {
+        BuildError::Step {
+            file: self.df.file.clone(),
+            line: step.line,
+            what: step.instruction.keyword().to_owned(),
+            why: why.to_string(),
+        }
+    }
+
+    fn stage(
+        &mut self,
+        stage: &Stage,
+        image: &str,
+        label: Option<String>,
+        progress: &mut dyn Progress,
+    ) -> Result<State, BuildError> {
+        let total = stage.steps.len() + 1;
+        let info = |n: usize, step: &Step| StepInfo {
+            stage: label.clone(),
+            n,
+            total,
+            text: step.original.clone(),
+        };
+        let started = Instant::now();
+        let from = StepInfo {
+            text: match &stage.name {
+                Some(n) => format!("FROM {image} AS {n}"),
+                None => format!("FROM {image}"),
+            },
+            ..info(1, &stage.from)
+        };
+        progress.step(&from);
+        let mut state = self.from(stage, image)?;
+        progress.done(&from, started.elapsed());
+        if !state
+            .config
+            .config
+            .as_ref()
+            .is_none_or(|c| c.on_build.is_empty())
+        {
+            progress.warning(&format!(
+                "the ONBUILD triggers of {image} are not run (not supported yet)"
+            ));
+        }
+        let image_env = state.config.config.clone().unwrap_or_default().env;
+        let mut env = StageEnv::new(self.df, &image_env, self.args)?;
+        let mut cmd_set = false;
+        for (i, step) in stage.steps.iter().enumerate() {
+            let info = info(i + 2, step);
+            progress.step(&info);
+            let started = Instant::now();
+            let expanded = env.step(step)?;
+            if let Instruction::Arg(_) = expanded {
+                // BuildKit records no history for ARG; its values reach the keys of the
+                // steps that use them (expanded words, RUN's environment)
+                progress.done(&info, started.elapsed());
+                continue;
+            }
+            let (key, done) = match copy_args(&expanded) {
+                Some((c, add)) => {
+                    // the plan decides the key (content hash) and, on a miss, the layer
+                    let lower = self.image_fs("the stage so far", &state.config)?;
+                    let from_fs;
+                    let source = match &c.from {
+                        Some(f) => {
+                            from_fs = self.copy_source_fs(stage.index, f, step)?;
+                            Source::Image(&from_fs)
+                        }
+                        None => Source::Context(self.context.ok_or_else(|| {
+                            self.step_err(step, "the build context was not opened")
+                        })?),
+                    };
+                    let plan = self.plan(step, source, c, add, &state.config, &lower)?;
+                    let hash = plan.cache_key().map_err(|e| self.copy_err(step, e))?;
+                    let key = cache::key(&state.key, &[&format!("{expanded:?}"), hash.hex()]);
+                    if let Some(config) = self.cached(&key) {
+                        state = State { config, key };
+                        progress.cached(&info);
+                        continue;
+                    }
+                    (key, Some(self.copy_layer(step, &plan)?))
+                }
+                None => {
+                    let extra = self.key_extra(&expanded, &env);
+                    let key = cache::key(&state.key, &[&format!("{expanded:?}"), &extra]);
+                    if let Some(config) = self.cached(&key) {
+                        if matches!(expanded, Instruction::Cmd(_)) {
+                            cmd_set = true;
+                        }
+                        state = State { config, key };
+                        progress.cached(&info);
+                        continue;
+                    }
+                    (key, None)
+                }
+            };
+            let mut next = state.config.clone();
+            let created = now_rfc3339();
+            let outcome = match done {
+                Some(layer) => Outcome::Layer(Some(layer)),
+                None => self.apply(step, &expanded, &env, &mut next, &mut cmd_set, progress)?,
+            };
+            let rc = next.config.get_or_insert_with(RunConfig::default);
+            rc.env = env
+                .image_env()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let history = History {
+                created: Some(created.clone()),
+                created_by: Some(self.created_by(&expanded, &env, &state.config)),
+                comment: Some("buildkit.dockerfile.v0".into()),
+                ..History::default()
+            };
+            match outcome {
+                Outcome::Layer(Some(layer)) => next.push_layer(layer.diff_id, history),
+                Outcome::Layer(None) | Outcome::Config => next.push_empty_step(history),
+            }
+            next.created = Some(created);
+            let bytes = next
+                .to_json()
+                .map_err(|e| BuildError::Backend(e.to_string()))?;
+            let id = self.store.put_blob(&bytes)?;
+            self.cache.put(self.store, &key, &id)?;
+            state = State { config: next, key };
+            progress.done(&info, started.elapsed());
+        }
+        Ok(state)
+    }
+
+    /// The state FROM starts with.
+    fn from(&mut self, stage: &Stage, image: &str) -> Result<State, BuildError> {
+        if image.eq_ignore_ascii_case("scratch") {
+            let mut config = ImageConfig::new(&Platform::host(), &now_rfc3339());
+            config.created = None;
+            return Ok(State {
+                config,
+                key: cache::key("scratch", &[]),
+            });
+        }
+        let lower = image.to_ascii_lowercase();
+        if let Some(s) = self
+            .df
+            .stages
+            .iter()
+            .find(|s| s.index < stage.index && s.name.as_deref() == Some(lower.as_str()))
+            && let Some(state) = &self.results[s.index]
+        {
+            return Ok(state.clone());
+        }
+        let platform = self
+            .df
+            .resolve(self.args)?
+            .get(stage.index)
+            .and_then(|r| r.platform.clone());
+        let (id, config) = self
+            .backend
+            .base(image, platform.as_deref())
+            .map_err(|why| self.step_err(&stage.from, why))?;
+        Ok(State {
+            config,
+            key: cache::key("image", &[id.hex()]),
+        })
+    }
+
+    /// What besides the expanded instruction decides a (non-COPY) step's result: for RUN
+    /// the build args in effect (docker's rule: every RUN after an ARG uses it, so a
+    /// changed value reruns from there).
+    fn key_extra(&self, expanded: &Instruction, env: &StageEnv) -> String {
+        match expanded {
+            Instruction::Run { .. } => env
+                .run_env()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect(),
+            _ => String::new(),
+        }
+    }
+
+    /// Whether the image so far has the directory `rel` (no leading `/`).
+    fn lower_has_dir(&self, config: &ImageConfig, rel: &str) -> Result<bool, BuildError> {
+        use super::view::View;
+        let fs = self.image_fs("the stage so far", config)?;
+        Ok(fs
+            .node(rel.as_bytes())?
+            .is_some_and(|n| n.kind == crate::tarindex::Kind::Dir))
+    }
+
+    /// The cached result of `key`, unless `--no-cache`.
+    fn cached(&self, key: &str) -> Option<ImageConfig> {
+        if self.req.no_cache {
+            return None;
+        }
+        self.cache.get(self.store, key).map(|(_, config)| config)
+    }
+
+    fn copy_err(&self, step: &Step, source: super::context::ContextError) -> BuildError {
+        BuildError::Copy {
+            file: self.df.file.clone(),
+            line: step.line,
+            source,
+        }
+    }
+
+    /// The files of an image config's layers (`what` names it in errors).
+    fn image_fs(&self, what: &str, config: &ImageConfig) -> Result<ImageFs, BuildError> {
+        let diff_ids = &config.rootfs.diff_ids;
+        if diff_ids.is_empty() {
+            return Ok(ImageFs::empty(what));
+        }
+        let (_, index) = self.store.chain_index(diff_ids)?;
+        let tars: Vec<_> = diff_ids.iter().map(|d| self.store.layer_tar(d)).collect();
+        Ok(ImageFs::open(what, &index, &tars)?)
+    }
+
+    /// `COPY --from=WORD`: an earlier stage (by name or index), else an image.
+    fn copy_source_fs(
+        &self,
+        current: usize,
+        word: &str,
+        step: &Step,
+    ) -> Result<ImageFs, BuildError> {
+        if let Some(s) = stage_ref(self.df, word, current)
+            && let Some(state) = &self.results[s.index]
+        {
+            return self.image_fs(&format!("stage {word}"), &state.config);
+        }
+        let (_, config) = self
+            .backend
+            .base(word, None)
+            .map_err(|why| self.step_err(step, why))?;
+        self.image_fs(&format!("image {word}"), &config)
+    }
+
+    fn plan<'s>(
+        &self,
+        step: &Step,
+        source: Source<'s>,
+        c: &CopyArgs,
+        add: bool,
+        config: &ImageConfig,
+        lower: &ImageFs,
+    ) -> Result<CopyPlan<'s>, BuildError> {
+        let workdir = config
+            .config
+            .as_ref()
+            .map(|c| c.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into());
+        let opts = CopyOpts {
+            chown: c.chown.clone(),
+            chmod: c.chmod.clone(),
+            add,
+        };
+        plan_copy(source, &c.sources, &c.dest, &workdir, &opts, lower)
+            .map_err(|e| self.copy_err(step, e))
+    }
+
+    /// Writes the planned layer and stores it.
+    fn copy_layer(&self, step: &Step, plan: &CopyPlan) -> Result<NewLayer, BuildError> {
+        // the tar streams through a pipe into the store's ingest (no temp copy); the
+        // ingest thread is joined before anything forks
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| self.step_err(step, e))?;
+        let backend = self.backend;
+        let (written, stored) = std::thread::scope(|s| {
+            let reader = s.spawn(move || backend.layer_from_tar(&mut std::fs::File::from(r)));
+            let mut out = std::io::BufWriter::with_capacity(256 << 10, std::fs::File::from(w));
+            let written = plan.write_layer(&mut out).and_then(|_| {
+                std::io::Write::flush(&mut out).map_err(|source| {
+                    super::context::ContextError::WriteLayer { op: "COPY", source }
+                })
+            });
+            drop(out); // EOF for the reader
+            let stored = reader
+                .join()
+                .unwrap_or_else(|_| Err("storing the layer: the thread panicked".into()));
+            (written, stored)
+        });
+        match (written, stored) {
+            (Ok(()), Ok(layer)) => Ok(layer),
+            // the writer's own failure is the cause (the reader then saw a cut stream)...
+            (Err(e), _) if !is_broken_pipe(&e) => Err(self.copy_err(step, e)),
+            // ...unless the reader gave up first
+            (_, Err(why)) => Err(self.step_err(step, why)),
+            (Err(e), Ok(_)) => Err(self.copy_err(step, e)),
+        }
+    }
+
+    /// docker's `created_by` for the step.
+    fn created_by(&self, expanded: &Instruction, env: &StageEnv, before: &ImageConfig) -> String {
+        match expanded {
+            Instruction::Run { command, .. } => {
+                let argv = self.argv(command, before);
+                let args: Vec<String> = env
+                    .run_env()
+                    .into_iter()
+                    .filter(|(k, _)| !env.image_env().iter().any(|(e, _)| e == k))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                if args.is_empty() {
+                    argv.join(" ")
+                } else {
+                    format!("|{} {} {}", args.len(), args.join(" "), argv.join(" "))
+                }
+            }
+            other => format!("/bin/sh -c #(nop)  {}", describe(other)),
+        }
+    }
+
+    /// A command's argv: exec form as is, shell form through the stage's SHELL.
+    fn argv(&self, command: &Command, config: &ImageConfig) -> Vec<String> {
+        match command {
+            Command::Exec(v) => v.clone(),
+            Command::Shell(s) => {
+                let mut v = shell_of(config);
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    /// Runs one instruction (not cached) on `config`.
+    fn apply(
+        &mut self,
+        step: &Step,
+        expanded: &Instruction,
+        env: &StageEnv,
+        config: &mut ImageConfig,
+        cmd_set: &mut bool,
+        progress: &mut dyn Progress,
+    ) -> Result<Outcome, BuildError> {
+        let shell = shell_of(config);
+        let command = |c: &Command| match c {
+            Command::Exec(v) => v.clone(),
+            Command::Shell(s) => {
+                let mut v = shell.clone();
+                v.push(s.clone());
+                v
+            }
+        };
+        if let Instruction::Run {
+            command: c,
+            heredocs,
+            ..
+        } = expanded
+        {
+            let argv = match c {
+                Command::Shell(text) if !heredocs.is_empty() => {
+                    let mut v = shell.clone();
+                    v.push(heredoc_script(text, heredocs));
+                    v
+                }
+                _ => command(c),
+            };
+            let layer = self.run(step, &argv, env, config, progress)?;
+            return Ok(Outcome::Layer(layer));
+        }
+        let rc = config.config.get_or_insert_with(RunConfig::default);
+        match expanded {
+            Instruction::Cmd(c) => {
+                rc.cmd = Some(command(c));
+                *cmd_set = true;
+            }
+            Instruction::Entrypoint(c) => {
+                rc.entrypoint = Some(command(c));
+                // docker: an ENTRYPOINT resets a CMD inherited from the base image
+                if !*cmd_set {
+                    rc.cmd = None;
+                }
+            }
+            Instruction::Label(kvs) => {
+                for kv in kvs {
+                    rc.labels.insert(kv.key.clone(), kv.value.clone());
+                }
+            }
+            Instruction::Maintainer(m) => config.author = Some(m.clone()),
+            Instruction::Expose(ports) => {
+                for p in ports {
+                    let r = PortRange::parse(p).map_err(|e| self.step_err(step, e))?;
+                    for port in r.first..=r.last {
+                        rc.exposed_ports.insert(format!("{port}/{}", r.protocol));
+                    }
+                }
+            }
+            Instruction::Env(_) => {} // the caller sets Env from the stage's variables
+            Instruction::Workdir(w) => {
+                let base = if rc.working_dir.is_empty() {
+                    "/"
+                } else {
+                    rc.working_dir.as_str()
+                };
+                rc.working_dir = join_path(base, w);
+            }
+            Instruction::User(u) => rc.user = u.clone(),
+            Instruction::Volume(v) => rc.volumes.extend(v.iter().cloned()),
+            Instruction::StopSignal(s) => rc.stop_signal = Some(s.clone()),
+            Instruction::Shell(v) => rc.shell = Some(v.clone()),
+            Instruction::Onbuild { expression, .. } => rc.on_build.push(expression.clone()),
+            Instruction::Healthcheck(h) => rc.healthcheck = Some(healthcheck_json(h)),
+            other => {
+                return Err(
+                    self.step_err(step, format!("{} is not supported here", other.keyword()))
+                );
+            }
+        }
+        Ok(Outcome::Config)
+    }
+
+    /// RUN: a container of the current state on the overlay with a fresh upper dir.
+    fn run(
+        &mut self,
+        step: &Step,
+        argv: &[String],
+        env: &StageEnv,
+        config: &ImageConfig,
+        progress: &mut dyn Progress,
+    ) -> Result<Option<NewLayer>, BuildError> {
+        let shown = show_command(argv);
+        let diff_ids = &config.rootfs.diff_ids;
+        if diff_ids.is_empty() {
+            return Err(self.step_err(
+                step,
+                "the image has no layers (FROM scratch): there is nothing to run",
+            ));
+        }
+        let (_, lower_index) = self.store.chain_index(diff_ids)?;
+        let tars = diff_ids.iter().map(|d| self.store.layer_tar(d)).collect();
+        let dir = self.store.temp_dir("build")?;
+        let opts = overlay::Options::in_dir(dir.path(), lower_index, tars);
+        let mount_opts = opts.clone();
+        let mount: runtime::MountFn = Box::new(move |mp: &Path| {
+            overlay::mount(&mount_opts, mp)
+                .map(|m| Box::new(m) as Box<dyn std::any::Any>)
+                .map_err(|e| e.to_string())
+        });
+        let id = Digest::of(format!("{}{}", dir.path().display(), now_rfc3339()).as_bytes())
+            .hex()
+            .to_owned();
+        let log = dir.path().join("run.log");
+        let rc = config.config.clone().unwrap_or_default();
+        let mut run_env: Vec<String> = env
+            .run_env()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !run_env.iter().any(|e| e.starts_with("PATH=")) {
+            run_env.push(
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+            );
+        }
+        let run_dir = self.store.paths().run_dir(&id);
+        // single-id mode: chown and set*id succeed without effect (package managers), and
+        // USER's id stands for the one host id (as `run -u`)
+        let maps = IdMaps::for_current_user();
+        let fake_ids = !maps.has_ranges();
+        let mut binds = Vec::new();
+        if fake_ids && self.lower_has_dir(config, APT_CONF_DIR)? {
+            // apt checks that its switch to _apt took, which fake ids cannot make true:
+            // it runs its methods as root instead (Charliecloud does the same)
+            let conf = dir.path().join("apt-no-sandbox.conf");
+            std::fs::write(&conf, "APT::Sandbox::User \"root\";\n")
+                .map_err(|e| self.step_err(step, e))?;
+            binds.push(runtime::Bind {
+                source: conf,
+                destination: format!("/{APT_CONF_DIR}/{APT_STUB}"),
+                readonly: true,
+                fill: false,
+            });
+        }
+        let maps = if fake_ids && !rc.user.is_empty() {
+            let fs = self.image_fs("the stage so far", config)?;
+            maps.for_user(&rc.user, |p| {
+                let rel = p.trim_start_matches('/').as_bytes();
+                let bytes = fs.read_file(rel, 1 << 20).ok().flatten()?;
+                Some(String::from_utf8_lossy(&bytes).into_owned())
+            })
+        } else {
+            maps
+        };
+        let container = runtime::Container {
+            id: id.clone(),
+            rootfs: RootFs::Mount(mount),
+            run_dir: run_dir.clone(),
+            process: ProcessSpec {
+                args: argv.to_vec(),
+                env: run_env,
+                cwd: rc.working_dir.clone(),
+                user: rc.user.clone(),
+                tty: false,
+            },
+            hostname: id[..12].to_owned(),
+            network: self.req.network,
+            binds,
+            init: false,
+            io: if self.req.quiet {
+                Io::Log {
+                    path: log.clone(),
+                    stdin: false,
+                }
+            } else {
+                Io::Inherit { stdin: false }
+            },
+            maps,
+            fake_ids,
+        };
+        let run_err = |source| BuildError::Run {
+            command: shown.clone(),
+            source,
+        };
+        let result = runtime::start(container, None).and_then(|s| s.wait());
+        let _ = std::fs::remove_dir_all(&run_dir);
+        let code = result.map_err(run_err)?;
+        if code != 0 {
+            if self.req.quiet
+                && let Ok((lines, _)) = crate::state::log::read_from(&log, 0)
+            {
+                for l in lines {
+                    progress.output(&l.text);
+                }
+            }
+            return Err(BuildError::RunFailed {
+                command: shown,
+                code,
+            });
+        }
+        drop_mount_stubs(&opts.upper);
+        let stub = opts.upper.join(APT_CONF_DIR).join(APT_STUB);
+        if std::fs::symlink_metadata(&stub).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = std::fs::remove_file(&stub);
+            remove_empty_parents(&opts.upper, Path::new(APT_CONF_DIR));
+        }
+        self.backend
+            .layer_from_upper(&opts)
+            .map_err(|why| self.step_err(step, why))
+    }
+}
+
+fn is_broken_pipe(e: &super::context::ContextError) -> bool {
+    matches!(e, super::context::ContextError::WriteLayer { source, .. }
+        if source.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Where apt reads its configuration snippets, and the one single-id RUNs get.
+const APT_CONF_DIR: &str = "etc/apt/apt.conf.d";
+const APT_STUB: &str = "00camada-single-id";
+
+/// Removes `rel` and its parents from `upper` while they are empty directories.
+fn remove_empty_parents(upper: &Path, rel: &Path) {
+    let mut p = Some(rel);
+    while let Some(r) = p.filter(|r| !r.as_os_str().is_empty()) {
+        if std::fs::remove_dir(upper.join(r)).is_err() {
+            return;
+        }
+        p = r.parent();
+    }
+}
+
+/// Removes from a RUN's upper dir the empty files the runtime made only as mount points
+/// for its generated /etc files (an image without them gets them as stubs): BuildKit
+/// leaves them out of the layer too, and a RUN that changed nothing then makes none.
+fn drop_mount_stubs(upper: &Path) {
+    for stub in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        let p = upper.join(stub);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    // an etc/ left empty was only their parent (copied up to make them)
+    remove_empty_parents(upper, Path::new("etc"));
+}
+
+/// COPY's or ADD's operands, and whether it is ADD.
+fn copy_args(i: &Instruction) -> Option<(&CopyArgs, bool)> {
+    match i {
+        Instruction::Copy(c) => Some((c, false)),
+        Instruction::Add(c) => Some((c, true)),
+        _ => None,
+    }
+}
+
+/// The script a shell-form RUN with heredocs runs: `RUN <<EOF` alone runs the body;
+/// otherwise the shell gets the line and the bodies with their delimiters (BuildKit).
+fn heredoc_script(text: &str, heredocs: &[dockerfile::Heredoc]) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if let ([word], [h]) = (words.as_slice(), heredocs)
+        && word.starts_with("<<")
+        && h.fd == 0
+    {
+        return h.body();
+    }
+    let mut script = format!("{text}\n");
+    for h in heredocs {
+        script.push_str(&h.content);
+        script.push_str(&h.name);
+        script.push('\n');
+    }
+    script
+}
+
+/// The shell of shell-form commands: the stage's SHELL, else `/bin/sh -c`.
+fn shell_of(config: &ImageConfig) -> Vec<String> {
+    config
+        .config
+        .as_ref()
+        .and_then(|c| c.shell.clone())
+        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+}
+
+/// `/bin/sh -c "echo hi"`: the argv as the error message shows it.
+fn show_command(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+                format!("{a:?}")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An absolute, normalised path: `w` against `base` when relative.
+fn join_path(base: &str, w: &str) -> String {
+    let full = if w.starts_with('/') {
+        w.to_owned()
+    } else {
+        format!("{base}/{w}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in full.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The instruction as docker's history shows it (`ENV A=1`, `CMD ["sh"]`).
+fn describe(i: &Instruction) -> String {
+    let json = |v: &[String]| serde_json::to_string(v).unwrap_or_default();
+    let cmd = |c: &Command| match c {
+        Command::Exec(v) => json(v),
+        Command::Shell(s) => s.clone(),
+    };
+    let kvs = |l: &[dockerfile::KeyValue]| {
+        l.iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let kw = i.keyword();
+    match i {
+        Instruction::Cmd(c) | Instruction::Entrypoint(c) => format!("{kw} {}", cmd(c)),
+        Instruction::Env(l) | Instruction::Label(l) => format!("{kw} {}", kvs(l)),
+        Instruction::Maintainer(s)
+        | Instruction::Workdir(s)
+        | Instruction::User(s)
+        | Instruction::StopSignal(s) => format!("{kw} {s}"),
+        Instruction::Expose(v) => format!("{kw} {}", v.join(" ")),
+        Instruction::Volume(v) | Instruction::Shell(v) => format!("{kw} {}", json(v)),
+        Instruction::Onbuild { expression, .. } => format!("{kw} {expression}"),
+        Instruction::Healthcheck(h) => format!("{kw} {}", healthcheck_json(h)),
+        Instruction::Copy(c) | Instruction::Add(c) => {
+            format!("{kw} {} {}", c.sources.join(" "), c.dest)
+        }
+        other => other.keyword().to_owned(),
+    }
+}
+
+/// docker's `Healthcheck` config object (durations in nanoseconds).
+fn healthcheck_json(h: &Healthcheck) -> serde_json::Value {
+    let ns = |d: &Option<Duration>| d.map(|d| d.as_nanos() as u64);
+    match h {
+        Healthcheck::None => serde_json::json!({ "Test": ["NONE"] }),
+        Healthcheck::Cmd {
+            test,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        } => {
+            let test: Vec<String> = match test {
+                Command::Exec(v) => std::iter::once("CMD".to_owned())
+                    .chain(v.iter().cloned())
+                    .collect(),
+                Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+            };
+            let mut o = serde_json::Map::new();
+            o.insert("Test".into(), serde_json::json!(test));
+            for (k, v) in [
+                ("Interval", ns(interval)),
+                ("Timeout", ns(timeout)),
+                ("StartPeriod", ns(start_period)),
+                ("StartInterval", ns(start_interval)),
+            ] {
+                if let Some(v) = v {
+                    o.insert(k.into(), serde_json::json!(v));
+                }
+            }
+            if let Some(r) = retries {
+                o.insert("Retries".into(), serde_json::json!(r));
+            }
+            serde_json::Value::Object(o)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workdir_joins_and_normalises() {
+        assert_eq!(join_path("/", "app"), "/app");
+        assert_eq!(join_path("/app", "src/../lib"), "/app/lib");
+        assert_eq!(join_path("/app", "/srv/"), "/srv");
+        assert_eq!(join_path("/a", ".."), "/");
+    }
+
+    #[test]
+    fn only_needed_stages_run() {
+        let df = dockerfile::parse(
+            "Dockerfile",
+            b"FROM busybox AS a\nRUN x\nFROM busybox AS unused\nRUN y\nFROM a AS b\nFROM busybox\nCOPY --from=b /x /x\n",
+        )
+        .unwrap();
+        assert_eq!(needed_stages(&df, 3), vec![0, 2, 3]);
+        assert_eq!(needed_stages(&df, 1), vec![1]);
+    }
+
+    #[test]
+    fn commands_show_quoted() {
+        let argv = ["/bin/sh".to_owned(), "-c".into(), "exit 3".into()];
+        assert_eq!(show_command(&argv), r#"/bin/sh -c "exit 3""#);
+    }
+}

@@ -1,0 +1,806 @@
+//! `camada build` through the real binary on the fixtures base image: each instruction's
+//! effect seen by running or inspecting the built image, the cache rules, multi-stage
+//! builds, failures; as root, as `camadatest` with its subuid range, and as that user in
+//! single-id mode (no newuidmap on PATH).
+
+mod common;
+#[path = "common/registry.rs"]
+mod reg;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::engines::{ALL, Who, engines};
+use common::{Camada, require};
+
+/// Writes a context dir `name` under the engine's work dir: (path, contents) pairs,
+/// owned by the engine's user. Returns its path.
+fn context(c: &Camada, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = c.work().join(name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    for (path, text) in files {
+        let p = dir.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, text).unwrap();
+    }
+    if let Some(u) = c.user() {
+        u.chown_tree(&dir);
+    }
+    dir
+}
+
+fn build(c: &Camada, args: &[&str], ctx: &Path) -> common::Run {
+    let mut v: Vec<String> = vec!["build".into()];
+    v.extend(args.iter().map(|s| s.to_string()));
+    v.push(ctx.display().to_string());
+    c.run(v)
+}
+
+fn inspect(c: &Camada, image: &str, format: &str) -> String {
+    c.ok(["inspect", "--format", format, image])
+        .trim()
+        .to_owned()
+}
+
+/// Layer directories in the store (a rebuild from cache must add none).
+fn layer_count(c: &Camada) -> usize {
+    fs::read_dir(c.root().join("layers")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn instructions_take_effect_in_the_image() {
+    for (who, c) in engines(ALL) {
+        let ctx = context(
+            &c,
+            "meta",
+            &[(
+                "Dockerfile",
+                r#"# syntax=docker/dockerfile:1
+ARG BASE=base
+FROM ${BASE}:latest
+ARG GREETING=hello
+ENV WHO=world PATH=/opt/bin:$PATH
+LABEL maintainer 'Ana <ana@example.org>'
+LABEL org.example.greeting="$GREETING"
+RUN mkdir -p /opt/bin && printf '#!/bin/sh\necho "$GREETING $WHO from $(pwd) as $(id -u)"\n' > /opt/bin/greet && chmod 755 /opt/bin/greet
+WORKDIR /srv
+WORKDIR data
+RUN echo "$GREETING" > built-with && rm -rf /home
+EXPOSE 8080 53/udp
+VOLUME /var/cache
+STOPSIGNAL SIGINT
+RUN <<EOF
+echo "body of $GREETING" > /srv/heredoc
+EOF
+RUN cat > /srv/heredoc2 <<-EOT
+	tab-stripped
+	EOT
+USER 1000
+ENTRYPOINT ["greet"]
+"#,
+            )],
+        );
+        build(&c, &["-t", "meta:1", "--build-arg", "GREETING=hi"], &ctx)
+            .success()
+            .stdout_has("[1/16] FROM base:latest")
+            .stdout_has("Successfully tagged meta:1");
+        // ENTRYPOINT + ENV + WORKDIR + USER, and the ARG reached RUN but not the image env
+        c.run(["run", "--rm", "meta:1"])
+            .success()
+            .stdout_is(" world from /srv/data as 1000\n");
+        c.run(["run", "--rm", "--entrypoint", "cat", "meta:1", "built-with"])
+            .success()
+            .stdout_is("hi\n");
+        c.run([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "cat",
+            "meta:1",
+            "/srv/heredoc",
+            "/srv/heredoc2",
+        ])
+        .success()
+        .stdout_is("body of hi\ntab-stripped\n");
+        // the RUN's deletion is a whiteout in its layer
+        c.run(["run", "--rm", "--entrypoint", "ls", "meta:1", "/home"])
+            .exit(1);
+        assert_eq!(
+            inspect(&c, "meta:1", "{{.Config.Labels}}"),
+            "map[maintainer:Ana <ana@example.org> org.example.greeting:hi]",
+            "{who:?}"
+        );
+        assert_eq!(inspect(&c, "meta:1", "{{.Author}}"), "");
+        assert_eq!(inspect(&c, "meta:1", "{{.Config.StopSignal}}"), "SIGINT");
+        let json = inspect(&c, "meta:1", "{{json .Config}}");
+        for want in [
+            r#""8080/tcp":{}"#,
+            r#""53/udp":{}"#,
+            r#""/var/cache":{}"#,
+            r#""User":"1000""#,
+            r#""WorkingDir":"/srv/data""#,
+            r#""WHO=world""#,
+            r#""PATH=/opt/bin:/usr/local/sbin"#,
+        ] {
+            assert!(json.contains(want), "{who:?}: {want} not in {json}");
+        }
+        assert!(
+            !json.contains("GREETING="),
+            "{who:?}: an ARG leaked: {json}"
+        );
+        // history: one entry per instruction after FROM (ARG adds none), four layers on the base
+        let history = c.ok([
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.CreatedBy}}",
+            "meta:1",
+        ]);
+        assert!(history.contains("#(nop)  ENV WHO=world"), "{history}");
+        assert!(
+            history.contains("|1 GREETING=hi /bin/sh -c echo"),
+            "{history}"
+        );
+        assert_eq!(
+            inspect(&c, "meta:1", "{{len .RootFS.Layers}}"),
+            "5",
+            "{who:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unchanged_rebuild_is_all_cached_and_makes_nothing() {
+    for (who, c) in engines(&[Who::Root, Who::User]) {
+        let ctx = context(
+            &c,
+            "cache",
+            &[(
+                "Dockerfile",
+                "FROM base\nRUN echo one > /one\nARG V=1\nENV E=e\nRUN echo v$V > /v\nCMD cat /v\n",
+            )],
+        );
+        let first = build(&c, &["-q", "-t", "c:1"], &ctx).success().stdout();
+        let layers = layer_count(&c);
+        let again = build(&c, &["-t", "c:2"], &ctx).success().stdout();
+        assert_eq!(again.matches("CACHED").count(), 4, "{who:?}: {again}");
+        assert!(again.contains(&format!("Successfully built {}", &first.trim()[7..19])));
+        assert_eq!(
+            layer_count(&c),
+            layers,
+            "{who:?}: a cached rebuild made a layer"
+        );
+        assert_eq!(inspect(&c, "c:2", "{{.Id}}"), first.trim());
+        // a changed ARG value reruns from its first use (RUN uses every ARG declared before
+        // it, as docker), not before
+        let changed = build(&c, &["-t", "c:3", "--build-arg", "V=2"], &ctx)
+            .success()
+            .stdout();
+        assert_eq!(changed.matches("CACHED").count(), 2, "{who:?}: {changed}");
+        c.run(["run", "--rm", "c:3"]).success().stdout_is("v2\n");
+        c.run(["run", "--rm", "c:1"]).success().stdout_is("v1\n");
+        // --no-cache runs everything again
+        let fresh = build(&c, &["--no-cache", "-t", "c:4"], &ctx)
+            .success()
+            .stdout();
+        assert!(!fresh.contains("CACHED"), "{fresh}");
+        // image prune keeps the cache (BuildKit's is separate); system prune drops it
+        c.ok(["rmi", "c:2", "c:4"]);
+        c.ok(["image", "prune", "-f"]);
+        let after = build(&c, &["-t", "c:5"], &ctx).success().stdout();
+        assert_eq!(after.matches("CACHED").count(), 4, "{who:?}: {after}");
+        assert!(c.ok(["system", "df"]).contains("Build Cache"));
+        c.ok(["system", "prune", "-f"]);
+        let pruned = build(&c, &["-t", "c:6"], &ctx).success().stdout();
+        assert!(!pruned.contains("CACHED"), "{who:?}: {pruned}");
+        c.run(["run", "--rm", "c:6"]).success().stdout_is("v1\n");
+    }
+}
+
+#[test]
+fn a_failing_run_stops_the_build_and_moves_no_tag() {
+    for (who, c) in engines(ALL) {
+        let ok = context(
+            &c,
+            "ok",
+            &[("Dockerfile", "FROM base\nRUN echo first > /f\n")],
+        );
+        let id = build(&c, &["-q", "-t", "app"], &ok).success().stdout();
+        let bad = context(
+            &c,
+            "bad",
+            &[(
+                "Dockerfile",
+                "FROM base\nRUN echo before-failing\nRUN echo about to fail; exit 3\nRUN echo never\n",
+            )],
+        );
+        let r = build(&c, &["-t", "app"], &bad);
+        r.exit(125)
+            .stdout_has("about to fail")
+            .stdout_lacks("never")
+            .stderr_is("Error: RUN /bin/sh -c \"echo about to fail; exit 3\" exited with code 3\n");
+        assert_eq!(inspect(&c, "app", "{{.Id}}"), id.trim(), "{who:?}");
+        // quiet: the output of the failing step still shows, on stderr
+        build(&c, &["-q", "-t", "app"], &bad)
+            .exit(125)
+            .stdout_is("")
+            .stderr_has("about to fail\n");
+    }
+}
+
+#[test]
+fn dockerfile_errors_name_the_line() {
+    let c = Camada::new();
+    let ctx = context(
+        &c,
+        "syntax",
+        &[("Dockerfile", "FROM base\n\nRUN true\nCOPPY a b\n")],
+    );
+    build(&c, &[], &ctx)
+        .engine_error()
+        .stderr_has("Dockerfile:4: unknown instruction: COPPY");
+    let named = context(&c, "named", &[("build.df", "FROM base\nENV\n")]);
+    build(
+        &c,
+        &["-f", &named.join("build.df").display().to_string()],
+        &named,
+    )
+    .engine_error()
+    .stderr_has("build.df:2:");
+    build(
+        &c,
+        &["--target", "nope"],
+        &named.parent().unwrap().join("syntax"),
+    )
+    .engine_error();
+    let missing = context(&c, "missing", &[("x", "")]);
+    build(&c, &[], &missing)
+        .engine_error()
+        .stderr_has("Dockerfile");
+}
+
+#[test]
+fn stdin_dockerfile_quiet_tags_and_labels() {
+    for (_, c) in engines(&[Who::Root, Who::User]) {
+        let ctx = context(&c, "empty", &[]);
+        let r = c.run_stdin(
+            [
+                "build",
+                "-q",
+                "-f",
+                "-",
+                "-t",
+                "one",
+                "-t",
+                "two:x",
+                "--label",
+                "a=b",
+                "--label",
+                "c=d e",
+                &ctx.display().to_string(),
+            ],
+            b"FROM base\nCMD [\"echo\", \"from stdin\"]\n",
+        );
+        r.success();
+        let out = r.stdout();
+        assert!(
+            out.starts_with("sha256:") && out.len() == 72 && out.ends_with('\n'),
+            "-q prints the ID only: {out:?}"
+        );
+        for name in ["one", "two:x"] {
+            assert_eq!(inspect(&c, name, "{{.Id}}"), out.trim());
+        }
+        assert_eq!(inspect(&c, "one", "{{.Config.Labels}}"), "map[a:b c:d e]");
+        c.run(["run", "--rm", "one"])
+            .success()
+            .stdout_is("from stdin\n");
+    }
+}
+
+#[test]
+fn multi_stage_builds_only_what_the_target_needs() {
+    for (who, c) in engines(&[Who::Root, Who::User]) {
+        let ctx = context(
+            &c,
+            "multi",
+            &[(
+                "Dockerfile",
+                "FROM base AS builder\nRUN echo built > /artifact\n\
+                 FROM base AS broken\nRUN exit 1\n\
+                 FROM builder AS tested\nRUN cat /artifact > /tested\n\
+                 FROM base\nRUN echo final > /final\n",
+            )],
+        );
+        // the final stage needs none of the others
+        let out = build(&c, &["-t", "m"], &ctx).success().stdout();
+        assert!(
+            !out.contains("broken") && !out.contains("builder"),
+            "{who:?}: {out}"
+        );
+        // --target: the stage and what it builds on, never the broken one
+        let out = build(&c, &["--target", "tested", "-t", "m:t"], &ctx)
+            .success()
+            .stdout();
+        assert!(
+            out.contains("[builder 1/2]") && out.contains("[tested 2/2]"),
+            "{out}"
+        );
+        assert!(!out.contains("broken"), "{who:?}: {out}");
+        c.run(["run", "--rm", "m:t", "cat", "/tested"])
+            .success()
+            .stdout_is("built\n");
+        build(&c, &["--target", "broken"], &ctx).exit(125);
+    }
+}
+
+#[test]
+fn copy_follows_the_context_and_a_changed_file_reruns_from_its_copy() {
+    for (who, c) in engines(&[Who::Root, Who::User]) {
+        let ctx = context(
+            &c,
+            "copy",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM base\nWORKDIR /app\nCOPY a.txt .\nRUN cat a.txt > seen-a\n\
+                     COPY --chmod=0600 dir/ data/\nCOPY *.md docs/\nRUN ls -R /app > /listing\n",
+                ),
+                ("a.txt", "A1\n"),
+                ("dir/one", "1\n"),
+                ("dir/sub/two", "2\n"),
+                ("dir/secret.key", "no\n"),
+                ("x.md", "x\n"),
+                ("y.md", "y\n"),
+                (".dockerignore", "**/*.key\n"),
+            ],
+        );
+        // a symlink out of the context is copied as a link, never followed
+        std::os::unix::fs::symlink("/etc/shadow", ctx.join("dir/shadow")).unwrap();
+        if let Some(u) = c.user() {
+            u.chown_tree(&ctx);
+        }
+        build(&c, &["-t", "cp:1"], &ctx).success();
+        let run = |cmd: &str| c.ok(["run", "--rm", "cp:1", "sh", "-c", cmd]);
+        assert_eq!(run("cat /app/seen-a"), "A1\n", "{who:?}");
+        assert_eq!(
+            run("cd /app && find data docs | sort"),
+            "data\ndata/one\ndata/shadow\ndata/sub\ndata/sub/two\ndocs\ndocs/x.md\ndocs/y.md\n",
+            "{who:?}"
+        );
+        assert_eq!(run("readlink /app/data/shadow"), "/etc/shadow\n");
+        assert_eq!(
+            run("stat -c '%a %u:%g' /app/data/one /app/a.txt"),
+            "600 0:0\n644 0:0\n"
+        );
+        // unchanged: all cached; one file changed: from the COPY that reads it on
+        let again = build(&c, &["-t", "cp:2"], &ctx).success().stdout();
+        assert_eq!(again.matches("CACHED").count(), 6, "{who:?}: {again}");
+        fs::write(ctx.join("dir/sub/two"), "2 changed\n").unwrap();
+        let changed = build(&c, &["-t", "cp:3"], &ctx).success().stdout();
+        assert_eq!(changed.matches("CACHED").count(), 3, "{who:?}: {changed}");
+        assert!(
+            changed.contains("[5/7] COPY --chmod=0600 dir/ data/\n#5 DONE"),
+            "{changed}"
+        );
+        // an ignored file changing changes nothing; neither does an mtime
+        fs::write(ctx.join("dir/secret.key"), "still no\n").unwrap();
+        let ignored = build(&c, &["-t", "cp:4"], &ctx).success().stdout();
+        assert_eq!(ignored.matches("CACHED").count(), 6, "{who:?}: {ignored}");
+        // a source outside the context is refused, with the line
+        let bad = context(
+            &c,
+            "outside",
+            &[("Dockerfile", "FROM base\nCOPY ../x /x\n")],
+        );
+        build(&c, &[], &bad)
+            .engine_error()
+            .stderr_has("Dockerfile:2: ");
+        let missing = context(
+            &c,
+            "nofile",
+            &[("Dockerfile", "FROM base\n\nCOPY app.py /\n")],
+        );
+        build(&c, &[], &missing).engine_error().stderr_is(
+            "Error: Dockerfile:3: COPY failed: file not found in build context or excluded by .dockerignore: \"app.py\"\n",
+        );
+    }
+}
+
+#[test]
+fn copy_from_a_stage_and_an_image() {
+    for (who, c) in engines(&[Who::Root, Who::User]) {
+        let ctx = context(
+            &c,
+            "from",
+            &[(
+                "Dockerfile",
+                "FROM base AS build\nRUN mkdir /out && echo artifact > /out/a && chown 1000:1000 /out/a\n\
+                 FROM scratch\nCOPY --from=build /out/a /a\nCOPY --from=0 /bin/busybox /bin/busybox\n\
+                 COPY --from=base:latest /etc/passwd /etc/passwd\nENTRYPOINT [\"/bin/busybox\"]\n",
+            )],
+        );
+        build(&c, &["-t", "from"], &ctx).success();
+        c.run(["run", "--rm", "from", "cat", "/a"])
+            .success()
+            .stdout_is("artifact\n");
+        // --from keeps the owners it had there
+        c.run(["run", "--rm", "from", "stat", "-c", "%u:%g", "/a"])
+            .success()
+            .stdout_is("1000:1000\n");
+        c.run(["run", "--rm", "from", "grep", "-c", "root", "/etc/passwd"])
+            .success()
+            .stdout_is("1\n");
+        assert_eq!(
+            inspect(&c, "from", "{{len .RootFS.Layers}}"),
+            "3",
+            "{who:?}"
+        );
+    }
+}
+
+#[test]
+fn the_fixtures_example_builds_and_runs() {
+    for (who, c) in engines(ALL) {
+        let example = c.give(&common::fixtures_dir().join("example"));
+        build(&c, &["-t", "hello:1.0"], &example)
+            .success()
+            .stdout_has("Successfully tagged hello:1.0");
+        c.run(["run", "--rm", "hello:1.0", "cat", "www/index.html"])
+            .success()
+            .stdout_has("<h1>Hello from camada</h1>");
+        c.run([
+            "run",
+            "--rm",
+            "hello:1.0",
+            "sh",
+            "-c",
+            "test -x app.sh && pwd",
+        ])
+        .success()
+        .stdout_is("/app\n");
+        assert_eq!(
+            inspect(&c, "hello:1.0", "{{.Config.Labels.maintainer}}"),
+            "Ana Teacher <ana@example.org>",
+            "{who:?}"
+        );
+        assert_eq!(
+            inspect(&c, "hello:1.0", "{{json .Config.Cmd}}"),
+            r#"["./app.sh"]"#
+        );
+    }
+}
+
+/// Every entry under `root` as `path type mode uid:gid size link sha256` (no timestamps).
+fn tree_listing(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let (kind, extra) = if m.is_dir() {
+                stack.push(p.clone());
+                ("d", String::new())
+            } else if m.file_type().is_symlink() {
+                ("l", fs::read_link(&p).unwrap().display().to_string())
+            } else if m.is_file() {
+                let bytes = fs::read(&p).unwrap();
+                ("f", camada::digest::Digest::of(&bytes).short().to_owned())
+            } else {
+                ("o", String::new())
+            };
+            out.push(format!(
+                "{rel} {kind} {:o} {}:{} {} {extra}",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid(),
+                if kind == "f" { m.len() } else { 0 }
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn buildah_builds_the_same_file_tree() {
+    if !common::is_root() {
+        require("root (buildah with the vfs driver)", Err("not root".into()));
+        return;
+    }
+    for t in ["buildah", "umoci"] {
+        common::tool(t);
+    }
+    let c = Camada::new();
+    let base = c.load_base();
+    let ctx = context(
+        &c,
+        "interop",
+        &[
+            (
+                "Dockerfile",
+                "FROM base:latest\nENV APP=/srv/app\n\
+                 RUN mkdir -p $APP/gen && for i in 1 2 3; do echo \"file $i\" > $APP/gen/f$i; done \
+                 && chown -R 1000:1000 $APP/gen && rm -rf /home && ln -s gen/f1 $APP/link \
+                 && chmod 0700 $APP/gen/f2\n\
+                 COPY --chown=1000:100 dir/ $APP/data/\nCOPY --chmod=0640 top.txt $APP/\n\
+                 WORKDIR $APP\nRUN pwd > where && rm gen/f3\nCMD [\"ls\"]\n",
+            ),
+            ("dir/a", "a\n"),
+            ("dir/sub/c", "c\n"),
+            ("top.txt", "top\n"),
+        ],
+    );
+    build(&c, &["-q", "-t", "interop"], &ctx).success();
+    let dir = c.dir();
+    let archive = dir.join("camada.tar");
+    c.ok([
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        "interop",
+    ]);
+    let oci = dir.join("camada-oci");
+    fs::create_dir(&oci).unwrap();
+    let tar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&oci)
+        .arg("-xf")
+        .arg(&archive)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-ec", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let d = dir.display();
+    let b = format!("buildah --root {d}/broot --runroot {d}/brun --storage-driver vfs");
+    sh(&format!(
+        "{b} pull -q oci-archive:{} >/dev/null && {b} tag $({b} images -q | head -1) base:latest \
+         && {b} bud --isolation chroot -q -t interop {} >/dev/null \
+         && {b} push -q interop oci:{d}/buildah-oci:interop \
+         && umoci unpack --image {d}/buildah-oci:interop {d}/buildah-bundle >/dev/null \
+         && umoci unpack --image {d}/camada-oci:latest {d}/camada-bundle >/dev/null",
+        base.oci_tar.display(),
+        ctx.display()
+    ));
+    let theirs = tree_listing(&dir.join("buildah-bundle/rootfs"));
+    let ours = tree_listing(&dir.join("camada-bundle/rootfs"));
+    // buildah leaves the empty mount points of its generated /etc files in the RUN layer;
+    // BuildKit and camada do not
+    let stubs = ["etc/hostname ", "etc/hosts ", "etc/resolv.conf "];
+    let theirs: Vec<String> = theirs
+        .into_iter()
+        .filter(|l| !(stubs.iter().any(|s| l.starts_with(s)) && l.contains(" f ")))
+        .collect();
+    assert!(
+        theirs == ours,
+        "buildah's tree (-) against camada's (+):\n{}",
+        common::diff_lines(&theirs.join("\n"), &ours.join("\n"))
+    );
+    assert!(
+        ours.iter()
+            .any(|l| l.starts_with("srv/app/gen/f2 f 700 1000:1000"))
+    );
+    sh(&format!(
+        "{b} rmi -a -f >/dev/null 2>&1 || true; rm -rf {d}/broot {d}/brun"
+    ));
+}
+
+/// The debootstrap minbase rootfs as a tar every test user can read, made once per run
+/// (the rootfs itself is cached between runs in /var/tmp/camada-bench/debian-rootfs).
+fn debian_minbase() -> Option<PathBuf> {
+    static TAR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let made = TAR.get_or_init(|| {
+        let rootfs = Path::new("/var/tmp/camada-bench/debian-rootfs");
+        let sh = |script: &str| -> Result<(), String> {
+            let out = std::process::Command::new("sh")
+                .args(["-ec", script])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{script}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        if !rootfs.join("usr/bin/apt-get").exists() {
+            if !Path::new("/usr/sbin/debootstrap").exists() {
+                return Err("debootstrap is not installed (apt-get install debootstrap)".into());
+            }
+            sh(&format!(
+                "mkdir -p {0}.new && debootstrap --variant=minbase bookworm {0}.new >/dev/null \
+                 && mv {0}.new {0}",
+                rootfs.display()
+            ))?;
+        }
+        // kept between runs beside the rootfs (made again when the rootfs is newer)
+        let dir = Path::new("/var/tmp/camada-build-test");
+        let tar = dir.join("debian-minbase.tar");
+        let fresh = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+        if fresh(&tar).is_none() || fresh(&tar) < fresh(rootfs) {
+            sh(&format!(
+                "mkdir -p -m 0755 {d} && tar -C {r} -cf {t}.$$ . && chmod 0644 {t}.$$ \
+                 && mv {t}.$$ {t}",
+                d = dir.display(),
+                r = rootfs.display(),
+                t = tar.display()
+            ))?;
+        }
+        Ok(tar)
+    });
+    match made {
+        Ok(p) => Some(p.clone()),
+        Err(why) => {
+            require("a Debian minbase image", Err(why.clone()));
+            None
+        }
+    }
+}
+
+/// A local Debian repository in `dir`: `hello-camada` (a file) and `svc-camada` (its
+/// postinst makes a system user and chowns a directory to it), plus their Packages index.
+fn make_repo(dir: &Path) {
+    for (name, postinst) in [
+        ("hello-camada", None),
+        (
+            "svc-camada",
+            Some(
+                "#!/bin/sh\nset -e\nuseradd --system --no-create-home svc-camada\n\
+                 mkdir -p /var/lib/svc-camada\nchown svc-camada:svc-camada /var/lib/svc-camada\n",
+            ),
+        ),
+    ] {
+        let root = dir.join(format!("{name}-src"));
+        fs::create_dir_all(root.join("DEBIAN")).unwrap();
+        fs::create_dir_all(root.join(format!("usr/share/{name}"))).unwrap();
+        fs::write(
+            root.join("DEBIAN/control"),
+            format!(
+                "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: camada <t@example.org>\n\
+                 Description: camada test package\n"
+            ),
+        )
+        .unwrap();
+        fs::write(
+            root.join(format!("usr/share/{name}/msg")),
+            format!("{name} installed\n"),
+        )
+        .unwrap();
+        if let Some(script) = postinst {
+            let p = root.join("DEBIAN/postinst");
+            fs::write(&p, script).unwrap();
+            let exec = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+            fs::set_permissions(&p, exec).unwrap();
+        }
+        let st = std::process::Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "--build"])
+            .arg(&root)
+            .arg(dir.join(format!("{name}_1.0_all.deb")))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "dpkg-deb --build {name}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+    let out = std::process::Command::new("dpkg-scanpackages")
+        .args([".", "/dev/null"])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dpkg-scanpackages");
+    fs::write(dir.join("Packages"), out.stdout).unwrap();
+}
+
+#[test]
+fn dpkg_and_apt_install_in_a_debian_image() {
+    let Some(tar) = debian_minbase() else { return };
+    for t in ["dpkg-deb", "dpkg-scanpackages"] {
+        common::tool(t);
+    }
+    for (who, c) in engines(ALL) {
+        c.ok(["import", tar.to_str().unwrap(), "debian:minbase"]);
+        let ctx = context(
+            &c,
+            "debian",
+            &[(
+                "Dockerfile",
+                "FROM debian:minbase\nCOPY repo/ /repo/\n\
+                 RUN dpkg -i /repo/hello-camada_1.0_all.deb\n\
+                 RUN rm -f /etc/apt/sources.list && \
+                 echo 'deb [trusted=yes] file:/repo ./' > /etc/apt/sources.list.d/local.list \
+                 && apt-get update && apt-get install -y svc-camada\n",
+            )],
+        );
+        make_repo(&ctx.join("repo"));
+        if let Some(u) = c.user() {
+            u.chown_tree(&ctx);
+        }
+        build(&c, &["-t", "deb"], &ctx).success();
+        let run = |cmd: &str| c.ok(["run", "--rm", "deb", "sh", "-c", cmd]);
+        assert_eq!(
+            run("cat /usr/share/hello-camada/msg /usr/share/svc-camada/msg"),
+            "hello-camada installed\nsvc-camada installed\n",
+            "{who:?}"
+        );
+        assert_eq!(
+            run("dpkg-query -W -f '${Status}\\n' hello-camada svc-camada"),
+            "install ok installed\ninstall ok installed\n",
+            "{who:?}"
+        );
+        let owner = run("stat -c %U:%G /var/lib/svc-camada");
+        if who != Who::SingleId {
+            assert_eq!(owner, "svc-camada:svc-camada\n", "{who:?}");
+        }
+    }
+}
+
+#[test]
+fn pushed_layers_are_compressed_as_build_said() {
+    if !require("a local registry", reg::available()) {
+        return;
+    }
+    let r = reg::Registry::start(reg::Auth::None);
+    let c = Camada::new();
+    c.load_base();
+    let ctx = context(
+        &c,
+        "push",
+        &[(
+            "Dockerfile",
+            "FROM base\nRUN echo pushed > /p\nCMD [\"cat\", \"/p\"]\n",
+        )],
+    );
+    for (flag, suffix) in [(None, "tar+gzip"), (Some("zstd"), "tar+zstd")] {
+        let name = format!("{}/built/{}", r.addr(), flag.unwrap_or("default"));
+        let mut args = vec!["-t", name.as_str()];
+        if let Some(f) = flag {
+            args.extend(["--compression", f]);
+        }
+        build(&c, &args, &ctx).success();
+        c.ok(["push", &name]);
+        let raw = c
+            .exec({
+                let mut cmd = c.command("skopeo");
+                cmd.args(["inspect", "--raw", "--tls-verify=false"])
+                    .arg(format!("docker://{name}"));
+                cmd
+            })
+            .success()
+            .stdout();
+        let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        let types: Vec<&str> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["mediaType"].as_str().unwrap())
+            .collect();
+        assert_eq!(types.len(), 2, "{raw}");
+        // the store keeps every layer of a built image uncompressed; push compresses them
+        assert!(types.iter().all(|t| t.ends_with(suffix)), "{flag:?}: {raw}");
+        // a fresh store pulls it and runs it
+        let other = Camada::new();
+        other.ok(["pull", &name]);
+        other
+            .run(["run", "--rm", &name])
+            .success()
+            .stdout_is("pushed\n");
+    }
+}
