@@ -14,8 +14,9 @@ first variant rotated each round); the op alone is timed; medians and the median
 per-round ratio to the kernel are printed. Warm = the op ran once on that mount before;
 `-cold` ops run on a fresh mount after `sync; echo 3 > /proc/sys/vm/drop_caches` (page,
 dentry and inode caches of the whole machine: lower dirs, tars and index alike). `mount`
-is the time until the mount point answers. Server memory (VmRSS now, VmHWM peak) of
-camada and fuse-overlayfs is read after ls -lR and tar of /usr.
+is the time until the mount point answers. Server memory of camada and fuse-overlayfs is
+read after ls -lR and tar of /usr: RssAnon (its own memory) and VmRSS (which for camada
+also counts the page cache of the mmapped tars it touched, shared and reclaimable).
 """
 import os
 import shutil
@@ -132,7 +133,7 @@ class Mount:
         return None
 
     def mem_kb(self):
-        """(VmRSS, VmHWM) of the server in KiB, or None."""
+        """(VmRSS, RssAnon) of the server in KiB, or None."""
         pid = self.server_pid()
         if pid is None:
             return None
@@ -140,9 +141,9 @@ class Mount:
         with open(f"/proc/{pid}/status") as f:
             for l in f:
                 k = l.split(":")[0]
-                if k in ("VmRSS", "VmHWM"):
+                if k in ("VmRSS", "RssAnon"):
                     got[k] = int(l.split()[1])
-        return got.get("VmRSS"), got.get("VmHWM")
+        return got.get("VmRSS"), got.get("RssAnon")
 
 
 OPS = {
@@ -215,8 +216,8 @@ def main():
         print("| " + " | ".join(row) + " |")
     for (v, op), xs in sorted(mem.items()):
         rss = statistics.median(x[0] for x in xs) / 1024
-        hwm = statistics.median(x[1] for x in xs) / 1024
-        print(f"\n{v} server after {op}: VmRSS {rss:.1f} MiB, peak VmHWM {hwm:.1f} MiB", end="")
+        anon = statistics.median(x[1] for x in xs) / 1024
+        print(f"\n{v} server after {op}: RssAnon {anon:.1f} MiB, VmRSS {rss:.1f} MiB", end="")
     print()
 
 

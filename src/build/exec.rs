@@ -639,8 +639,8 @@ impl Executor<'_> {
             );
         }
         let run_dir = self.store.paths().run_dir(&id);
-        // single-id mode: chown and set*id succeed without effect (package managers), and
-        // USER's id stands for the one host id (as `run -u`)
+        // single-id mode: chown and set*id succeed without effect (package managers); the
+        // runtime maps USER's id to the one host id itself (as for `run -u`)
         let maps = IdMaps::for_current_user();
         let fake_ids = !maps.has_ranges();
         let mut binds = Vec::new();
@@ -657,16 +657,6 @@ impl Executor<'_> {
                 fill: false,
             });
         }
-        let maps = if fake_ids && !rc.user.is_empty() {
-            let fs = self.image_fs("the stage so far", config)?;
-            maps.for_user(&rc.user, |p| {
-                let rel = p.trim_start_matches('/').as_bytes();
-                let bytes = fs.read_file(rel, 1 << 20).ok().flatten()?;
-                Some(String::from_utf8_lossy(&bytes).into_owned())
-            })
-        } else {
-            maps
-        };
         let container = runtime::Container {
             id: id.clone(),
             rootfs: RootFs::Mount(mount),
@@ -692,6 +682,9 @@ impl Executor<'_> {
             },
             maps,
             fake_ids,
+            ports: Vec::new(),
+            // RUN reaches the network as docker build's does (pasta when usable)
+            outbound: runtime::netns::choose(self.req.network).0,
         };
         let run_err = |source| BuildError::Run {
             command: shown.clone(),

@@ -55,6 +55,7 @@ pub enum Command {
     Logs(super::containers::Logs),
     Attach(super::containers::Attach),
     Wait(super::containers::Wait),
+    Port(super::containers::Port),
     Container(super::containers::ContainerGroup),
     Volume(super::volumes::VolumeGroup),
     Diff(super::fsops::Diff),

@@ -56,7 +56,8 @@ macro_rules! create_flags {
             /// username or UID (format: <name|uid>[:<group|gid>])
             #[argh(option, short = 'u')]
             pub user: Option<String>,
-            /// publish a container's port to the host (comes with networking; refused for now)
+            /// publish a container's port to the host: [IP:]HOST:CTR[/tcp|udp], or CTR for a
+            /// free host port
             #[argh(option, short = 'p')]
             pub publish: Vec<String>,
             /// network mode: private (default), host or none
@@ -233,6 +234,18 @@ pub struct Attach {
     pub container: String,
 }
 
+/// List port mappings or a specific mapping for the container.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "port", help_triggers("--help"))]
+pub struct Port {
+    /// the container (name, ID or ID prefix)
+    #[argh(positional, arg_name = "CONTAINER")]
+    pub container: String,
+    /// only this private port (PORT or PORT/PROTO, default tcp)
+    #[argh(positional, arg_name = "PRIVATE_PORT[/PROTO]")]
+    pub private: Option<String>,
+}
+
 /// Block until one or more containers stop, then print their exit codes.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "wait", help_triggers("--help"))]
@@ -329,19 +342,10 @@ macro_rules! request {
             network: $a.network.clone(),
             volumes: $a.volume.clone(),
             mounts: $a.mount.clone(),
+            publish: $a.publish.clone(),
             init: $a.init,
         }
     };
-}
-
-fn refuse_ports(publish: &[String], command: &str) -> Result<(), CliError> {
-    if publish.is_empty() {
-        return Ok(());
-    }
-    Err(CliError::usage(
-        "publishing ports (-p) is not supported yet; use --network host to reach the container's ports",
-        command,
-    ))
 }
 
 /// `create` as docker's: an image not stored is pulled first (told on stderr, so that
@@ -366,8 +370,10 @@ fn create_pulling(engine: &Engine, req: &CreateRequest) -> Result<String, CliErr
 
 pub fn run(engine: &Engine, a: &Run) -> Result<(), CliError> {
     require(!a.args.is_empty(), "IMAGE", "run")?;
-    refuse_ports(&a.publish, "run")?;
     let id = create_pulling(engine, &request!(a))?;
+    if let Some(w) = engine.network_warning(&id) {
+        eprintln!("WARNING: {w}");
+    }
     if a.detach {
         engine
             .start_container(&id, StartMode::Detached)
@@ -384,7 +390,6 @@ pub fn run(engine: &Engine, a: &Run) -> Result<(), CliError> {
 
 pub fn create(engine: &Engine, a: &Create) -> Result<(), CliError> {
     require(!a.args.is_empty(), "IMAGE", "create")?;
-    refuse_ports(&a.publish, "create")?;
     let id = create_pulling(engine, &request!(a))?;
     writeln!(io::stdout().lock(), "{id}")?;
     Ok(())
@@ -556,7 +561,11 @@ pub fn ps(engine: &Engine, a: &Ps) -> Result<(), CliError> {
             format!("\"{command}\""),
             format!("{} ago", human_duration(now - r.created)),
             status_text(r, now),
-            String::new(),
+            r.ports
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             r.name.clone(),
         ];
         if let Some((upper, image)) = r.size {
@@ -731,6 +740,33 @@ pub fn prune(engine: &Engine, a: &ContainerPrune) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `port`: `80/tcp -> 0.0.0.0:18081` lines, or only the host addresses of one private port.
+pub fn port(engine: &Engine, a: &Port) -> Result<(), CliError> {
+    let published = engine.container_ports(&a.container)?;
+    let mut out = io::stdout().lock();
+    let Some(private) = &a.private else {
+        for p in &published {
+            writeln!(out, "{}/{} -> {}", p.container_port, p.proto, p.host)?;
+        }
+        return Ok(());
+    };
+    let (number, proto) = private.split_once('/').unwrap_or((private, "tcp"));
+    let wanted = format!("{number}/{proto}");
+    let hosts: Vec<_> = published
+        .iter()
+        .filter(|p| format!("{}/{}", p.container_port, p.proto) == wanted)
+        .collect();
+    if hosts.is_empty() {
+        let message = format!("No public port '{wanted}' published for {}", a.container);
+        eprintln!("Error: {message}");
+        return Err(CliError::Reported(message));
+    }
+    for p in hosts {
+        writeln!(out, "{}", p.host)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -751,6 +787,7 @@ mod tests {
             finished,
             name: "x_y".into(),
             size: None,
+            ports: Vec::new(),
         }
     }
 

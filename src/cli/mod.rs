@@ -261,6 +261,7 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
         Command::Logs(a) => containers::logs(&engine(&cmd)?, a),
         Command::Attach(a) => containers::attach(&engine(&cmd)?, a),
         Command::Wait(a) => containers::wait(&engine(&cmd)?, a),
+        Command::Port(a) => containers::port(&engine(&cmd)?, a),
         Command::Diff(a) => fsops::diff(&engine(&cmd)?, a),
         Command::Cp(a) => fsops::cp(&engine(&cmd)?, a),
         Command::Commit(a) => fsops::commit(&engine(&cmd)?, a),

@@ -56,6 +56,8 @@ pub enum ContainersError {
     VolumeSource { path: PathBuf, source: io::Error },
     #[error("{0}")]
     BadNetwork(String),
+    #[error("{0}")]
+    Ports(#[from] crate::runtime::ports::PortsError),
     #[error("invalid signal: {0}")]
     BadSignal(String),
     #[error(
@@ -116,6 +118,8 @@ pub struct CreateRequest {
     pub interactive: bool,
     pub auto_remove: bool,
     pub network: Option<String>,
+    /// `-p` as typed.
+    pub publish: Vec<String>,
     pub volumes: Vec<String>,
     /// `--mount type=bind|volume,...`.
     pub mounts: Vec<String>,
@@ -168,6 +172,8 @@ pub struct ContainerRow {
     pub name: String,
     /// (writable layer bytes, image bytes) for `ps -s`.
     pub size: Option<(u64, u64)>,
+    /// What it publishes while it runs.
+    pub ports: Vec<runtime::ports::Published>,
 }
 
 /// `container prune`: what went and the space it gave back.
@@ -466,9 +472,12 @@ impl Engine {
         }
         merge_env(&mut env, expand_env(&req.env, host_env)?);
         let network = req.network.clone().unwrap_or_else(|| "private".into());
-        network
-            .parse::<Network>()
-            .map_err(ContainersError::BadNetwork)?;
+        let port_bindings = super::network::port_bindings(
+            &req.publish,
+            network
+                .parse::<Network>()
+                .map_err(ContainersError::BadNetwork)?,
+        )?;
         let mounts = self.container_mounts(&req.volumes, &req.mounts, &rc.volumes)?;
         let id = new_id()?;
         let short: String = id.chars().take(12).collect();
@@ -501,6 +510,7 @@ impl Engine {
                 network_mode: network,
                 auto_remove: req.auto_remove,
                 init: req.init,
+                port_bindings,
             },
             mounts,
         };
@@ -723,6 +733,11 @@ impl Engine {
                 stdin,
             },
         };
+        let network: Network = r
+            .host_config
+            .network_mode
+            .parse()
+            .map_err(ContainersError::BadNetwork)?;
         Ok(runtime::Container {
             id: r.id.clone(),
             rootfs: RootFs::Mount(mount),
@@ -735,16 +750,14 @@ impl Engine {
                 tty: r.config.tty,
             },
             hostname: r.config.hostname.clone(),
-            network: r
-                .host_config
-                .network_mode
-                .parse()
-                .map_err(ContainersError::BadNetwork)?,
+            network,
             binds,
             init: r.host_config.init,
             io,
             maps: IdMaps::for_current_user(),
             fake_ids: false,
+            ports: super::network::bind_ports(&r.host_config)?,
+            outbound: runtime::netns::choose(network).0,
         })
     }
 
@@ -903,6 +916,7 @@ impl Engine {
                 (tree_size(&records.upper_dir(&c.record.id)), image)
             });
             rows.push(ContainerRow {
+                ports: self.published(&c),
                 id: c.record.id.clone(),
                 image: c.record.config.image.clone(),
                 command: c.record.argv(),
@@ -1007,6 +1021,7 @@ impl Engine {
         word: &str,
     ) -> std::result::Result<ContainerInspect, EngineError> {
         let (records, c) = self.find(word)?;
+        let network_settings = super::network::NetworkSettings::of(&self.published(&c));
         let r = c.record;
         let dir = records.dir_of(&r.id);
         let run = self.run_dir(&r.id);
@@ -1046,6 +1061,7 @@ impl Engine {
             driver: "camada-overlay".into(),
             platform: "linux".into(),
             host_config: r.host_config,
+            network_settings,
             graph_driver: GraphDriver {
                 name: "camada-overlay".into(),
                 data: GraphData {
@@ -1110,6 +1126,7 @@ pub struct ContainerInspect {
     pub driver: String,
     pub platform: String,
     pub host_config: state::HostConfig,
+    pub network_settings: super::network::NetworkSettings,
     pub graph_driver: GraphDriver,
     pub mounts: Vec<MountInspect>,
     pub config: state::RunConfig,

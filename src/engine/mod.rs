@@ -15,6 +15,7 @@ pub mod cp;
 pub mod fsops;
 mod images;
 pub mod login;
+pub mod network;
 mod procfs;
 pub mod pull;
 pub mod push;

@@ -31,13 +31,29 @@ fn control(run_dir: &Path) -> Result<UnixStream, RuntimeError> {
     })
 }
 
+/// An error on an accepted connection: the monitor went away before it answered (it
+/// exits with connections still in its backlog, which are then reset) or something else.
+fn lost(run_dir: &Path, source: std::io::Error) -> RuntimeError {
+    match source.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+            RuntimeError::NotRunning {
+                what: run_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            }
+        }
+        _ => RuntimeError::Control {
+            path: run_dir.join("ctl.sock"),
+            source,
+        },
+    }
+}
+
 fn request(run_dir: &Path, line: &str) -> Result<String, RuntimeError> {
     let path = run_dir.join("ctl.sock");
     let mut s = control(run_dir)?;
-    let io = |source| RuntimeError::Control {
-        path: path.clone(),
-        source,
-    };
+    let io = |source| lost(run_dir, source);
     s.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
     let mut reply = String::new();
     BufReader::new(&s).read_line(&mut reply).map_err(io)?;
@@ -78,27 +94,12 @@ pub fn resize(run_dir: &Path, size: super::WinSize) -> Result<(), RuntimeError> 
 /// Waits until the container exits (at most `timeout`, when given) and returns its exit
 /// code; `Ok(None)` on timeout. A container that is not running gives `NotRunning`.
 pub fn wait(run_dir: &Path, timeout: Option<Duration>) -> Result<Option<i32>, RuntimeError> {
-    let path = run_dir.join("ctl.sock");
     let mut s = control(run_dir)?;
-    let io = |source| RuntimeError::Control {
-        path: path.clone(),
-        source,
-    };
-    // the monitor closing the socket as we connect (its container just exited) is a
-    // container no longer running, not a failure to talk to it
-    let closing = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
-            RuntimeError::NotRunning {
-                what: run_dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            }
-        }
-        _ => io(e),
-    };
-    s.write_all(b"wait\n").map_err(closing)?;
-    s.set_read_timeout(timeout).map_err(io)?;
+    let io = |source| lost(run_dir, source);
+    s.write_all(b"wait\n").map_err(io)?;
+    // a zero timeout (`stop -t 0`) is refused by SO_RCVTIMEO: the shortest one instead
+    s.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))
+        .map_err(io)?;
     let mut reply = String::new();
     match BufReader::new(&s).read_line(&mut reply) {
         Ok(_) => {}
@@ -110,7 +111,7 @@ pub fn wait(run_dir: &Path, timeout: Option<Duration>) -> Result<Option<i32>, Ru
         {
             return Ok(None);
         }
-        Err(e) => return Err(closing(e)),
+        Err(e) => return Err(lost(run_dir, e)),
     }
     // An empty reply: the monitor died without answering (killed); the code is unknown.
     Ok(Some(

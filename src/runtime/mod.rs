@@ -30,6 +30,8 @@ mod first;
 pub mod monitor;
 pub mod mounts;
 pub mod mountsrv;
+pub mod netns;
+pub mod ports;
 pub mod process;
 pub mod pty;
 mod relay;
@@ -154,6 +156,10 @@ pub struct Container {
     pub io: Io,
     /// Usually [`IdMaps::for_current_user`].
     pub maps: IdMaps,
+    /// `-p`: host sockets already bound ([`ports::bind`]); the monitor forwards them.
+    pub ports: Vec<ports::Bound>,
+    /// The private network's way out ([`netns::choose`]); `Loopback` for none.
+    pub outbound: netns::Outbound,
     /// Fake ids (for build's RUN in single-id mode): chown, fchown, lchown, fchownat, the
     /// set*id calls and setgroups succeed without effect (a seccomp filter, as
     /// Charliecloud's `--seccomp`), so package managers that chown files or drop privileges

@@ -38,7 +38,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::process::Failure;
 use super::pty::{self, RawMode};
-use super::{Container, Io, Network, RootFs, RuntimeError, mounts, sys};
+use super::{Container, Io, Network, RootFs, RuntimeError, mounts, netns, ports, sys};
 
 /// How a container ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,11 +246,20 @@ pub fn start(mut container: Container, on_exit: Option<OnExit>) -> Result<Starte
         ("hostname", format!("{}\n", container.hostname)),
         (
             "resolv.conf",
-            mounts::resolv_conf(&host_resolv, container.network),
+            netns::resolv_conf(&host_resolv, &container.outbound)
+                .unwrap_or_else(|| mounts::resolv_conf(&host_resolv, container.network)),
         ),
     ] {
         let path = run_dir.join(name);
         std::fs::write(&path, text).map_err(|source| RuntimeError::RunDir { path, source })?;
+    }
+    if !container.ports.is_empty() {
+        ports::write_published(&run_dir, &container.ports).map_err(|source| {
+            RuntimeError::RunDir {
+                path: run_dir.join(ports::PORTS_FILE),
+                source,
+            }
+        })?;
     }
     let fake_ids = run_dir.join(FAKE_IDS_FILE);
     let marked = if container.fake_ids {
@@ -302,7 +311,11 @@ pub fn start(mut container: Container, on_exit: Option<OnExit>) -> Result<Starte
             );
             std::process::exit(code);
         }
-        Ok(ForkResult::Parent { child }) => child,
+        Ok(ForkResult::Parent { child }) => {
+            // the host ports are the monitor's now
+            drop(container);
+            child
+        }
     };
     drop(status_w);
     drop(go_r);
@@ -361,11 +374,12 @@ const RUN_FILES: &[&str] = &[
     "hosts",
     "hostname",
     "resolv.conf",
+    ports::PORTS_FILE,
 ];
 
 /// The monitor: returns its exit code (the container's).
 fn monitor_main(
-    c: Container,
+    mut c: Container,
     rootfs: RootFs,
     on_exit: Option<OnExit>,
     status: File,
@@ -386,6 +400,15 @@ fn monitor_main(
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stderr(&null);
     }
+    // the network helper must start in the host's namespaces: fork it first
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let helper = match netns::Helper::fork(&c.outbound, &host_resolv) {
+        Ok(h) => h,
+        Err(e) => {
+            m.say(&format!("S starting the network helper: {e}"));
+            return 125;
+        }
+    };
     if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWUSER) {
         m.say(&format!(
             "S creating a user namespace: {e} (are user namespaces enabled? sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone)"
@@ -397,7 +420,8 @@ fn monitor_main(
     if BufReader::new(go).read_line(&mut line).unwrap_or(0) == 0 || line.trim() != "G" {
         return 125;
     }
-    match run_monitor(&c, rootfs, &mut m) {
+    let published = std::mem::take(&mut c.ports);
+    match run_monitor(&c, rootfs, published, helper, &mut m) {
         Ok((info, keep)) => {
             let _ =
                 nix::mount::umount2(&c.run_dir.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
@@ -462,6 +486,8 @@ pub(crate) struct LogPipes {
 fn run_monitor(
     c: &Container,
     source: RootFs,
+    published: Vec<ports::Bound>,
+    mut helper: Option<netns::Helper>,
     m: &mut MonitorFiles,
 ) -> Result<(Ended, Option<Box<dyn std::any::Any>>), Early> {
     let setup = |what: &str, e: &dyn std::fmt::Display| Early::Setup(format!("{what}: {e}"));
@@ -483,6 +509,9 @@ fn run_monitor(
     .map_err(|e| setup("making / private", &e))?;
     if c.network != Network::Host {
         sys::loopback_up().map_err(|e| setup("bringing up lo", &e))?;
+    }
+    if let Some(h) = &mut helper {
+        h.release();
     }
     nix::unistd::sethostname(&c.hostname).map_err(|e| setup("setting the hostname", &e))?;
 
@@ -541,6 +570,16 @@ fn run_monitor(
     let keep = match keep {
         Ok(k) => k,
         Err(msg) => return Err(Early::Setup(msg)),
+    };
+    if let Some(h) = &mut helper {
+        h.wait_ready().map_err(|e| setup("outbound network", &e))?;
+    }
+    // the forwarder's sockets to the container's ports are made in its network namespace,
+    // and its thread must exist before CLONE_NEWPID
+    let forwarder = if published.is_empty() {
+        None
+    } else {
+        Some(ports::spawn(published).map_err(|e| setup("starting the port forwarder", &e))?)
     };
     nix::sched::unshare(CloneFlags::CLONE_NEWPID)
         .map_err(|e| setup("creating the pid namespace", &e))?;
@@ -631,6 +670,9 @@ fn run_monitor(
         let _ = pty::set_size(master.as_fd(), size);
     }
     let exit = ev.run();
+    if let Some(f) = forwarder {
+        f.stop();
+    }
     let waiters = ev.finish(&exit);
     Ok((Ended { exit, waiters }, keep))
 }

@@ -166,6 +166,20 @@ pub struct HostConfig {
     pub auto_remove: bool,
     /// `--init`.
     pub init: bool,
+    /// `-p`: docker's map from `CTR/PROTO` to the host sides asked for (an empty
+    /// `HostPort` is a port chosen at each start).
+    #[serde(default)]
+    pub port_bindings: std::collections::BTreeMap<String, Vec<PortBinding>>,
+}
+
+/// One host side of a published port, docker's `{"HostIp": "", "HostPort": "18081"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    /// Empty: every address.
+    pub host_ip: String,
+    /// Empty: any free port.
+    pub host_port: String,
 }
 
 /// `config.json`: everything about a container that does not change while it lives.

@@ -41,7 +41,7 @@ mod run;
 mod user;
 
 pub use base::{BaseImage, base_image, fixtures_dir};
-pub use run::{Run, diff_lines};
+pub use run::{NO_OUTBOUND, Run, diff_lines};
 pub use user::{TestUser, fuse_usable, test_user};
 
 use std::collections::BTreeMap;

@@ -135,6 +135,8 @@ fn drive(job: Job) -> Result<i32, runtime::RuntimeError> {
                 init: job.init,
                 io,
                 maps,
+                ports: Vec::new(),
+                outbound: runtime::netns::Outbound::Loopback,
                 fake_ids: job.fake_ids,
             };
             let started = runtime::start(c, Some(hook))?;

@@ -1,0 +1,411 @@
+//! Published ports and outbound network through the real binary, as root and as the
+//! unprivileged user `camadatest` (with its subuid range, and in single-id mode):
+//! two httpd containers of one image answer on their own host ports, a busy port is a
+//! one-line error before anything runs, ports are free again after `stop`, `ps`/`port`/
+//! `inspect` show them; a container reaches a server on the host's loopback through pasta,
+//! and without a usable /dev/net/tun it runs with loopback only after one warning.
+//!
+//! Host ports used here: 18081-18089 (one test at a time touches each).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{Camada, require};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Root,
+    User,
+    SingleId,
+}
+
+/// A Camada with the base image loaded whose containers are all removed when it goes.
+struct Engine(Camada);
+
+impl std::ops::Deref for Engine {
+    type Target = Camada;
+    fn deref(&self) -> &Camada {
+        &self.0
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let ids = self.0.run(["ps", "-aq", "--no-trunc"]).stdout();
+        for id in ids.lines().filter(|l| !l.is_empty()) {
+            self.0.run(["rm", "-f", id]);
+        }
+    }
+}
+
+fn engine(who: Who) -> Option<Engine> {
+    let c = match who {
+        Who::Root => {
+            if !common::is_root() {
+                return None;
+            }
+            Camada::new()
+        }
+        Who::User | Who::SingleId => {
+            let mut c = Camada::as_user()?;
+            if !require("FUSE", common::fuse_usable())
+                || !require("user namespaces", c.userns_usable())
+            {
+                return None;
+            }
+            if who == Who::SingleId {
+                c.env("PATH", "/nonexistent");
+            }
+            c
+        }
+    };
+    c.load_base();
+    Some(Engine(c))
+}
+
+/// Serializes the tests that change or depend on /dev/net/tun's mode.
+static TUN: Mutex<()> = Mutex::new(());
+
+/// `GET /` on 127.0.0.1:`port`; the body, once something answers (a container's server
+/// may still be starting: the forwarder then closes the connection without a byte).
+fn http_get(port: u16) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                return body.to_string();
+            }
+            last = text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nothing answered on port {port}: {last:?}")
+}
+
+/// A detached busybox httpd serving `page` on its port 80, published as `publish`.
+fn httpd(c: &Camada, name: &str, publish: &str, page: &str) -> String {
+    let script =
+        format!("mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 80 -h /www");
+    c.ok([
+        "run", "-d", "--name", name, "-p", publish, "base", "sh", "-c", &script,
+    ])
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn published_ports_answer_show_and_are_freed() {
+    let _tun = TUN.lock().unwrap_or_else(|e| e.into_inner());
+    for who in [Who::Root, Who::User, Who::SingleId] {
+        let Some(c) = engine(who) else { continue };
+        httpd(&c, "one", "18081:80", "page-one");
+        httpd(&c, "two", "127.0.0.1:18082:80", "page-two");
+        assert_eq!(http_get(18081), "page-one\n", "{who:?}");
+        assert_eq!(http_get(18082), "page-two\n", "{who:?}");
+        // again, on connections of their own
+        assert_eq!(http_get(18082), "page-two\n", "{who:?}");
+
+        let ps = c.ok(["ps"]);
+        assert!(ps.contains("0.0.0.0:18081->80/tcp"), "{who:?}: {ps}");
+        assert!(ps.contains("127.0.0.1:18082->80/tcp"), "{who:?}: {ps}");
+        c.run(["port", "one"])
+            .success()
+            .stdout_is("80/tcp -> 0.0.0.0:18081\n");
+        c.run(["port", "two", "80/tcp"])
+            .success()
+            .stdout_is("127.0.0.1:18082\n");
+        c.run(["port", "two", "81"])
+            .engine_error()
+            .stderr_has("No public port '81/tcp' published for two");
+        c.run([
+            "inspect",
+            "-f",
+            "{{json .NetworkSettings.Ports}} {{json .HostConfig.PortBindings}}",
+            "one",
+        ])
+        .success()
+        .stdout_is(
+            "{\"80/tcp\":[{\"HostIp\":\"0.0.0.0\",\"HostPort\":\"18081\"}]} \
+             {\"80/tcp\":[{\"HostIp\":\"\",\"HostPort\":\"18081\"}]}\n",
+        );
+
+        // a port taken by a container, then by another program: refused before it runs
+        c.run(["run", "-d", "--name", "late", "-p", "18081:80", "base", "true"])
+            .exit(125)
+            .stderr_has("host port 18081 is already in use (by another container or program): choose another with -p HOST:CTR");
+        c.run(["inspect", "-f", "{{.State.Status}}", "late"])
+            .success()
+            .stdout_is("created\n");
+        let held = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 18083)).unwrap();
+        c.run(["run", "--rm", "-p", "18083:80", "base", "true"])
+            .exit(125)
+            .stderr_has("host port 18083 is already in use");
+        drop(held);
+
+        // stopped: its port is free at once, for another container
+        c.ok(["stop", "-t", "1", "one"]);
+        c.run(["port", "one"]).success().stdout_is("");
+        let ps = c.ok(["ps", "-a"]);
+        assert!(
+            !ps.contains("18081"),
+            "{who:?}: a stopped container shows ports: {ps}"
+        );
+        httpd(&c, "three", "18081:80", "page-three");
+        assert_eq!(http_get(18081), "page-three\n", "{who:?}");
+        // and the stopped one starts again on its port once that is free
+        c.ok(["rm", "-f", "three"]);
+        c.ok(["start", "one"]);
+        assert_eq!(http_get(18081), "page-one\n", "{who:?}");
+
+        // -p CTR: a free host port, shown by port
+        httpd(&c, "random", "80", "page-random");
+        let shown = c.ok(["port", "random", "80"]);
+        let port: u16 = shown
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{who:?}: port printed {shown:?}"));
+        assert_ne!(port, 0);
+        assert_eq!(http_get(port), "page-random\n", "{who:?}");
+
+        // no ports without the private network
+        c.run([
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "-p",
+            "18084:80",
+            "base",
+            "true",
+        ])
+        .engine_error()
+        .stderr_has("publishing ports (-p) needs the private network");
+        eprintln!("{who:?}: ok");
+    }
+}
+
+#[test]
+fn low_ports_name_the_sysctl_for_a_user() {
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if start <= 80 {
+        require(
+            "net.ipv4.ip_unprivileged_port_start above 80",
+            Err(format!("it is {start}")),
+        );
+        return;
+    }
+    let Some(c) = engine(Who::User) else { return };
+    c.run(["run", "--rm", "-p", "80:80", "base", "true"])
+        .exit(125)
+        .stderr_has("host port 80 is below")
+        .stderr_has("sysctl net.ipv4.ip_unprivileged_port_start");
+}
+
+/// /dev/net/tun's mode, put back when dropped.
+struct TunMode(u32);
+
+impl TunMode {
+    fn set(mode: u32) -> Option<TunMode> {
+        let old = std::fs::metadata("/dev/net/tun").ok()?.permissions().mode() & 0o7777;
+        std::fs::set_permissions("/dev/net/tun", std::fs::Permissions::from_mode(mode)).ok()?;
+        Some(TunMode(old))
+    }
+}
+
+impl Drop for TunMode {
+    fn drop(&mut self) {
+        let _ = std::fs::set_permissions("/dev/net/tun", std::fs::Permissions::from_mode(self.0));
+    }
+}
+
+/// A one-page HTTP server on the host's 127.0.0.1, on its own thread.
+fn host_server(page: &'static str) -> u16 {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    port
+}
+
+/// In the container: the default gateway (pasta maps it to the host), then the page at
+/// `port` there.
+fn fetch_from_host(port: u16) -> String {
+    format!(
+        "gw=$(ip route | awk '/default/ {{print $3}}'); test -n \"$gw\" || exit 9; \
+         wget -q -O- http://$gw:{port}/"
+    )
+}
+
+fn pasta_installed() -> Result<(), String> {
+    if Path::new("/usr/bin/pasta").exists() {
+        Ok(())
+    } else {
+        Err("pasta (Debian package passt)".into())
+    }
+}
+
+#[test]
+fn outbound_reaches_the_hosts_loopback_through_pasta() {
+    if !require("pasta", pasta_installed()) {
+        return;
+    }
+    let _tun = TUN.lock().unwrap_or_else(|e| e.into_inner());
+    let port = host_server("from-the-host");
+    for who in [Who::Root, Who::User] {
+        let Some(c) = engine(who) else { continue };
+        // the unprivileged user needs /dev/net/tun: given for this test (as /dev/fuse is),
+        // when the tests run as root; as that user already, it must be usable
+        let _mode = if who == Who::User && common::is_root() {
+            TunMode::set(0o666)
+        } else {
+            None
+        };
+        let r = c.run(["run", "--rm", "base", "sh", "-c", &fetch_from_host(port)]);
+        r.success().stdout_is("from-the-host");
+        assert_eq!(r.stderr(), "", "{who:?}: pasta is usable, yet");
+        // the container's resolver is the host's (not on its loopback) or pasta's
+        let resolv = c.ok(["run", "--rm", "base", "cat", "/etc/resolv.conf"]);
+        assert!(resolv.contains("nameserver "), "{who:?}: {resolv}");
+        assert!(!resolv.contains("nameserver 127."), "{who:?}: {resolv}");
+
+        // pasta is the monitor's child and goes with it
+        let id = c.ok(["run", "-d", "base", "sleep", "100"]);
+        let id = id.trim();
+        let monitor: i32 = std::fs::read_to_string(c.runroot().join(id).join("monitor.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{who:?}: no monitor.pid"));
+        let helpers = children_named(monitor, "pasta");
+        assert_eq!(
+            helpers.len(),
+            1,
+            "{who:?}: pasta children of the monitor: {helpers:?}"
+        );
+        c.ok(["stop", "-t", "0", id]);
+        assert!(
+            gone_soon(helpers[0]),
+            "{who:?}: pasta {} outlived its container",
+            helpers[0]
+        );
+        // --network none: no helper, nothing said, no way out
+        c.run([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "base",
+            "sh",
+            "-c",
+            &fetch_from_host(port),
+        ])
+        .exit(9);
+        let r = c.run(["run", "--rm", "--network", "none", "base", "true"]);
+        assert_eq!(r.success().stderr(), "", "{who:?}: --network none warned");
+        eprintln!("{who:?}: ok");
+    }
+}
+
+#[test]
+fn without_a_usable_tun_a_user_gets_loopback_and_one_warning() {
+    if !common::is_root() {
+        require(
+            "root (to make /dev/net/tun 0600 for the test)",
+            Err("not root".into()),
+        );
+        return;
+    }
+    let _tun = TUN.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(c) = engine(Who::User) else { return };
+    let _mode = TunMode::set(0o600);
+    let port = host_server("unreachable");
+    let r = c.run(["run", "--rm", "base", "sh", "-c", &fetch_from_host(port)]);
+    r.exit(9);
+    let warnings: Vec<_> = r
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with(common::NO_OUTBOUND))
+        .map(String::from)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr());
+    assert!(
+        warnings[0].contains("/dev/net/tun") && warnings[0].contains("chmod 0666"),
+        "{}",
+        warnings[0]
+    );
+    // loopback works; published ports work without any helper
+    httpd(&c, "lo", "18085:80", "page-lo");
+    assert_eq!(http_get(18085), "page-lo\n");
+}
+
+/// Pids of `parent`'s children whose command (or argv[0]) is `name`.
+fn children_named(parent: i32, name: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let comm = head.split_once(" (").map(|(_, c)| c).unwrap_or("");
+        let ppid: i32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        // pasta may re-exec itself (passt.avx2): its argv[0] stays
+        let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv0 = String::from_utf8_lossy(argv0.split(|&b| b == 0).next().unwrap_or(&[]))
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if ppid == parent && (comm == name || argv0 == name) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether `pid` is gone (or a zombie) within a few seconds.
+fn gone_soon(pid: i32) -> bool {
+    for _ in 0..100 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(s) if s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')) => {
+                return true;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    false
+}
