@@ -211,39 +211,6 @@ impl IdMaps {
         }
     }
 
-    /// Single-id mode: the one host id stands for container `uid`/`gid` instead of root
-    /// (the direct way to `-u`: the overlay then records what the process creates as
-    /// `uid:gid`, but the monitor, no longer root of the image's files, cannot make missing
-    /// mount points in root's directories; without it the first process nests a user
-    /// namespace instead, see `process.rs`). Maps with ranges are returned as they are.
-    pub fn single_as(mut self, uid: u32, gid: u32) -> IdMaps {
-        if self.writer == MapWriter::Single {
-            for r in &mut self.uid {
-                r.inside = uid;
-            }
-            for r in &mut self.gid {
-                r.inside = gid;
-            }
-        }
-        self
-    }
-
-    /// These maps for a process run as `user`, the direct way ([`IdMaps::single_as`]),
-    /// resolved through the image's files that `read` returns (`/etc/passwd`,
-    /// `/etc/group`), read only in single-id mode. A user that does not resolve keeps
-    /// root's map: the container then reports why it cannot start.
-    pub fn for_user(self, user: &str, read: impl Fn(&str) -> Option<String>) -> IdMaps {
-        if self.writer != MapWriter::Single || user.is_empty() {
-            return self;
-        }
-        let passwd = read("/etc/passwd").unwrap_or_default();
-        let group = read("/etc/group").unwrap_or_default();
-        match super::process::resolve_user(user, &passwd, &group) {
-            Ok(u) => self.single_as(u.uid, u.gid),
-            Err(_) => self,
-        }
-    }
-
     /// Host uid that container uid `id` stands for, if mapped.
     pub fn host_uid(&self, id: u32) -> Option<u32> {
         lookup(&self.uid, id)
@@ -422,20 +389,9 @@ mod tests {
     fn single_id_mode_is_recognised() {
         let m = IdMaps::plan(1002, 1003, "bo", "", "", None);
         assert_eq!(m.single(), Some((0, 0)));
-        let direct = m.clone().single_as(1000, 29);
-        assert_eq!(map_text(&direct.uid), "1000 1002 1\n");
-        assert_eq!(map_text(&direct.gid), "29 1003 1\n");
-        assert_eq!(direct.single(), Some((1000, 29)));
-        let passwd = |p: &str| (p == "/etc/passwd").then(|| "ana:x:1000:1000::/:/bin/sh\n".into());
-        assert_eq!(
-            m.clone().for_user("ana", passwd).single(),
-            Some((1000, 1000))
-        );
-        assert_eq!(m.clone().for_user("nobody", passwd), m);
         let h = Some(("/u".into(), "/g".into()));
         let ranged = IdMaps::plan(1000, 1000, "ana", SUBUID, SUBUID, h);
         assert_eq!(ranged.single(), None);
-        assert_eq!(ranged.clone().single_as(5, 5), ranged);
         assert_eq!(
             single_mapping("      1000       1002          1\n", "0 1003 1\n"),
             Some((1000, 0))
