@@ -1,7 +1,8 @@
 //! The container's process: who it runs as, with what environment, where, and the exec.
 //!
 //! Owns: `-u` resolution through the image's /etc/passwd and /etc/group (supplementary
-//! groups included), the environment defaults docker adds (PATH, HOSTNAME, HOME, TERM), the
+//! groups included; in single-id mode a nested user namespace where the one id is that
+//! user's, supplementary groups dropped), the environment defaults docker adds (PATH, HOSTNAME, HOME, TERM), the
 //! working directory (created when missing, as docker does), docker's default capability
 //! set, `no_new_privs`, the PATH lookup and the exec with docker's 126/127 codes. Runs inside
 //! the container's namespaces after pivot_root; never mounts anything. Invariant: on every

@@ -5,7 +5,8 @@
 //! ([`IdMaps::apply`]: newuidmap/newgidmap for subordinate ranges, direct writes otherwise).
 //! Never creates namespaces itself. Invariant: container root is always the invoking user
 //! (root on the host maps the whole id space onto itself); without subordinate ranges only
-//! that one id is mapped and `setgroups` is denied, as the kernel requires.
+//! that one id is mapped and `setgroups` is denied, as the kernel requires (`-u` then
+//! takes another single id in a nested namespace: `process.rs`).
 
 use std::io::Write;
 use std::path::PathBuf;
