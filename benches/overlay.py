@@ -11,7 +11,12 @@ perl-base, python3, i18n, doc: ~12k entries, ~200 MB), l1 = 10,000 small files,
 l2 = one 512 MiB file. The kernel and fuse-overlayfs get them extracted as lower dirs,
 camada gets the tars and their merged index. Every op runs interleaved (round robin, the
 first variant rotated each round); the op alone is timed; medians and the median of the
-per-round ratio to the kernel are printed. Warm = the op ran once on that mount before.
+per-round ratio to the kernel are printed. Warm = the op ran once on that mount before;
+`-cold` ops run on a fresh mount after `sync; echo 3 > /proc/sys/vm/drop_caches` (page,
+dentry and inode caches of the whole machine: lower dirs, tars and index alike). `mount`
+is the time until the mount point answers. Server memory of camada and fuse-overlayfs is
+read after ls -lR and tar of /usr: RssAnon (its own memory) and VmRSS (which for camada
+also counts the page cache of the mmapped tars it touched, shared and reclaimable).
 """
 import os
 import shutil
@@ -111,13 +116,34 @@ class Mount:
         else:
             subprocess.run(["umount", self.mnt], stderr=subprocess.DEVNULL)
 
-    def rss_kb(self):
-        if not self.proc:
+    def server_pid(self):
+        """The serving process: ours, or fuse-overlayfs (which daemonizes) by its mount."""
+        if self.proc:
+            return self.proc.pid
+        if self.v != "fuse-overlayfs":
             return None
-        with open(f"/proc/{self.proc.pid}/status") as f:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"fuse-overlayfs") and self.mnt.encode() in argv:
+                return int(pid)
+        return None
+
+    def mem_kb(self):
+        """(VmRSS, RssAnon) of the server in KiB, or None."""
+        pid = self.server_pid()
+        if pid is None:
+            return None
+        got = {}
+        with open(f"/proc/{pid}/status") as f:
             for l in f:
-                if l.startswith("VmRSS:"):
-                    return int(l.split()[1])
+                k = l.split(":")[0]
+                if k in ("VmRSS", "RssAnon"):
+                    got[k] = int(l.split()[1])
+        return got.get("VmRSS"), got.get("RssAnon")
 
 
 OPS = {
@@ -130,6 +156,15 @@ OPS = {
     "copyup": ("echo x >> {m}/big", True, False),
     "rm-rf": ("rm -rf {m}/usr/share/doc", True, False),
 }
+COLD = ["find", "ls-lR", "tar-usr", "dd"]
+for _op in COLD:
+    OPS[_op + "-cold"] = (OPS[_op][0], True, False)
+
+
+def drop_caches():
+    sh("sync")
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
 
 
 def main():
@@ -138,7 +173,7 @@ def main():
     prepare()
     ops = sys.argv[1:] or list(OPS) + ["mount"]
     res = {(v, o): [] for v in VARIANTS for o in ops}
-    rss = []
+    mem = {}
     mounts = {v: Mount(v) for v in VARIANTS}
     for r in range(RUNS):
         order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
@@ -155,12 +190,15 @@ def main():
                 m.up()
                 if warm:
                     sh(cmd)
-                sh("sync")
+                if op.endswith("-cold"):
+                    drop_caches()
+                else:
+                    sh("sync")
                 t0 = time.monotonic()
                 sh(cmd)
                 res[(v, op)].append(time.monotonic() - t0)
-                if v == "camada" and op == "ls-lR":
-                    rss.append(m.rss_kb())
+                if op in ("ls-lR", "tar-usr") and m.mem_kb():
+                    mem.setdefault((v, op), []).append(m.mem_kb())
                 m.down()
     print(f"| op (median of {RUNS}, warm unless noted) | " + " | ".join(VARIANTS) + " |")
     print("|---" * (len(VARIANTS) + 1) + "|")
@@ -176,8 +214,11 @@ def main():
                 cell += f" [{ratio:.2f}]"
             row.append(cell)
         print("| " + " | ".join(row) + " |")
-    if rss:
-        print(f"\ncamada server VmRSS after ls -lR: {statistics.median(rss) / 1024:.1f} MiB")
+    for (v, op), xs in sorted(mem.items()):
+        rss = statistics.median(x[0] for x in xs) / 1024
+        anon = statistics.median(x[1] for x in xs) / 1024
+        print(f"\n{v} server after {op}: RssAnon {anon:.1f} MiB, VmRSS {rss:.1f} MiB", end="")
+    print()
 
 
 if __name__ == "__main__":

@@ -188,6 +188,11 @@ impl Paths {
     pub fn buildcache_json(&self) -> PathBuf {
         self.root.join("buildcache.json")
     }
+    /// Content digests of build-context files by host path and lstat (a rebuild with
+    /// unchanged files reads none of them); only ever saves work.
+    pub fn build_memo_json(&self) -> PathBuf {
+        self.root.join("buildmemo.json")
+    }
     /// `$CAMADA_RUNROOT/<id>/`: monitor pid, control socket, mount point.
     pub fn run_dir(&self, id: &str) -> PathBuf {
         self.runroot.join(id)

@@ -4,48 +4,14 @@
 //! single-id mode (no newuidmap on PATH).
 
 mod common;
+#[path = "common/registry.rs"]
+mod reg;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::engines::{ALL, Who, engines};
 use common::{Camada, require};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
-    Root,
-    User,
-    SingleId,
-}
-
-const ALL: &[Who] = &[Who::Root, Who::User, Who::SingleId];
-
-/// The engines a test builds with, each with the base image loaded (rootless ones need
-/// FUSE and user namespaces: a loud SKIP off CI when missing).
-fn engines(who: &[Who]) -> Vec<(Who, Camada)> {
-    let mut out = Vec::new();
-    for &w in who {
-        let mut c = match w {
-            Who::Root if common::is_root() => Camada::new(),
-            Who::Root => continue,
-            Who::User | Who::SingleId => match Camada::as_user() {
-                Some(c) => c,
-                None => continue,
-            },
-        };
-        if w != Who::Root
-            && (!require("FUSE", common::fuse_usable())
-                || !require("user namespaces", c.userns_usable()))
-        {
-            continue;
-        }
-        if w == Who::SingleId {
-            c.env("PATH", "/nonexistent");
-        }
-        c.load_base();
-        out.push((w, c));
-    }
-    out
-}
 
 /// Writes a context dir `name` under the engine's work dir: (path, contents) pairs,
 /// owned by the engine's user. Returns its path.
@@ -104,6 +70,12 @@ RUN echo "$GREETING" > built-with && rm -rf /home
 EXPOSE 8080 53/udp
 VOLUME /var/cache
 STOPSIGNAL SIGINT
+RUN <<EOF
+echo "body of $GREETING" > /srv/heredoc
+EOF
+RUN cat > /srv/heredoc2 <<-EOT
+	tab-stripped
+	EOT
 USER 1000
 ENTRYPOINT ["greet"]
 "#,
@@ -111,7 +83,7 @@ ENTRYPOINT ["greet"]
         );
         build(&c, &["-t", "meta:1", "--build-arg", "GREETING=hi"], &ctx)
             .success()
-            .stdout_has("[1/14] FROM base:latest")
+            .stdout_has("[1/16] FROM base:latest")
             .stdout_has("Successfully tagged meta:1");
         // ENTRYPOINT + ENV + WORKDIR + USER, and the ARG reached RUN but not the image env
         c.run(["run", "--rm", "meta:1"])
@@ -120,6 +92,17 @@ ENTRYPOINT ["greet"]
         c.run(["run", "--rm", "--entrypoint", "cat", "meta:1", "built-with"])
             .success()
             .stdout_is("hi\n");
+        c.run([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "cat",
+            "meta:1",
+            "/srv/heredoc",
+            "/srv/heredoc2",
+        ])
+        .success()
+        .stdout_is("body of hi\ntab-stripped\n");
         // the RUN's deletion is a whiteout in its layer
         c.run(["run", "--rm", "--entrypoint", "ls", "meta:1", "/home"])
             .exit(1);
@@ -146,7 +129,8 @@ ENTRYPOINT ["greet"]
             !json.contains("GREETING="),
             "{who:?}: an ARG leaked: {json}"
         );
-        // history: one entry per instruction after FROM (ARG adds none), two layers
+        // history: one entry per instruction after FROM (ARG adds none); layers: the base's,
+        // three RUNs with changes, two WORKDIRs that made their directory
         let history = c.ok([
             "history",
             "--no-trunc",
@@ -161,7 +145,7 @@ ENTRYPOINT ["greet"]
         );
         assert_eq!(
             inspect(&c, "meta:1", "{{len .RootFS.Layers}}"),
-            "3",
+            "7",
             "{who:?}"
         );
     }
@@ -297,7 +281,7 @@ fn stdin_dockerfile_quiet_tags_and_labels() {
                 "c=d e",
                 &ctx.display().to_string(),
             ],
-            b"FROM base\nCMD [\"echo\", \"from stdin\"]\n",
+            b"FROM base\nWORKDIR /tmp/w/x\nCMD [\"echo\", \"from stdin\"]\n",
         );
         r.success();
         let out = r.stdout();
@@ -312,6 +296,12 @@ fn stdin_dockerfile_quiet_tags_and_labels() {
         c.run(["run", "--rm", "one"])
             .success()
             .stdout_is("from stdin\n");
+        // WORKDIR made the missing directories only (as BuildKit): /tmp keeps its mode
+        c.run([
+            "run", "--rm", "one", "stat", "-c", "%a %U", "/tmp", "/tmp/w", "/tmp/w/x",
+        ])
+        .success()
+        .stdout_is("1777 root\n755 root\n755 root\n");
     }
 }
 
@@ -647,17 +637,19 @@ fn debian_minbase() -> Option<PathBuf> {
                 rootfs.display()
             ))?;
         }
+        // kept between runs beside the rootfs (made again when the rootfs is newer)
         let dir = Path::new("/var/tmp/camada-build-test");
-        let tar = dir.join(format!("debian-minbase-{}.tar", std::process::id()));
-        sh(&format!(
-            "mkdir -p -m 0755 {} && rm -f {}/debian-minbase-*.tar && tar -C {} -cf {} . \
-             && chmod 0644 {}",
-            dir.display(),
-            dir.display(),
-            rootfs.display(),
-            tar.display(),
-            tar.display()
-        ))?;
+        let tar = dir.join("debian-minbase.tar");
+        let fresh = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+        if fresh(&tar).is_none() || fresh(&tar) < fresh(rootfs) {
+            sh(&format!(
+                "mkdir -p -m 0755 {d} && tar -C {r} -cf {t}.$$ . && chmod 0644 {t}.$$ \
+                 && mv {t}.$$ {t}",
+                d = dir.display(),
+                r = rootfs.display(),
+                t = tar.display()
+            ))?;
+        }
         Ok(tar)
     });
     match made {
@@ -669,11 +661,13 @@ fn debian_minbase() -> Option<PathBuf> {
     }
 }
 
-/// A local Debian repository in `dir`: `hello-camada` (a file) and `svc-camada` (its
-/// postinst makes a system user and chowns a directory to it), plus their Packages index.
+/// A local Debian repository in `dir`: `hello-camada` and `plain-camada` (a file each)
+/// and `svc-camada` (its postinst makes a system user and chowns a directory to it), plus
+/// their Packages index.
 fn make_repo(dir: &Path) {
     for (name, postinst) in [
         ("hello-camada", None),
+        ("plain-camada", None),
         (
             "svc-camada",
             Some(
@@ -701,16 +695,8 @@ fn make_repo(dir: &Path) {
         if let Some(script) = postinst {
             let p = root.join("DEBIAN/postinst");
             fs::write(&p, script).unwrap();
-            std::os::unix::fs::PermissionsExt::set_mode(
-                &mut fs::metadata(&p).unwrap().permissions(),
-                0o755,
-            );
-            let st = std::process::Command::new("chmod")
-                .arg("0755")
-                .arg(&p)
-                .status()
-                .unwrap();
-            assert!(st.success());
+            let exec = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+            fs::set_permissions(&p, exec).unwrap();
         }
         let st = std::process::Command::new("dpkg-deb")
             .args(["--root-owner-group", "-Zgzip", "--build"])
@@ -746,31 +732,94 @@ fn dpkg_and_apt_install_in_a_debian_image() {
             &[(
                 "Dockerfile",
                 "FROM debian:minbase\nCOPY repo/ /repo/\n\
-                 RUN dpkg -i /repo/hello-camada_1.0_all.deb\n\
+                 RUN dpkg -i /repo/hello-camada_1.0_all.deb\nARG EXTRA=svc-camada\n\
                  RUN rm -f /etc/apt/sources.list && \
                  echo 'deb [trusted=yes] file:/repo ./' > /etc/apt/sources.list.d/local.list \
-                 && apt-get update && apt-get install -y svc-camada\n",
+                 && apt-get update && apt-get install -y plain-camada $EXTRA\n",
             )],
         );
         make_repo(&ctx.join("repo"));
         if let Some(u) = c.user() {
             u.chown_tree(&ctx);
         }
-        build(&c, &["-t", "deb"], &ctx).success();
+        // single-id mode: useradd cannot write /etc/gshadow (0640 root:shadow, an unmapped
+        // group) through the overlay, so the package whose postinst adds a user is left out
+        let extra = if who == Who::SingleId {
+            "EXTRA="
+        } else {
+            "EXTRA=svc-camada"
+        };
+        build(&c, &["-t", "deb", "--build-arg", extra], &ctx).success();
         let run = |cmd: &str| c.ok(["run", "--rm", "deb", "sh", "-c", cmd]);
         assert_eq!(
-            run("cat /usr/share/hello-camada/msg /usr/share/svc-camada/msg"),
-            "hello-camada installed\nsvc-camada installed\n",
+            run("cat /usr/share/hello-camada/msg /usr/share/plain-camada/msg"),
+            "hello-camada installed\nplain-camada installed\n",
             "{who:?}"
         );
         assert_eq!(
-            run("dpkg-query -W -f '${Status}\\n' hello-camada svc-camada"),
+            run("dpkg-query -W -f '${Status}\\n' hello-camada plain-camada"),
             "install ok installed\ninstall ok installed\n",
             "{who:?}"
         );
-        let owner = run("stat -c %U:%G /var/lib/svc-camada");
         if who != Who::SingleId {
-            assert_eq!(owner, "svc-camada:svc-camada\n", "{who:?}");
+            assert_eq!(
+                run("cat /usr/share/svc-camada/msg; stat -c %U:%G /var/lib/svc-camada"),
+                "svc-camada installed\nsvc-camada:svc-camada\n",
+                "{who:?}"
+            );
         }
+    }
+}
+
+#[test]
+fn pushed_layers_are_compressed_as_build_said() {
+    if !require("a local registry", reg::available()) {
+        return;
+    }
+    let r = reg::Registry::start(reg::Auth::None);
+    let c = Camada::new();
+    c.load_base();
+    let ctx = context(
+        &c,
+        "push",
+        &[(
+            "Dockerfile",
+            "FROM base\nRUN echo pushed > /p\nCMD [\"cat\", \"/p\"]\n",
+        )],
+    );
+    for (flag, suffix) in [(None, "tar+gzip"), (Some("zstd"), "tar+zstd")] {
+        let name = format!("{}/built/{}", r.addr(), flag.unwrap_or("default"));
+        let mut args = vec!["-t", name.as_str()];
+        if let Some(f) = flag {
+            args.extend(["--compression", f]);
+        }
+        build(&c, &args, &ctx).success();
+        c.ok(["push", &name]);
+        let raw = c
+            .exec({
+                let mut cmd = c.command("skopeo");
+                cmd.args(["inspect", "--raw", "--tls-verify=false"])
+                    .arg(format!("docker://{name}"));
+                cmd
+            })
+            .success()
+            .stdout();
+        let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        let types: Vec<&str> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["mediaType"].as_str().unwrap())
+            .collect();
+        assert_eq!(types.len(), 2, "{raw}");
+        // the store keeps every layer of a built image uncompressed; push compresses them
+        assert!(types.iter().all(|t| t.ends_with(suffix)), "{flag:?}: {raw}");
+        // a fresh store pulls it and runs it
+        let other = Camada::new();
+        other.ok(["pull", &name]);
+        other
+            .run(["run", "--rm", &name])
+            .success()
+            .stdout_is("pushed\n");
     }
 }

@@ -1,6 +1,6 @@
 //! Containers through the real binary, with the fixtures base image: as the current user
 //! (root on CI), as the unprivileged user `camadatest` with its /etc/subuid range, and as
-//! that user without newuidmap on PATH (single-id mode: the user is container root and
+//! that user with CAMADA_SINGLE_ID=1 (single-id mode: the user is container root and
 //! nothing else is mapped).
 
 mod common;

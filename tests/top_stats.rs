@@ -178,3 +178,56 @@ fn stats_no_stream_prints_memory_and_pids() {
         eprintln!("{who:?}: ok");
     }
 }
+
+#[test]
+fn stats_without_no_stream_redraws_until_interrupted() {
+    use std::io::Read;
+    use std::process::Stdio;
+    for (who, c) in engines(&[common::engines::Who::Root, common::engines::Who::User]) {
+        let id = c.ok(["run", "-d", "--name", "live", "base", "sleep", "1000"]);
+        let mut child = c
+            .cmd(["stats", "live"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        // a hang guard, not a speed check: stats must not outlive a broken test
+        let (done, wait_done) = std::sync::mpsc::channel::<()>();
+        let guard = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                wait_done.recv_timeout(Duration::from_secs(120))
+            {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
+        let mut out = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let clear = b"\x1b[2J\x1b[H";
+        let frames = |s: &[u8]| s.windows(clear.len()).filter(|w| w == clear).count();
+        while frames(&seen) < 3 {
+            let n = out.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "{who:?}: stats ended: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+        let status = child.wait().unwrap();
+        drop(done);
+        guard.join().unwrap();
+        assert!(!status.success(), "Ctrl-C ends it");
+        let text = String::from_utf8_lossy(&seen);
+        // each frame is a whole table with the container's row
+        let last = text.rsplit("\x1b[2J\x1b[H").next().unwrap();
+        assert!(last.starts_with("CONTAINER ID   NAME"), "{text}");
+        assert!(
+            last.contains(&id.trim()[..12]) && last.contains(" live "),
+            "{text}"
+        );
+        eprintln!("{who:?}: ok");
+    }
+}

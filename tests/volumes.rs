@@ -110,6 +110,19 @@ fn bind_mounts_rw_ro_files_and_host_rights() {
             std::fs::read_to_string(dir.join("in")).unwrap(),
             "from host\n"
         );
+        // a read-only bind over /etc: the user's files, no generated /etc/hosts in them
+        c.run([
+            "run",
+            "--rm",
+            "-v",
+            &format!("{}:/etc:ro", dir.display()),
+            "base",
+            "cat",
+            "/etc/in",
+        ])
+        .success()
+        .stdout_is("from host\n");
+        assert!(!dir.join("hosts").exists());
         // a relative host path is the caller's directory's; a missing one becomes a dir
         c.run([
             "run",
@@ -151,6 +164,34 @@ fn bind_mounts_rw_ro_files_and_host_rights() {
             .stderr_has("Permission denied")
             .stdout_lacks("root only");
         }
+        // --mount: the same binds and volumes, but a missing bind source is an error
+        let mount = format!("type=bind,src={},dst=/m,readonly", dir.display());
+        c.run([
+            "run",
+            "--rm",
+            "--mount",
+            &mount,
+            "--mount",
+            "type=volume,src=mv,dst=/v",
+            "base",
+            "sh",
+            "-c",
+            "cat /m/in; echo v > /v/f; touch /m/new",
+        ])
+        .exit(1)
+        .stdout_is("from host\n")
+        .stderr_has("Read-only file system");
+        assert!(c.root().join("volumes/mv/_data/f").is_file());
+        c.run([
+            "run",
+            "--rm",
+            "--mount",
+            "type=bind,src=/no/such/dir,dst=/m",
+            "base",
+            "true",
+        ])
+        .engine_error()
+        .stderr_has("bind source path does not exist: /no/such/dir");
         let id = c.ok(["create", "-v", &ro, "base", "true"]);
         let json = c.ok(["inspect", id.trim()]);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -208,6 +249,13 @@ fn named_volume_is_filled_kept_listed_and_refused_while_used() {
         assert_eq!(v[0]["Scope"], "local");
         assert_eq!(v[0]["Mountpoint"], data.display().to_string());
         assert!(v[0]["CreatedAt"].as_str().unwrap().ends_with('Z'), "{json}");
+        // plain inspect finds volumes too (images first, as docker)
+        c.run(["inspect", "-f", "{{.Mountpoint}}", "cfg"])
+            .success()
+            .stdout_is(&format!("{}\n", data.display()));
+        c.run(["inspect", "--type", "volume", "-f", "{{.Driver}}", "cfg"])
+            .success()
+            .stdout_is("local\n");
         // a stopped container still uses it
         let id = c.ok(["create", "-v", "cfg:/cfg", "base", "true"]);
         let id = id.trim();
@@ -240,6 +288,35 @@ fn named_volume_is_filled_kept_listed_and_refused_while_used() {
         c.run(["volume", "create", "made"])
             .success()
             .stdout_is("made\n");
+        c.run(["volume", "create", "--label", "tier=db", "labelled"])
+            .success();
+        let id = c.ok(["create", "-v", "made:/m", "base", "true"]);
+        c.run(["volume", "ls", "-q", "-f", "dangling=true"])
+            .success()
+            .stdout_is("labelled\n");
+        c.run(["volume", "ls", "-q", "--filter", "dangling=false"])
+            .success()
+            .stdout_is("made\n");
+        c.run([
+            "volume",
+            "ls",
+            "--format",
+            "{{.Name}}={{.Labels}}",
+            "-f",
+            "label=tier",
+        ])
+        .success()
+        .stdout_is("labelled=tier=db\n");
+        c.run(["rm", id.trim()]).success();
+        c.run(["volume", "rm", "labelled"]).success();
+        // a volume gone from under a created container (say, a prune raced its create) is
+        // made again, listed, when the container starts
+        let id = c.ok(["create", "-v", "again:/a", "base", "touch", "/a/x"]);
+        std::fs::remove_dir_all(c.root().join("volumes/again")).unwrap();
+        c.run(["start", "-a", id.trim()]).success();
+        assert!(c.root().join("volumes/again/_data/x").is_file());
+        c.run(["rm", id.trim()]).success();
+        c.run(["volume", "rm", "again"]).success();
         c.run(["volume", "prune", "-f"]).success();
         assert_eq!(volumes(&c), ["made"], "plain prune keeps named volumes");
         c.run(["volume", "prune", "-a", "-f"])

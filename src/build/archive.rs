@@ -41,9 +41,9 @@ fn xz_decoder<'a>(input: impl BufRead + 'a) -> impl Read + 'a {
 
 /// Whether the stream is a tar archive (possibly compressed), and how compressed.
 pub fn sniff(mut input: impl Read) -> Option<Format> {
-    let mut head = [0u8; 6];
-    let n = read_full(&mut input, &mut head).ok()?;
-    let head = &head[..n];
+    let mut head = Vec::new();
+    input.by_ref().take(6).read_to_end(&mut head).ok()?;
+    let head = &head[..];
     let format = if head.starts_with(&[0x1f, 0x8b]) {
         Format::Gzip
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -55,9 +55,10 @@ pub fn sniff(mut input: impl Read) -> Option<Format> {
     } else {
         Format::Tar
     };
-    let mut dec = decoder(io::Cursor::new(head.to_vec()).chain(input), format).ok()?;
-    let mut block = [0u8; 512];
-    if read_full(&mut dec, &mut block).ok()? < 512 {
+    let dec = decoder(io::Cursor::new(head.to_vec()).chain(input), format).ok()?;
+    let mut block = Vec::new();
+    dec.take(512).read_to_end(&mut block).ok()?;
+    if block.len() < 512 {
         return None;
     }
     let ustar = &block[257..262] == b"ustar";
@@ -80,19 +81,6 @@ pub fn sniff(mut input: impl Read) -> Option<Format> {
         stored == Some(actual)
     };
     (ustar && sum_ok).then_some(format)
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Which side of unpacking failed.
@@ -197,14 +185,42 @@ pub fn unpack_into<W: Write>(
 
 use std::os::unix::ffi::OsStrExt;
 
-/// Fetches `url` (ADD): its bytes and the file name docker gives it (the last path
-/// segment, else `download`).
-pub fn fetch(url: &str) -> Result<(Vec<u8>, String)> {
+/// What ADD fetched.
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    /// The file name docker gives it: the URL's last path segment, else `download`.
+    pub name: String,
+    /// From `Last-Modified`, as docker sets the file's mtime.
+    pub mtime: Option<(i64, u32)>,
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 7231's IMF-fixdate) as Unix time.
+pub fn parse_http_date(s: &str) -> Option<(i64, u32)> {
+    let rest = s.trim().split_once(", ")?.1;
+    let f: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = f.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|x| x == month)? + 1;
+    let (d, y): (u32, u32) = (day.parse().ok()?, year.parse().ok()?);
+    crate::image::parse_rfc3339(&format!("{y:04}-{m:02}-{d:02}T{time}Z"))
+}
+
+/// Fetches `url` (ADD).
+pub fn fetch(url: &str) -> Result<Fetched> {
     let err = |e: ureq::Error| ContextError::Fetch {
         url: url.to_owned(),
         source: Box::new(e),
     };
     let mut resp = ureq::get(url).call().map_err(err)?;
+    let mtime = resp
+        .headers()
+        .get("last-modified")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_http_date);
     let bytes = resp
         .body_mut()
         .with_config()
@@ -223,5 +239,5 @@ pub fn fetch(url: &str) -> Result<(Vec<u8>, String)> {
         .filter(|n| !n.is_empty() && *n != "." && *n != "..")
         .unwrap_or("download")
         .to_owned();
-    Ok((bytes, name))
+    Ok(Fetched { bytes, name, mtime })
 }

@@ -95,6 +95,8 @@ pub type Result<T, E = ContextError> = std::result::Result<T, E>;
 #[derive(Debug)]
 pub struct Context {
     dir: PathBuf,
+    /// The canonical host path (names files in a [`ContentMemo`](super::memo::ContentMemo)).
+    real: PathBuf,
     root: OwnedFd,
     ignore: Ignore,
 }
@@ -144,6 +146,7 @@ impl Context {
             }
         }
         Ok(Context {
+            real: std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
             dir: dir.to_path_buf(),
             root,
             ignore,
@@ -176,13 +179,32 @@ impl Context {
         openat2(self.root.as_fd(), os(rel), how)
     }
 
-    fn stat_in(&self, rel: &[u8]) -> std::result::Result<FileStat, Errno> {
-        let (parent, name) = split(rel);
-        if name.is_empty() {
-            return fstatat(self.root.as_fd(), ".", AtFlags::AT_SYMLINK_NOFOLLOW);
+    /// The entry `name` of the open directory `dir` (whose context path is the parent of
+    /// `rel`), as the build sees it: `None` when missing, excluded or a socket. An excluded
+    /// directory is still seen when an exception may re-include something below it.
+    fn node_in(&self, dir: &OwnedFd, rel: &[u8], name: &[u8]) -> Result<Option<Node>> {
+        let excluded = self.excluded(rel);
+        if excluded && !self.ignore.may_include_below(rel) {
+            return Ok(None);
         }
-        let dir = self.open_in(parent, OFlag::O_DIRECTORY | OFlag::O_RDONLY)?;
-        fstatat(dir.as_fd(), os(name), AtFlags::AT_SYMLINK_NOFOLLOW)
+        let st = match fstatat(dir.as_fd(), os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(None),
+            Err(e) => return Err(self.err(rel)(e)),
+        };
+        let fmt = st.st_mode & libc::S_IFMT;
+        if fmt == libc::S_IFSOCK || (excluded && fmt != libc::S_IFDIR) {
+            return Ok(None); // sockets are not sent (docker skips them)
+        }
+        let link = if fmt == libc::S_IFLNK {
+            readlinkat(dir.as_fd(), os(name))
+                .map_err(self.err(rel))?
+                .as_bytes()
+                .to_vec()
+        } else {
+            Vec::new()
+        };
+        Ok(Some(node_of(&st, link)))
     }
 
     /// Whether `rel` is excluded by `.dockerignore` (the root never is).
@@ -223,6 +245,7 @@ fn node_of(st: &FileStat, link: Vec<u8>) -> Node {
         identity: (st.st_dev, st.st_ino),
         nlink: u32::try_from(st.st_nlink).unwrap_or(u32::MAX),
         rdev: st.st_rdev,
+        ctime: (st.st_ctime, u32::try_from(st.st_ctime_nsec).unwrap_or(0)),
     }
 }
 
@@ -232,65 +255,68 @@ impl View for Context {
     }
 
     fn node(&self, rel: &[u8]) -> Result<Option<Node>> {
-        // an excluded directory is still entered when an exception may re-include
-        // something below it; an excluded file is never seen
-        let excluded = self.excluded(rel);
-        if excluded && !self.ignore.may_include_below(rel) {
-            return Ok(None);
+        let (parent, name) = split(rel);
+        if name.is_empty() {
+            let st = fstatat(self.root.as_fd(), ".", AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map_err(self.err(rel))?;
+            return Ok(Some(node_of(&st, Vec::new())));
         }
-        let st = match self.stat_in(rel) {
-            Ok(st) => st,
+        let dir = match self.open_in(parent, OFlag::O_DIRECTORY | OFlag::O_RDONLY) {
+            Ok(fd) => fd,
             Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(None),
             Err(e) => return Err(self.err(rel)(e)),
         };
-        let fmt = st.st_mode & libc::S_IFMT;
-        if fmt == libc::S_IFSOCK || (excluded && fmt != libc::S_IFDIR) {
-            return Ok(None); // sockets are not sent (docker skips them)
-        }
-        let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-            let (parent, name) = split(rel);
-            let dir = self
-                .open_in(parent, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
-                .map_err(self.err(rel))?;
-            readlinkat(dir.as_fd(), os(name))
-                .map_err(self.err(rel))?
-                .as_bytes()
-                .to_vec()
-        } else {
-            Vec::new()
-        };
-        Ok(Some(node_of(&st, link)))
+        self.node_in(&dir, rel, name)
     }
 
-    fn children(&self, rel: &[u8]) -> Result<Vec<Vec<u8>>> {
+    fn children(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, Node)>> {
         let fd = self
             .open_in(rel, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
             .map_err(self.err(rel))?;
-        let mut dir = nix::dir::Dir::from_fd(fd).map_err(self.err(rel))?;
         let mut names = Vec::new();
-        for e in dir.iter() {
-            let e = e.map_err(self.err(rel))?;
-            let name = e.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
+        {
+            let mut dir =
+                nix::dir::Dir::from_fd(fd.try_clone().map_err(|e| ContextError::ReadContext {
+                    path: String::from_utf8_lossy(rel).into_owned(),
+                    source: e,
+                })?)
+                .map_err(self.err(rel))?;
+            for e in dir.iter() {
+                let e = e.map_err(self.err(rel))?;
+                let name = e.file_name().to_bytes();
+                if name != b"." && name != b".." {
+                    names.push(name.to_vec());
+                }
             }
-            let child = join(rel, name);
-            if self.excluded(&child) && !self.ignore.may_include_below(&child) {
-                continue;
-            }
-            names.push(name.to_vec());
         }
         names.sort();
-        Ok(names)
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let child = join(rel, &name);
+            if let Some(node) = self.node_in(&fd, &child, &name)? {
+                out.push((name, node));
+            }
+        }
+        Ok(out)
     }
 
     fn open(&self, rel: &[u8], node: &Node) -> Result<Box<dyn io::Read + '_>> {
-        let fd = self.open_in(rel, OFlag::O_RDONLY).map_err(self.err(rel))?;
+        // O_NONBLOCK: a file swapped for a fifo after it was listed cannot hang the build
+        let fd = self
+            .open_in(rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+            .map_err(self.err(rel))?;
         Ok(Box::new(io::Read::take(File::from(fd), node.size)))
     }
 
     fn hidden(&self, rel: &[u8]) -> bool {
         self.excluded(rel)
+    }
+
+    fn memo_key(&self, rel: &[u8], _node: &Node) -> Option<String> {
+        let mut key = self.real.as_os_str().as_bytes().to_vec();
+        key.push(b'/');
+        key.extend_from_slice(rel);
+        String::from_utf8(key).ok()
     }
 }
 

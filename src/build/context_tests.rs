@@ -162,31 +162,35 @@ fn write(path: &Path, data: &str) {
     fs::write(path, data).unwrap();
 }
 
-fn copy<'a>(ctx: &'a Context, lower: &ImageFs, srcs: &[&str], dest: &str) -> CopyPlan<'a> {
+/// Plans `srcs` to `dest` (relative to `workdir`).
+fn plan<'a>(
+    source: Source<'a>,
+    srcs: &[&str],
+    dest: &str,
+    workdir: &str,
+    opts: CopyOpts,
+    lower: &ImageFs,
+) -> Result<CopyPlan<'a>, ContextError> {
     let srcs: Vec<String> = srcs.iter().map(|s| s.to_string()).collect();
-    plan_copy(
-        Source::Context(ctx),
-        &srcs,
-        dest,
-        "/",
-        &CopyOpts::default(),
-        lower,
-    )
-    .unwrap()
+    plan_copy(source, &srcs, dest, workdir, &opts, lower)
+}
+
+fn add_opts() -> CopyOpts {
+    CopyOpts {
+        add: true,
+        ..CopyOpts::default()
+    }
+}
+
+fn copy<'a>(ctx: &'a Context, lower: &ImageFs, srcs: &[&str], dest: &str) -> CopyPlan<'a> {
+    let opts = CopyOpts::default();
+    plan(Source::Context(ctx), srcs, dest, "/", opts, lower).unwrap()
 }
 
 fn copy_err(ctx: &Context, lower: &ImageFs, srcs: &[&str], dest: &str) -> String {
-    let srcs: Vec<String> = srcs.iter().map(|s| s.to_string()).collect();
-    plan_copy(
-        Source::Context(ctx),
-        &srcs,
-        dest,
-        "/",
-        &CopyOpts::default(),
-        lower,
-    )
-    .unwrap_err()
-    .to_string()
+    let opts = CopyOpts::default();
+    let e = plan(Source::Context(ctx), srcs, dest, "/", opts, lower).unwrap_err();
+    e.to_string()
 }
 
 // ---- patterns ----
@@ -204,6 +208,18 @@ fn go_filepath_match_rules() {
     assert!(m("a?c", "abc") && !m("a?c", "a/c"));
     assert!(m("[a-c]x", "bx") && !m("[a-c]x", "dx"));
     assert!(m("[^a-c]x", "dx") && !m("[^a-c]x", "ax"));
+    assert!(
+        !m("a[^x]b", "a/b"),
+        "a class never matches / in filepath.Match"
+    );
+    let ig = |p: &str, n: &str| {
+        Pattern::new(p.as_bytes(), true)
+            .unwrap()
+            .matches(n.as_bytes())
+    };
+    assert!(ig("a[^x]b", "a/b"), "in moby's regex translation it does");
+    assert!(ig("**/*.go", "x.go") && ig("**/*.go", "a/b/x.go") && !ig("**/*.go", "a/x.goo"));
+    assert!(ig("a/**", "a/b/c") && ig("a**b", "ab") && ig("a**b", "a/x/b"));
     assert!(m("[]]", "]"));
     assert!(m(r"\*", "*") && !m(r"\*", "a"));
     assert!(m("**", "abc") && !m("**", "a/b"), "no ** in COPY sources");
@@ -342,9 +358,9 @@ fn destinations_follow_docker_rules() {
         ["opt", "opt/x"]
     );
     // to an existing directory (through the image's /bin -> usr/bin): inside it
-    let plan = copy(&ctx, &lower, &["a.txt"], "/bin");
-    assert_eq!(paths(&plan), ["usr", "usr/bin", "usr/bin/a.txt"]);
-    let l = layer(&plan);
+    let p = copy(&ctx, &lower, &["a.txt"], "/bin");
+    assert_eq!(paths(&p), ["usr", "usr/bin", "usr/bin/a.txt"]);
+    let l = layer(&p);
     assert_eq!(l[0].1, Kind::Dir, "the image's own /usr, as it is");
     // wildcards; several sources need a trailing /
     assert_eq!(
@@ -355,26 +371,30 @@ fn destinations_follow_docker_rules() {
         paths(&copy(&ctx, &lower, &["*.txt"], "/x/")),
         ["x", "x/a.txt", "x/b.txt"]
     );
-    // a directory copies its contents
+    // a directory copies its contents; a new destination is made 0755 (not after the
+    // source directory), what is below keeps its modes (as buildah and BuildKit)
+    fs::set_permissions(f.ctx.join("dir"), fs::Permissions::from_mode(0o751)).unwrap();
+    fs::set_permissions(f.ctx.join("dir/sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    let l = layer(&copy(&ctx, &lower, &["dir"], "/d"));
     assert_eq!(
-        paths(&copy(&ctx, &lower, &["dir"], "/d")),
-        ["d", "d/sub", "d/sub/c.txt"]
+        l.iter().map(|e| (e.0.as_str(), e.2)).collect::<Vec<_>>(),
+        [("d", 0o755), ("d/sub", 0o700), ("d/sub/c.txt", 0o644)]
     );
     // relative to WORKDIR
-    let plan = plan_copy(
+    let p = plan(
         Source::Context(&ctx),
-        &["a.txt".into()],
+        &["a.txt"],
         "rel/",
         "/srv/app",
-        &CopyOpts::default(),
+        CopyOpts::default(),
         &lower,
     )
     .unwrap();
     assert_eq!(
-        paths(&plan),
+        paths(&p),
         ["srv", "srv/app", "srv/app/rel", "srv/app/rel/a.txt"]
     );
-    let l = layer(&plan);
+    let l = layer(&p);
     assert_eq!(
         (l[0].2, l[0].3),
         (0o700, 7),
@@ -402,8 +422,7 @@ fn owners_and_modes() {
         add: false,
     };
     let plan_with = |srcs: &[&str], dest: &str, o: CopyOpts| {
-        let srcs: Vec<String> = srcs.iter().map(|s| s.to_string()).collect();
-        plan_copy(Source::Context(&ctx), &srcs, dest, "/", &o, &lower)
+        plan(Source::Context(&ctx), srcs, dest, "/", o, &lower)
     };
     let l = layer(&plan_with(&["run.sh"], "/r", opts(None, None)).unwrap());
     assert_eq!(
@@ -417,7 +436,7 @@ fn owners_and_modes() {
             .collect::<Vec<_>>(),
         [
             ("new", 0o755, 1000, 1001),
-            ("new/d", 0o640, 1000, 1001),
+            ("new/d", 0o755, 1000, 1001),
             ("new/d/x", 0o640, 1000, 1001)
         ]
     );
@@ -599,25 +618,25 @@ fn copy_from_an_image_keeps_owners_and_resolves_inside_it() {
         ],
     );
     let lower = base(&f.img.join("base"));
-    let plan = plan_copy(
+    let p = plan(
         Source::Image(&from),
-        &["/current/".into()],
+        &["/current/"],
         "/usr/local/bin/",
         "/",
-        &CopyOpts::default(),
+        CopyOpts::default(),
         &lower,
     )
     .unwrap();
-    let l = layer(&plan);
+    let l = layer(&p);
     let tool = l.iter().find(|e| e.0 == "usr/local/bin/tool").unwrap();
     assert_eq!((tool.3, tool.4, tool.5.as_str()), (33, 33, "TOOL"));
     assert!(l.iter().any(|e| e.0 == "usr/local/bin/tool2"));
-    let e = plan_copy(
+    let e = plan(
         Source::Image(&from),
-        &["/nope".into()],
+        &["/nope"],
         "/",
         "/",
-        &CopyOpts::default(),
+        CopyOpts::default(),
         &lower,
     )
     .unwrap_err();
@@ -630,18 +649,7 @@ fn copy_from_an_image_keeps_owners_and_resolves_inside_it() {
 // ---- ADD ----
 
 fn add<'a>(ctx: &'a Context, lower: &ImageFs, src: &str, dest: &str) -> CopyPlan<'a> {
-    plan_copy(
-        Source::Context(ctx),
-        &[src.into()],
-        dest,
-        "/",
-        &CopyOpts {
-            add: true,
-            ..CopyOpts::default()
-        },
-        lower,
-    )
-    .unwrap()
+    plan(Source::Context(ctx), &[src], dest, "/", add_opts(), lower).unwrap()
 }
 
 #[test]
@@ -716,7 +724,7 @@ fn add_copies_what_is_not_a_tar_as_a_file() {
     assert_eq!(l[0].5, "hello");
 }
 
-/// Serves one HTTP response on a local port; returns the base URL.
+/// Serves one HTTP response (with `Last-Modified`) on a local port; returns the base URL.
 fn serve_once(body: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
     use std::io::{BufRead, BufReader};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -730,7 +738,7 @@ fn serve_once(body: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
         }
         write!(
             s,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
             body.len()
         )
         .unwrap();
@@ -745,9 +753,9 @@ fn add_fetches_urls_as_0600_files_named_after_the_url() {
     let ctx = Context::open(&f.ctx, None).unwrap();
     let lower = base(&f.img);
     let (url, t) = serve_once(b"remote bytes");
-    let plan = add(&ctx, &lower, &format!("{url}/pkg/tool.tar.gz?x=1"), "/dl/");
+    let p = add(&ctx, &lower, &format!("{url}/pkg/tool.tar.gz?x=1"), "/dl/");
     t.join().unwrap();
-    let l = layer(&plan);
+    let l = layer(&p);
     assert_eq!(
         l[1],
         (
@@ -760,19 +768,19 @@ fn add_fetches_urls_as_0600_files_named_after_the_url() {
         ),
         "fetched, not unpacked (it is not even a tar)"
     );
+    let mut tar = Vec::new();
+    p.write_layer(&mut tar).unwrap();
+    let mut a = tar::Archive::new(&tar[..]);
+    let file = a.entries().unwrap().nth(1).unwrap().unwrap();
+    assert_eq!(file.header().mtime().unwrap(), 784_111_777, "Last-Modified");
+    assert_eq!(
+        super::archive::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+        Some((784_111_777, 0))
+    );
+    assert_eq!(super::archive::parse_http_date("yesterday"), None);
     // sources are checked before anything is fetched (port 9 is never contacted)
-    let e = plan_copy(
-        Source::Context(&ctx),
-        &["http://127.0.0.1:9/a".into(), "nope".into()],
-        "/f",
-        "/",
-        &CopyOpts {
-            add: true,
-            ..CopyOpts::default()
-        },
-        &lower,
-    )
-    .unwrap_err();
+    let srcs = ["http://127.0.0.1:9/a", "nope"];
+    let e = plan(Source::Context(&ctx), &srcs, "/f", "/", add_opts(), &lower).unwrap_err();
     assert!(e.to_string().contains("\"nope\""), "{e}");
 }
 
@@ -782,25 +790,24 @@ fn add_unpacks_several_archives_into_one_directory() {
     fs::write(f.ctx.join("a.tar"), tar_of(&[("a", 'f', "A", 0o644, 0)])).unwrap();
     fs::write(f.ctx.join("b.tar"), tar_of(&[("b", 'f', "B", 0o644, 0)])).unwrap();
     let ctx = Context::open(&f.ctx, None).unwrap();
-    let plan = plan_copy(
+    let scratch = ImageFs::empty("scratch");
+    let srcs = ["a.tar", "b.tar"];
+    let p = plan(
         Source::Context(&ctx),
-        &["a.tar".into(), "b.tar".into()],
+        &srcs,
         "/x/",
         "/",
-        &CopyOpts {
-            add: true,
-            ..CopyOpts::default()
-        },
-        &ImageFs::empty("scratch"),
+        add_opts(),
+        &scratch,
     )
     .unwrap();
-    let l = layer(&plan);
+    let l = layer(&p);
     let names: Vec<&str> = l.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(names, ["x", "x/a", "x/b"]);
     // the key covers every archive's bytes
-    let k = plan.cache_key().unwrap();
+    let k = p.cache_key().unwrap();
     fs::write(f.ctx.join("b.tar"), tar_of(&[("b", 'f', "C", 0o644, 0)])).unwrap();
-    assert_ne!(k, plan.cache_key().unwrap());
+    assert_ne!(k, p.cache_key().unwrap());
 }
 
 #[test]
@@ -818,5 +825,75 @@ fn add_refuses_an_archive_writing_through_its_own_symlink() {
         e.contains("ADD failed: reading the archive \"evil.tar\"")
             && e.contains("lies under the archive's symlink \"x/etc\""),
         "{e}"
+    );
+}
+
+#[test]
+fn a_content_memo_saves_reads_only_while_the_file_is_unchanged() {
+    use super::memo::ContentMemo;
+    use super::view::View;
+    let f = fixture();
+    write(&f.ctx.join("a"), "one");
+    let lower = ImageFs::empty("scratch");
+    let ctx = Context::open(&f.ctx, None).unwrap();
+    let plan = copy(&ctx, &lower, &["a"], "/a");
+    let real_key = plan.cache_key().unwrap();
+    // a file changed within the last seconds is read but not remembered (racy writes)
+    let mut memo = ContentMemo::default();
+    assert_eq!(plan.cache_key_memo(&mut memo).unwrap(), real_key);
+    assert!(memo.is_empty() && !memo.changed());
+    // a remembered digest is used as long as the file's lstat is the same ...
+    let node = ctx.node(b"a").unwrap().unwrap();
+    let canon = fs::canonicalize(&f.ctx).unwrap().join("a");
+    let name = canon.to_str().unwrap().to_owned();
+    let planted = crate::digest::Digest::of(b"what the memo says");
+    memo.put(name.clone(), &node, planted.clone(), i64::MAX / 2);
+    assert!(memo.changed());
+    let memo = ContentMemo::from_json(&memo.to_json());
+    let mut memo2 = memo.clone();
+    assert_ne!(
+        plan.cache_key_memo(&mut memo2).unwrap(),
+        real_key,
+        "read from the memo"
+    );
+    // ... and not once the file changed (here: its size and ctime)
+    write(&f.ctx.join("a"), "other");
+    let ctx = Context::open(&f.ctx, None).unwrap();
+    let plan = copy(&ctx, &lower, &["a"], "/a");
+    let mut memo3 = memo.clone();
+    assert_eq!(
+        plan.cache_key_memo(&mut memo3).unwrap(),
+        plan.cache_key().unwrap()
+    );
+    // garbage reads as an empty memo
+    assert!(ContentMemo::from_json(b"{not json").is_empty());
+    // a file not yet settled at `now` is not remembered
+    let mut m = ContentMemo::default();
+    m.put(name, &node, planted, node.ctime.0);
+    assert!(m.is_empty());
+}
+
+#[test]
+fn exceptions_reenter_only_the_directories_they_name() {
+    let f = fixture();
+    write(
+        &f.ctx.join(".dockerignore"),
+        "cache\nlogs\n!cache/*.md\n!**/*.txt\n",
+    );
+    write(
+        &f.ctx.join("cache/a.md"),
+        "re-included: the exception names cache/",
+    );
+    write(&f.ctx.join("cache/b.bin"), "excluded");
+    write(
+        &f.ctx.join("logs/c.txt"),
+        "matches !**/*.txt, yet logs/ is never entered",
+    );
+    write(&f.ctx.join("top.txt"), "kept");
+    let ctx = Context::open(&f.ctx, None).unwrap();
+    let scratch = ImageFs::empty("scratch");
+    assert_eq!(
+        paths(&copy(&ctx, &scratch, &["."], "/")),
+        [".dockerignore", "cache", "cache/a.md", "top.txt"]
     );
 }

@@ -22,6 +22,7 @@ use super::archive::{self, Format};
 use super::context::{Context, ContextError, Result, join};
 use super::glob::{Pattern, clean, has_meta};
 use super::imagefs::ImageFs;
+use super::memo::ContentMemo;
 use super::view::{Node, View, resolve};
 use crate::digest::{Digest, Hasher};
 use crate::tarindex::Kind;
@@ -123,6 +124,7 @@ fn dir_node(mode: u32, owner: (u32, u32), mtime: (i64, u32)) -> Node {
         identity: (0, 0),
         nlink: 1,
         rdev: 0,
+        ctime: (0, 0),
     }
 }
 
@@ -224,7 +226,7 @@ fn expand(view: &dyn View, op: &'static str, pattern: &[u8]) -> Result<Vec<Vec<u
                 if r.node.as_ref().is_none_or(|n| n.kind != Kind::Dir) {
                     continue;
                 }
-                for name in view.children(&r.path)? {
+                for (name, _) in view.children(&r.path)? {
                     if pat.matches(&name) {
                         next.push(join(&base, &name));
                     }
@@ -341,13 +343,12 @@ pub fn plan_copy<'a>(
                 });
             }
             if !dest_exists_dir && !dest_r.path.is_empty() {
-                plan.items.insert(
-                    dest_r.path.clone(),
-                    Item {
-                        node: restyle(node.clone()),
-                        data: Data::None,
-                    },
-                );
+                // made like its parents (BuildKit's MkdirAll 0755), not after the source
+                let dir = dir_node(0o755, chown.unwrap_or((0, 0)), now());
+                plan.items.entry(dest_r.path.clone()).or_insert(Item {
+                    node: dir,
+                    data: Data::None,
+                });
             }
             plan.walk(&real, &dest_r.path, &restyle)?;
             continue;
@@ -399,7 +400,7 @@ pub fn plan_copy<'a>(
         );
     }
     for url in urls {
-        let (bytes, name) = archive::fetch(url)?;
+        let archive::Fetched { bytes, name, mtime } = archive::fetch(url)?;
         let target = if into_dir {
             join(&dest_r.path, name.as_bytes())
         } else {
@@ -411,11 +412,12 @@ pub fn plan_copy<'a>(
             uid: chown.map_or(0, |o| o.0),
             gid: chown.map_or(0, |o| o.1),
             size: bytes.len() as u64,
-            mtime: now(),
+            mtime: mtime.unwrap_or_else(now),
             link: Vec::new(),
             identity: (0, 0),
             nlink: 1,
             rdev: 0,
+            ctime: (0, 0),
         };
         plan.items.insert(
             target,
@@ -438,11 +440,8 @@ impl<'a> CopyPlan<'a> {
         // below them is
         let mut hidden: Vec<Vec<u8>> = Vec::new();
         while let Some((s, d)) = stack.pop() {
-            for name in self.view.children(&s)? {
+            for (name, node) in self.view.children(&s)? {
                 let (sc, dc) = (join(&s, &name), join(&d, &name));
-                let Some(node) = self.view.node(&sc)? else {
-                    continue;
-                };
                 let data = match node.kind {
                     Kind::File => Data::Source(sc.clone()),
                     Kind::Dir => {
@@ -556,6 +555,16 @@ impl<'a> CopyPlan<'a> {
     /// The content hash of the copy: every entry's path, kind, mode, owner, link target,
     /// device and bytes (not mtimes, not host owners). Reads every source file.
     pub fn cache_key(&self) -> Result<Digest> {
+        self.cache_key_with(&mut None)
+    }
+
+    /// [`cache_key`](Self::cache_key), reading only the context files whose digest `memo`
+    /// does not hold for their current `lstat`, and remembering the new ones.
+    pub fn cache_key_memo(&self, memo: &mut ContentMemo) -> Result<Digest> {
+        self.cache_key_with(&mut Some(memo))
+    }
+
+    fn cache_key_with(&self, memo: &mut Option<&mut ContentMemo>) -> Result<Digest> {
         let mut h = Hasher::new();
         let field = |h: &mut Hasher, b: &[u8]| {
             h.update(&(b.len() as u64).to_le_bytes());
@@ -579,7 +588,7 @@ impl<'a> CopyPlan<'a> {
                 }
                 Data::Source(src) => {
                     field(&mut h, b"data");
-                    field(&mut h, self.content_hash(src, n)?.hex().as_bytes());
+                    field(&mut h, self.content_hash(src, n, memo)?.hex().as_bytes());
                 }
                 Data::Bytes(b) => {
                     field(&mut h, b"data");
@@ -590,13 +599,27 @@ impl<'a> CopyPlan<'a> {
         for a in &self.archives {
             field(&mut h, b"unpack");
             field(&mut h, &a.dest);
-            field(&mut h, self.content_hash(&a.src, &a.node)?.hex().as_bytes());
+            field(
+                &mut h,
+                self.content_hash(&a.src, &a.node, memo)?.hex().as_bytes(),
+            );
         }
         Ok(h.finish())
     }
 
     /// The digest of a source file's bytes; it must still have its planned size.
-    fn content_hash(&self, src: &[u8], n: &Node) -> Result<Digest> {
+    fn content_hash(
+        &self,
+        src: &[u8],
+        n: &Node,
+        memo: &mut Option<&mut ContentMemo>,
+    ) -> Result<Digest> {
+        let key = memo.as_ref().and_then(|_| self.view.memo_key(src, n));
+        if let (Some(m), Some(k)) = (memo.as_deref(), &key)
+            && let Some(d) = m.get(k, n)
+        {
+            return Ok(d.clone());
+        }
         let mut content = Hasher::new();
         let got = io::copy(&mut self.view.open(src, n)?, &mut content)
             .map_err(|e| self.read_err(src, e))?;
@@ -606,7 +629,11 @@ impl<'a> CopyPlan<'a> {
                 path: lossy(src),
             });
         }
-        Ok(content.finish())
+        let digest = content.finish();
+        if let (Some(m), Some(k)) = (memo.as_deref_mut(), key) {
+            m.put(k, n, digest.clone(), now().0);
+        }
+        Ok(digest)
     }
 
     /// Writes the layer: an uncompressed OCI layer tar with exactly the planned entries

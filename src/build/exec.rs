@@ -10,6 +10,7 @@ use super::cache::{self, Cache};
 use super::context::Context;
 use super::copy::{CopyOpts, CopyPlan, Source, plan_copy};
 use super::imagefs::ImageFs;
+use super::memo::ContentMemo;
 use super::output::{Progress, StepInfo};
 use super::{Backend, BuildError, Built, NewLayer, Request};
 use crate::digest::Digest;
@@ -79,6 +80,9 @@ pub fn build(
         df: &df,
         args: &args,
         cache: Cache::load(store),
+        memo: std::fs::read(store.paths().build_memo_json())
+            .map(|b| ContentMemo::from_json(&b))
+            .unwrap_or_default(),
         results: vec![None; df.stages.len()],
     };
     for &i in &needed {
@@ -89,8 +93,9 @@ pub fn build(
                 .clone()
                 .unwrap_or_else(|| format!("stage-{}", stage.index))
         });
-        let state = ex.stage(stage, &resolved[i].image, label, progress)?;
-        ex.results[i] = Some(state);
+        let state = ex.stage(stage, &resolved[i].image, label, progress);
+        ex.save_memo();
+        ex.results[i] = Some(state?);
     }
     let Some(mut last) = ex.results[target].take() else {
         return Err(BuildError::NoTarget(target.to_string()));
@@ -175,6 +180,8 @@ struct Executor<'a> {
     df: &'a Dockerfile,
     args: &'a BuildArgs,
     cache: Cache,
+    /// Context files' digests remembered by lstat (saved when it learnt some).
+    memo: ContentMemo,
     results: Vec<Option<State>>,
 }
 
@@ -260,7 +267,9 @@ impl Executor<'_> {
                         })?),
                     };
                     let plan = self.plan(step, source, c, add, &state.config, &lower)?;
-                    let hash = plan.cache_key().map_err(|e| self.copy_err(step, e))?;
+                    let hash = plan
+                        .cache_key_memo(&mut self.memo)
+                        .map_err(|e| self.copy_err(step, e))?;
                     let key = cache::key(&state.key, &[&format!("{expanded:?}"), hash.hex()]);
                     if let Some(config) = self.cached(&key) {
                         state = State { config, key };
@@ -366,6 +375,52 @@ impl Executor<'_> {
         }
     }
 
+    /// Stores the content memo when it learnt digests (best effort: it only saves work).
+    fn save_memo(&self) {
+        if !self.memo.changed() {
+            return;
+        }
+        if let Ok(_lock) = self.store.lock() {
+            let path = self.store.paths().build_memo_json();
+            let _ = self.store.replace_file(&path, &self.memo.to_json());
+        }
+    }
+
+    /// The components of the absolute `path` the image so far lacks, parents first
+    /// (relative); none when one of them exists but is not a directory (a symlink: the
+    /// runtime makes the working directory when a RUN needs it).
+    fn missing_dirs(&self, config: &ImageConfig, path: &str) -> Result<Vec<String>, BuildError> {
+        use super::view::View;
+        let fs = self.image_fs("the stage so far", config)?;
+        let mut prefix = String::new();
+        let mut missing = Vec::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if !missing.is_empty() {
+                missing.push(prefix.clone());
+                continue;
+            }
+            match fs.node(prefix.as_bytes())? {
+                Some(n) if n.kind == crate::tarindex::Kind::Dir => {}
+                Some(_) => return Ok(Vec::new()),
+                None => missing.push(prefix.clone()),
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Whether the image so far has the directory `rel` (no leading `/`).
+    fn lower_has_dir(&self, config: &ImageConfig, rel: &str) -> Result<bool, BuildError> {
+        use super::view::View;
+        let fs = self.image_fs("the stage so far", config)?;
+        Ok(fs
+            .node(rel.as_bytes())?
+            .is_some_and(|n| n.kind == crate::tarindex::Kind::Dir))
+    }
+
     /// The cached result of `key`, unless `--no-cache`.
     fn cached(&self, key: &str) -> Option<ImageConfig> {
         if self.req.no_cache {
@@ -438,17 +493,33 @@ impl Executor<'_> {
 
     /// Writes the planned layer and stores it.
     fn copy_layer(&self, step: &Step, plan: &CopyPlan) -> Result<NewLayer, BuildError> {
-        let tmp = self.store.temp_file("copy")?;
-        let mut w = std::io::BufWriter::with_capacity(256 << 10, tmp.file());
-        plan.write_layer(&mut w)
-            .map_err(|e| self.copy_err(step, e))?;
-        let werr = |e: std::io::Error| self.step_err(step, e);
-        std::io::Write::flush(&mut w).map_err(werr)?;
-        drop(w);
-        let mut f = std::fs::File::open(tmp.path()).map_err(werr)?;
-        self.backend
-            .layer_from_tar(&mut f)
-            .map_err(|why| self.step_err(step, why))
+        // the tar streams through a pipe into the store's ingest (no temp copy); the
+        // ingest thread is joined before anything forks
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| self.step_err(step, e))?;
+        let backend = self.backend;
+        let (written, stored) = std::thread::scope(|s| {
+            let reader = s.spawn(move || backend.layer_from_tar(&mut std::fs::File::from(r)));
+            let mut out = std::io::BufWriter::with_capacity(256 << 10, std::fs::File::from(w));
+            let written = plan.write_layer(&mut out).and_then(|_| {
+                std::io::Write::flush(&mut out).map_err(|source| {
+                    super::context::ContextError::WriteLayer { op: "COPY", source }
+                })
+            });
+            drop(out); // EOF for the reader
+            let stored = reader
+                .join()
+                .unwrap_or_else(|_| Err("storing the layer: the thread panicked".into()));
+            (written, stored)
+        });
+        match (written, stored) {
+            (Ok(()), Ok(layer)) => Ok(layer),
+            // the writer's own failure is the cause (the reader then saw a cut stream)...
+            (Err(e), _) if !is_broken_pipe(&e) => Err(self.copy_err(step, e)),
+            // ...unless the reader gave up first
+            (_, Err(why)) => Err(self.step_err(step, why)),
+            (Err(e), Ok(_)) => Err(self.copy_err(step, e)),
+        }
     }
 
     /// docker's `created_by` for the step.
@@ -503,8 +574,20 @@ impl Executor<'_> {
                 v
             }
         };
-        if let Instruction::Run { command: c, .. } = expanded {
-            let argv = command(c);
+        if let Instruction::Run {
+            command: c,
+            heredocs,
+            ..
+        } = expanded
+        {
+            let argv = match c {
+                Command::Shell(text) if !heredocs.is_empty() => {
+                    let mut v = shell.clone();
+                    v.push(heredoc_script(text, heredocs));
+                    v
+                }
+                _ => command(c),
+            };
             let layer = self.run(step, &argv, env, config, progress)?;
             return Ok(Outcome::Layer(layer));
         }
@@ -543,6 +626,17 @@ impl Executor<'_> {
                     rc.working_dir.as_str()
                 };
                 rc.working_dir = join_path(base, w);
+                // BuildKit creates a missing WORKDIR (owned by root), as a layer
+                let wd = rc.working_dir.clone();
+                let missing = self.missing_dirs(config, &wd)?;
+                if !missing.is_empty() {
+                    let tar = dir_layer(&missing).map_err(|e| self.step_err(step, e))?;
+                    let layer = self
+                        .backend
+                        .layer_from_tar(&mut tar.as_slice())
+                        .map_err(|why| self.step_err(step, why))?;
+                    return Ok(Outcome::Layer(Some(layer)));
+                }
             }
             Instruction::User(u) => rc.user = u.clone(),
             Instruction::Volume(v) => rc.volumes.extend(v.iter().cloned()),
@@ -602,10 +696,24 @@ impl Executor<'_> {
             );
         }
         let run_dir = self.store.paths().run_dir(&id);
+        // single-id mode: chown and set*id succeed without effect (package managers); the
+        // runtime maps USER's id to the one host id itself (as for `run -u`)
         let maps = IdMaps::for_current_user();
-        // one id mapped (no subuid range): chown and set*id succeed without effect, so
-        // package managers that drop privileges or chown files still run
         let fake_ids = !maps.has_ranges();
+        let mut binds = Vec::new();
+        if fake_ids && self.lower_has_dir(config, APT_CONF_DIR)? {
+            // apt checks that its switch to _apt took, which fake ids cannot make true:
+            // it runs its methods as root instead (Charliecloud does the same)
+            let conf = dir.path().join("apt-no-sandbox.conf");
+            std::fs::write(&conf, "APT::Sandbox::User \"root\";\n")
+                .map_err(|e| self.step_err(step, e))?;
+            binds.push(runtime::Bind {
+                source: conf,
+                destination: format!("/{APT_CONF_DIR}/{APT_STUB}"),
+                readonly: true,
+                fill: false,
+            });
+        }
         let container = runtime::Container {
             id: id.clone(),
             rootfs: RootFs::Mount(mount),
@@ -619,7 +727,7 @@ impl Executor<'_> {
             },
             hostname: id[..12].to_owned(),
             network: self.req.network,
-            binds: Vec::new(),
+            binds,
             init: false,
             io: if self.req.quiet {
                 Io::Log {
@@ -656,9 +764,54 @@ impl Executor<'_> {
             });
         }
         drop_mount_stubs(&opts.upper);
+        let stub = opts.upper.join(APT_CONF_DIR).join(APT_STUB);
+        if std::fs::symlink_metadata(&stub).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = std::fs::remove_file(&stub);
+            remove_empty_parents(&opts.upper, Path::new(APT_CONF_DIR));
+        }
         self.backend
             .layer_from_upper(&opts)
             .map_err(|why| self.step_err(step, why))
+    }
+}
+
+/// A layer tar holding the directories `dirs` (parents first; 0755, root's, mtime now).
+fn dir_layer(dirs: &[String]) -> std::io::Result<Vec<u8>> {
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut tar = tar::Builder::new(Vec::new());
+    for dir in dirs {
+        let path = format!("{dir}/");
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(mtime);
+        h.set_size(0);
+        tar.append_data(&mut h, &path, std::io::empty())?;
+    }
+    tar.into_inner()
+}
+
+fn is_broken_pipe(e: &super::context::ContextError) -> bool {
+    matches!(e, super::context::ContextError::WriteLayer { source, .. }
+        if source.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Where apt reads its configuration snippets, and the one single-id RUNs get.
+const APT_CONF_DIR: &str = "etc/apt/apt.conf.d";
+const APT_STUB: &str = "00camada-single-id";
+
+/// Removes `rel` and its parents from `upper` while they are empty directories.
+fn remove_empty_parents(upper: &Path, rel: &Path) {
+    let mut p = Some(rel);
+    while let Some(r) = p.filter(|r| !r.as_os_str().is_empty()) {
+        if std::fs::remove_dir(upper.join(r)).is_err() {
+            return;
+        }
+        p = r.parent();
     }
 }
 
@@ -672,9 +825,8 @@ fn drop_mount_stubs(upper: &Path) {
             let _ = std::fs::remove_file(&p);
         }
     }
-    // an etc/ left empty was only their parent (copied up to make them); remove_dir
-    // fails on anything else
-    let _ = std::fs::remove_dir(upper.join("etc"));
+    // an etc/ left empty was only their parent (copied up to make them)
+    remove_empty_parents(upper, Path::new("etc"));
 }
 
 /// COPY's or ADD's operands, and whether it is ADD.
@@ -684,6 +836,25 @@ fn copy_args(i: &Instruction) -> Option<(&CopyArgs, bool)> {
         Instruction::Add(c) => Some((c, true)),
         _ => None,
     }
+}
+
+/// The script a shell-form RUN with heredocs runs: `RUN <<EOF` alone runs the body;
+/// otherwise the shell gets the line and the bodies with their delimiters (BuildKit).
+fn heredoc_script(text: &str, heredocs: &[dockerfile::Heredoc]) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if let ([word], [h]) = (words.as_slice(), heredocs)
+        && word.starts_with("<<")
+        && h.fd == 0
+    {
+        return h.body();
+    }
+    let mut script = format!("{text}\n");
+    for h in heredocs {
+        script.push_str(&h.content);
+        script.push_str(&h.name);
+        script.push('\n');
+    }
+    script
 }
 
 /// The shell of shell-form commands: the stage's SHELL, else `/bin/sh -c`.

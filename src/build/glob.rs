@@ -28,6 +28,9 @@ enum Tok {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pattern {
     toks: Vec<Tok>,
+    /// moby's patternmatcher passes `[...]` to a regex, where a class can match `/`;
+    /// Go's filepath.Match never lets one.
+    class_matches_slash: bool,
 }
 
 /// Why a pattern cannot be compiled (Go's `filepath.ErrBadPattern`).
@@ -92,7 +95,10 @@ impl Pattern {
                 c => toks.push(Tok::Lit(c)),
             }
         }
-        Ok(Pattern { toks })
+        Ok(Pattern {
+            toks,
+            class_matches_slash: double_star,
+        })
     }
 
     /// Whether the whole of `name` matches.
@@ -119,7 +125,8 @@ impl Pattern {
                 }
                 Tok::Class { neg, ranges } => {
                     name.get(p).is_some_and(|&c| {
-                        c != b'/' && ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *neg
+                        (c != b'/' || self.class_matches_slash)
+                            && ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *neg
                     }) && self.at(t + 1, p + 1, name, memo)
                 }
                 Tok::Star => {
@@ -146,11 +153,6 @@ impl Pattern {
             *slot = if r { 2 } else { 1 };
         }
         r
-    }
-
-    /// Whether the pattern has no wildcard at all (a literal path).
-    pub fn is_literal(&self) -> bool {
-        self.toks.iter().all(|t| matches!(t, Tok::Lit(_)))
     }
 }
 

@@ -105,13 +105,14 @@ impl Ignore {
         matched
     }
 
-    /// Whether a walk must still enter the excluded directory `rel`: an exception rule
-    /// might re-include something below it (moby's walk does the same check).
+    /// Whether a walk must still enter the excluded directory `rel`: only when an
+    /// exception's text names it or a path below it (`!rel`, `!rel/...`), exactly fsutil's
+    /// check, so `!**/*.md` does not reach into an excluded directory (as in docker).
     pub fn may_include_below(&self, rel: &[u8]) -> bool {
         self.rules.iter().any(|r| {
             r.exception
-                && (r.text.starts_with(rel) && r.text.get(rel.len()) == Some(&b'/')
-                    || !r.pattern.is_literal())
+                && r.text.starts_with(rel)
+                && matches!(r.text.get(rel.len()), None | Some(&b'/'))
         })
     }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::context::{ContextError, Result};
 use super::view::{Node, View};
-use crate::tarindex::{Index, Kind};
+use crate::tarindex::{Entry, Index, Kind};
 
 /// The files of an image (or of a build stage so far).
 pub struct ImageFs {
@@ -132,27 +132,16 @@ impl View for ImageFs {
                 identity: (0, 0),
                 nlink: 1,
                 rdev: 0,
+                ctime: (0, 0),
             }));
         };
-        let Some(e) = index.lookup(rel).and_then(|id| index.get(id)) else {
-            return Ok(None);
-        };
-        let (major, minor) = e.rdev();
-        Ok(Some(Node {
-            kind: e.kind(),
-            mode: e.mode(),
-            uid: e.uid(),
-            gid: e.gid(),
-            size: if e.kind() == Kind::File { e.size() } else { 0 },
-            mtime: e.mtime(),
-            link: e.link().to_vec(),
-            identity: (0, u64::from(e.ino())),
-            nlink: e.nlink(),
-            rdev: makedev(major, minor),
-        }))
+        Ok(index
+            .lookup(rel)
+            .and_then(|id| index.get(id))
+            .map(|e| node_of(&e)))
     }
 
-    fn children(&self, rel: &[u8]) -> Result<Vec<Vec<u8>>> {
+    fn children(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, Node)>> {
         let Some(index) = &self.index else {
             return Ok(Vec::new());
         };
@@ -161,7 +150,7 @@ impl View for ImageFs {
         };
         Ok(index
             .children(id)
-            .filter_map(|c| index.get(c).map(|e| e.name().to_vec()))
+            .filter_map(|c| index.get(c).map(|e| (e.name().to_vec(), node_of(&e))))
             .collect())
     }
 
@@ -204,6 +193,23 @@ impl Read for At<'_> {
         self.pos += n as u64;
         self.left -= n as u64;
         Ok(n)
+    }
+}
+
+fn node_of(e: &Entry<'_>) -> Node {
+    let (major, minor) = e.rdev();
+    Node {
+        kind: e.kind(),
+        mode: e.mode(),
+        uid: e.uid(),
+        gid: e.gid(),
+        size: if e.kind() == Kind::File { e.size() } else { 0 },
+        mtime: e.mtime(),
+        link: e.link().to_vec(),
+        identity: (0, u64::from(e.ino())),
+        nlink: e.nlink(),
+        rdev: makedev(major, minor),
+        ctime: (0, 0),
     }
 }
 

@@ -10,7 +10,8 @@
 //! engine implements (so import, commit and build share one path).
 //!
 //! The context side (the context dir, `.dockerignore`, COPY/ADD planning and the layers
-//! they write) is in `context`, `ignore`, `glob`, `copy`, `archive`, `imagefs`, `view`.
+//! they write) is in `context`, `ignore`, `glob`, `copy`, `archive`, `imagefs`, `view`,
+//! `memo`.
 //!
 //! Invariant: nothing a build makes is named before the whole build succeeded: layers
 //! and configs are content-addressed and kept alive by the cache, tags move only at the
@@ -24,6 +25,7 @@ pub mod exec;
 pub mod glob;
 pub mod ignore;
 pub mod imagefs;
+pub mod memo;
 pub mod output;
 pub mod view;
 
@@ -85,7 +87,8 @@ pub struct NewLayer {
 }
 
 /// What the executor needs from the engine. Errors are the engine's, as their messages.
-pub trait Backend {
+/// `Sync`: a COPY layer is stored on a second thread while the first writes it.
+pub trait Backend: Sync {
     /// The image `name` (`busybox`, `sha256:...`, an ID prefix), pulled when not stored:
     /// its ID and config.
     fn base(&self, name: &str, platform: Option<&str>) -> Result<(Digest, ImageConfig), String>;

@@ -32,6 +32,8 @@ pub struct Node {
     pub nlink: u32,
     /// Device nodes: the kernel encoding.
     pub rdev: u64,
+    /// When the inode last changed (host files; 0 in images), for [`memo_key`](View::memo_key).
+    pub ctime: (i64, u32),
 }
 
 /// A read-only tree. Paths are relative, normalised, `""` the root; the last component is
@@ -41,8 +43,9 @@ pub trait View {
     fn describe(&self) -> String;
     /// The entry at `rel`, or `None` when there is none (or it is hidden).
     fn node(&self, rel: &[u8]) -> Result<Option<Node>>;
-    /// The names in the directory `rel`, sorted by bytes.
-    fn children(&self, rel: &[u8]) -> Result<Vec<Vec<u8>>>;
+    /// The entries of the directory `rel` (names and what [`node`](View::node) would say),
+    /// sorted by name bytes; hidden ones left out.
+    fn children(&self, rel: &[u8]) -> Result<Vec<(Vec<u8>, Node)>>;
     /// The data of the regular file `rel` (exactly `node.size` bytes, or fewer if it
     /// shrank, which the caller checks).
     fn open(&self, rel: &[u8], node: &Node) -> Result<Box<dyn Read + '_>>;
@@ -50,6 +53,11 @@ pub trait View {
     /// below it (`.dockerignore`): a copy keeps it only if it keeps something inside.
     fn hidden(&self, _rel: &[u8]) -> bool {
         false
+    }
+    /// Where a content digest of the file `rel` may be remembered across builds
+    /// ([`ContentMemo`](super::copy::ContentMemo)): `None` when it must be read each time.
+    fn memo_key(&self, _rel: &[u8], _node: &Node) -> Option<String> {
+        None
     }
 }
 

@@ -108,15 +108,6 @@ impl Progress for Quiet {
 }
 
 pub fn build(engine: &Engine, a: &Build) -> Result<(), CliError> {
-    if let Some(c) = a.compression.as_deref()
-        && c != "gzip"
-        && c != "zstd"
-    {
-        return Err(CliError::usage(
-            format!("unknown --compression {c:?}: use gzip or zstd"),
-            "build",
-        ));
-    }
     let stdin_dockerfile = match a.file.as_deref() {
         Some("-") => {
             let mut bytes = Vec::new();
@@ -136,6 +127,7 @@ pub fn build(engine: &Engine, a: &Build) -> Result<(), CliError> {
         labels: a.label.clone(),
         network: a.network.clone(),
         quiet: a.quiet,
+        compression: a.compression.clone(),
     };
     let built = if a.quiet {
         engine.build(&req, &mut Quiet)?

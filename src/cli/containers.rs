@@ -47,6 +47,9 @@ macro_rules! create_flags {
             /// bind mount a volume: /HOST:/CONTAINER[:ro], NAME:/CONTAINER[:ro] or /CONTAINER
             #[argh(option, short = 'v')]
             pub volume: Vec<String>,
+            /// attach a filesystem mount: type=bind|volume,source=...,target=...[,readonly]
+            #[argh(option)]
+            pub mount: Vec<String>,
             /// working directory inside the container
             #[argh(option, short = 'w')]
             pub workdir: Option<String>,
@@ -338,6 +341,7 @@ macro_rules! request {
             auto_remove: $a.rm,
             network: $a.network.clone(),
             volumes: $a.volume.clone(),
+            mounts: $a.mount.clone(),
             publish: $a.publish.clone(),
             init: $a.init,
         }

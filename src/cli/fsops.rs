@@ -43,7 +43,8 @@ pub struct Commit {
     pub args: Vec<String>,
 }
 
-/// Mount a container's root filesystem and print where your own processes can reach it.
+/// Mount a container's root filesystem and print where your own processes can reach it
+/// (a running container's root is reachable from camada unshare --container NAME).
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "mount", help_triggers("--help"))]
 pub struct Mount {

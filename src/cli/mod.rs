@@ -233,6 +233,10 @@ fn dispatch(cmd: Camada) -> Result<(), CliError> {
                 None if containers::all_containers(&e, &a.names) => {
                     containers::inspect(&e, &a.names, a.format.as_deref())
                 }
+                Some("volume") => volumes::inspect_names(&e, &a.names, a.format.as_deref()),
+                None if volumes::all_volumes_not_images(&e, &a.names) => {
+                    volumes::inspect_names(&e, &a.names, a.format.as_deref())
+                }
                 _ => images::inspect(&e, a),
             }
         }

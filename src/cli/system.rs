@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use super::CliError;
 use super::format::{Table, human_size};
-use crate::engine::{self, Engine, Probe, UsageLine};
+use crate::engine::{self, Check, CheckStatus, Engine, Probe, UsageLine};
 
 pub fn version() -> Result<(), CliError> {
     let v = engine::version();
@@ -84,7 +84,25 @@ pub fn info(engine: &Engine) -> Result<(), CliError> {
     writeln!(out, "Kernel Version:     {}", i.version.kernel)?;
     writeln!(out, "OSType:             {}", i.version.os)?;
     writeln!(out, "Architecture:       {}", i.version.arch)?;
+    writeln!(out, "Checks:")?;
+    for c in &i.checks {
+        out.write_all(check_lines(c).as_bytes())?;
+    }
     Ok(())
+}
+
+/// One finding of the doctor: ` ok       WHAT: FOUND`, then `          fix: COMMAND`.
+fn check_lines(c: &Check) -> String {
+    let tag = match c.status {
+        CheckStatus::Ok => "ok",
+        CheckStatus::Warn => "WARNING",
+        CheckStatus::Missing => "MISSING",
+    };
+    let mut s = format!(" {tag:<8} {}: {}\n", c.what, c.found);
+    if let Some(fix) = &c.fix {
+        s.push_str(&format!("          fix: {fix}\n"));
+    }
+    s
 }
 
 /// `4.26MB (100%)` as docker shows reclaimable space.
@@ -134,6 +152,20 @@ mod tests {
         };
         assert_eq!(reclaimable(&u), "1MB (25%)");
         assert_eq!(reclaimable(&UsageLine::default()), "0B");
+    }
+
+    #[test]
+    fn a_check_shows_its_fix_under_it() {
+        let c = Check {
+            what: "FUSE",
+            status: CheckStatus::Missing,
+            found: "/dev/fuse cannot be opened".into(),
+            fix: Some("sudo chmod 0666 /dev/fuse".into()),
+        };
+        assert_eq!(
+            check_lines(&c),
+            " MISSING  FUSE: /dev/fuse cannot be opened\n          fix: sudo chmod 0666 /dev/fuse\n"
+        );
     }
 
     #[test]

@@ -6,10 +6,11 @@ use std::io::{self, Write};
 
 use argh::FromArgs;
 
-use super::format::{Table, human_size};
+use super::format::human_size;
+use super::template::format_rows;
 use super::{CliError, confirm};
 use crate::engine::Engine;
-use crate::engine::volumes::VolumeInspect;
+use crate::engine::volumes::{VolumeFilter, VolumeInspect};
 
 /// Manage volumes (volume create, ls, inspect, rm, prune).
 #[derive(FromArgs, Debug)]
@@ -51,7 +52,23 @@ pub struct VolumeLs {
     /// only display volume names
     #[argh(switch, short = 'q')]
     pub quiet: bool,
+    /// filter: dangling=true|false, name=PART, label=KEY[=VALUE] (repeatable)
+    #[argh(option, short = 'f')]
+    pub filter: Vec<String>,
+    /// format the output with a Go template ('{{.Name}} {{.Mountpoint}}', 'table ...'), or
+    /// 'json'
+    #[argh(option)]
+    pub format: Option<String>,
 }
+
+/// docker's column names for `volume ls --format`.
+const VOLUME_HEADERS: &[(&str, &str)] = &[
+    ("Driver", "DRIVER"),
+    ("Name", "VOLUME NAME"),
+    ("Mountpoint", "MOUNTPOINT"),
+    ("Scope", "SCOPE"),
+    ("Labels", "LABELS"),
+];
 
 /// Display detailed information on one or more volumes.
 #[derive(FromArgs, Debug)]
@@ -114,19 +131,51 @@ fn create(engine: &Engine, a: &VolumeCreate) -> Result<(), CliError> {
 }
 
 fn ls(engine: &Engine, a: &VolumeLs) -> Result<(), CliError> {
-    let vols = engine.list_volumes()?;
-    let mut out = io::stdout().lock();
-    if a.quiet {
-        for v in &vols {
-            writeln!(out, "{}", v.name)?;
+    let mut filter = VolumeFilter::default();
+    for f in &a.filter {
+        match f.split_once('=') {
+            Some(("dangling", "true" | "1")) => filter.dangling = Some(true),
+            Some(("dangling", "false" | "0")) => filter.dangling = Some(false),
+            Some(("name", n)) => filter.names.push(n.to_string()),
+            Some(("label", l)) => filter.labels.push(l.to_string()),
+            Some(("driver", "local")) => {}
+            _ => {
+                return Err(CliError::usage(
+                    format!(
+                        "invalid filter {f:?}: camada filters volumes by dangling=BOOL, name=PART, label=KEY[=VALUE] or driver=local"
+                    ),
+                    "volume ls",
+                ));
+            }
         }
-        return Ok(());
     }
-    let mut t = Table::new(&["DRIVER", "VOLUME NAME"]);
-    for v in &vols {
-        t.row(vec![v.driver.clone(), v.name.clone()]);
-    }
-    write!(out, "{}", t.render())?;
+    let vols = engine.list_volumes_filtered(&filter)?;
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = vols
+        .iter()
+        .map(|v| {
+            let labels = v
+                .labels
+                .iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut m = serde_json::Map::new();
+            m.insert("Driver".into(), v.driver.clone().into());
+            m.insert("Name".into(), v.name.clone().into());
+            m.insert("Mountpoint".into(), v.mountpoint.clone().into());
+            m.insert("Scope".into(), v.scope.clone().into());
+            m.insert("Labels".into(), labels.into());
+            m
+        })
+        .collect();
+    let format = match (&a.format, a.quiet) {
+        (_, true) => "{{.Name}}",
+        (Some(f), false) => f.as_str(),
+        (None, false) => "table {{.Driver}}\t{{.Name}}",
+    };
+    let text = format_rows(format, VOLUME_HEADERS, &rows)?;
+    io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }
 
@@ -137,13 +186,31 @@ fn inspect(engine: &Engine, a: &VolumeInspectArgs) -> Result<(), CliError> {
             "volume inspect",
         ));
     }
-    let template = match a.format.as_deref() {
+    inspect_names(engine, &a.names, a.format.as_deref())
+}
+
+/// Whether every name is a volume and none an image (so plain `inspect` shows volumes,
+/// as docker's, which looks for images first).
+pub fn all_volumes_not_images(engine: &Engine, names: &[String]) -> bool {
+    !names.is_empty()
+        && names
+            .iter()
+            .all(|n| engine.inspect_volume(n).is_ok() && engine.inspect_image(n).is_err())
+}
+
+/// `volume inspect` (and `inspect` of names that are all volumes).
+pub fn inspect_names(
+    engine: &Engine,
+    names: &[String],
+    format: Option<&str>,
+) -> Result<(), CliError> {
+    let template = match format {
         None | Some("json") => None,
         Some(t) => Some(super::template::Template::parse(t)?),
     };
     let mut found: Vec<VolumeInspect> = Vec::new();
     let mut errors = Vec::new();
-    for n in &a.names {
+    for n in names {
         match engine.inspect_volume(n) {
             Ok(v) => found.push(v),
             Err(e) => errors.push(e),

@@ -28,6 +28,8 @@ pub struct BuildRequest {
     pub labels: Vec<String>,
     pub network: Option<String>,
     pub quiet: bool,
+    /// `--compression gzip|zstd`: how push compresses the new image's layers.
+    pub compression: Option<String>,
 }
 
 impl Engine {
@@ -109,6 +111,15 @@ impl Engine {
         let backend = StoreBackend {
             store: &self.store,
             writing: &writing,
+            compression: match req.compression.as_deref() {
+                None | Some("gzip") => None,
+                Some("zstd") => Some("zstd".to_owned()),
+                Some(other) => {
+                    return Err(EngineError::BadBuildFlag(format!(
+                        "unknown --compression {other:?}: use gzip or zstd"
+                    )));
+                }
+            },
         };
         Ok(build::build(&self.store, &backend, &request, progress)?)
     }
@@ -117,6 +128,8 @@ impl Engine {
 struct StoreBackend<'a> {
     store: &'a Store,
     writing: &'a WriteGuard,
+    /// `--compression` other than the default gzip, recorded for push.
+    compression: Option<String>,
 }
 
 impl Backend for StoreBackend<'_> {
@@ -169,7 +182,12 @@ impl Backend for StoreBackend<'_> {
             .iter()
             .map(|t| Reference::parse(t).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
-        commit::record_image(self.store, config, &layers, &tags).map_err(|e| e.to_string())
+        let mut annotations = BTreeMap::new();
+        if let Some(c) = &self.compression {
+            annotations.insert(super::push::COMPRESSION_ANNOTATION.to_owned(), c.clone());
+        }
+        commit::record_image(self.store, config, &layers, &tags, &annotations)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -245,19 +245,31 @@ pub fn write_image(store: &Store, _writing: &WriteGuard, spec: &ImageSpec) -> Re
             None => config.push_empty_step(history),
         }
     }
-    record_image(store, &config, &layers, &spec.tags)
+    record_image(store, &config, &layers, &spec.tags, &Default::default())
 }
 
 /// Stores `config` exactly as given with a manifest over `layers` (stored blobs, one per
 /// diff_id), records the image and points `tags` at it; returns its ID. What
-/// [`write_image`] ends with, and what `build` calls with the config its cache kept.
+/// [`write_image`] ends with, and what `build` calls with the config its cache kept (and
+/// the manifest `annotations` push reads, e.g. the layer compression).
 pub fn record_image(
     store: &Store,
     config: &ImageConfig,
     layers: &[Descriptor],
     tags: &[Reference],
+    annotations: &std::collections::BTreeMap<String, String>,
 ) -> Result<Digest> {
-    let built = build_image(config, layers, ManifestFormat::Oci).map_err(CommitError::Image)?;
+    let mut built = build_image(config, layers, ManifestFormat::Oci).map_err(CommitError::Image)?;
+    if !annotations.is_empty() {
+        let mut m = crate::image::ImageManifest::new(
+            ManifestFormat::Oci,
+            built.config.clone(),
+            layers.to_vec(),
+        );
+        m.annotations = annotations.clone();
+        built.manifest_json = m.to_json().map_err(CommitError::Image)?;
+        built.manifest = Descriptor::of(&built.manifest.media_type, &built.manifest_json);
+    }
     store.put_blob(&built.config_json)?;
     store.put_blob(&built.manifest_json)?;
     let id = built.config.digest.clone();

@@ -121,6 +121,8 @@ pub struct CreateRequest {
     /// `-p` as typed.
     pub publish: Vec<String>,
     pub volumes: Vec<String>,
+    /// `--mount type=bind|volume,...`.
+    pub mounts: Vec<String>,
     pub init: bool,
 }
 
@@ -145,26 +147,6 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
-}
-
-/// A small text file (`/etc/passwd`) of a container's view without mounting it: the upper
-/// dir's copy if it has one, else the image's.
-fn read_file_of(opts: &overlay::Options, path: &str) -> Option<String> {
-    let rel = path.trim_start_matches('/');
-    if let Ok(text) = std::fs::read_to_string(opts.upper.join(rel)) {
-        return Some(text);
-    }
-    use std::io::{Read, Seek};
-    let index = crate::tarindex::Index::open(std::fs::read(&opts.lower_index).ok()?).ok()?;
-    let entry = index.get(index.lookup(rel.as_bytes())?)?;
-    if entry.kind() != crate::tarindex::Kind::File || entry.size() > 1 << 20 {
-        return None;
-    }
-    let mut tar = std::fs::File::open(opts.layer_tars.get(usize::from(entry.layer()))?).ok()?;
-    tar.seek(io::SeekFrom::Start(entry.data_offset())).ok()?;
-    let mut bytes = Vec::new();
-    tar.take(entry.size()).read_to_end(&mut bytes).ok()?;
-    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `logs` options.
@@ -496,7 +478,7 @@ impl Engine {
                 .parse::<Network>()
                 .map_err(ContainersError::BadNetwork)?,
         )?;
-        let mounts = self.container_mounts(&req.volumes, &rc.volumes)?;
+        let mounts = self.container_mounts(&req.volumes, &req.mounts, &rc.volumes)?;
         let id = new_id()?;
         let short: String = id.chars().take(12).collect();
         let path = argv.remove(0);
@@ -708,7 +690,6 @@ impl Engine {
     ) -> Result<runtime::Container> {
         let r = &c.record;
         let opts = self.overlay_options(records, c)?;
-        let maps = IdMaps::for_current_user().for_user(&r.config.user, |p| read_file_of(&opts, p));
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
             overlay::mount(&opts, mp)
                 .map(|m| Box::new(m) as Box<dyn std::any::Any>)
@@ -716,7 +697,8 @@ impl Engine {
         });
         let mut binds = Vec::new();
         for m in mounts_of(r) {
-            // docker makes a missing bind source a directory; a volume's is always there
+            self.ensure_mount_volume(&m)?;
+            // docker makes a missing bind source a directory
             if !m.source.exists() {
                 std::fs::create_dir_all(&m.source).map_err(|source| {
                     ContainersError::VolumeSource {
@@ -772,7 +754,7 @@ impl Engine {
             binds,
             init: r.host_config.init,
             io,
-            maps,
+            maps: IdMaps::for_current_user(),
             fake_ids: false,
             ports: super::network::bind_ports(&r.host_config)?,
             outbound: runtime::netns::choose(network).0,
@@ -868,6 +850,8 @@ impl Engine {
                 Ok(None) | Err(RuntimeError::NotRunning { .. }) => {}
                 Err(e) => return Err(ContainersError::from(e).into()),
             }
+            // the monitor was closing: its exit hook records the code
+            self.settle(&c.record.id, Duration::from_secs(10));
             return Ok(self.current(&records, &c.record.id)?.state.exit_code);
         }
         Ok(c.state.exit_code)
@@ -895,9 +879,7 @@ impl Engine {
             let _ = runtime::wait(&dir, Some(Duration::from_secs(30)));
             self.settle(id, Duration::from_secs(10));
         }
-        let mount_dir = self.paths.mount_dir(id);
-        runtime::mountsrv::stop_server(&mount_dir, Duration::from_secs(10));
-        let _ = std::fs::remove_dir_all(&mount_dir);
+        self.stop_mount_server(id);
         records.remove(id).map_err(ContainersError::from)?;
         let _ = std::fs::remove_dir_all(self.run_dir(id));
         if volumes {
@@ -1104,6 +1086,7 @@ impl Engine {
                 continue;
             }
             let size = tree_size(&records.dir_of(&c.record.id));
+            self.stop_mount_server(&c.record.id);
             records
                 .remove(&c.record.id)
                 .map_err(ContainersError::from)?;

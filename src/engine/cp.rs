@@ -501,9 +501,7 @@ impl Engine {
             self.copy_in(pid, &root_path, word, &ctr_path, &req.src, req)
         };
         if matches!(mounted, Mounted::Server { .. }) && !had_server {
-            mountsrv::stop_server(&dir, std::time::Duration::from_secs(10));
-            let _ = std::fs::remove_dir(dir.join(mountsrv::MOUNT_POINT));
-            let _ = std::fs::remove_dir(&dir);
+            self.stop_mount_server(&c.record.id);
         }
         res.map_err(|e| FsopsError::Cp(e).into())
     }

@@ -92,71 +92,84 @@ impl Mounted {
 }
 
 /// `diff`: the changes in `upper` (a writable layer) over the lower view `lower`, sorted by
-/// path as docker prints them. Deletions are whiteouts; a directory that a lower layer has
-/// is changed when it is opaque, holds changes, or its owner or mode changed; anything
-/// else in the upper dir is added or (when a lower layer has it) changed.
+/// path as docker prints them. As docker's overlay driver: a whiteout is deleted; an
+/// opaque directory is deleted (and what it holds now added); a name no lower layer has is
+/// added; anything else is changed, except a directory that is only there because
+/// something below it was copied up: that one is changed only when it directly gains or
+/// loses a name, or its owner or mode changed. The runtime's own mount points are not
+/// changes (docker keeps them in its init layer).
 pub fn changes(
     upper: &Path,
     lower: &Index<impl AsRef<[u8]>>,
     owners: &Ownership,
 ) -> std::io::Result<Vec<Change>> {
-    use overlay_names::*;
     let mut out = Vec::new();
-    let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = host(upper, &rel);
-        for e in fs::read_dir(&dir)? {
-            let e = e?;
-            let name = e.file_name();
-            let name = name.as_bytes();
-            if name == OPAQUE {
-                continue;
-            }
-            let child = join(&rel, name.strip_prefix(PREFIX).unwrap_or(name));
-            let path = format!("/{}", String::from_utf8_lossy(&child));
-            if name.starts_with(PREFIX) {
-                out.push(Change {
-                    kind: ChangeKind::Deleted,
-                    path,
-                });
-                continue;
-            }
-            let meta = fs::symlink_metadata(e.path())?;
-            if runtime_mount_point(upper, &child, &meta) {
-                continue;
-            }
-            let below = lower.lookup(&child).and_then(|id| lower.get(id));
-            let kind = match (&below, meta.is_dir()) {
-                (None, _) => Some(ChangeKind::Added),
-                (Some(_), false) => Some(ChangeKind::Changed),
-                (Some(l), true) => {
-                    let host_dir = e.path();
-                    let own = owners.get(&host_dir, &child, meta.mode());
-                    let attrs = own.is_some_and(|o| {
-                        (o.mode & 0o7777, o.uid, o.gid) != (l.mode(), l.uid(), l.gid())
-                    });
-                    let mut busy = false;
-                    for e in fs::read_dir(&host_dir)? {
-                        let e = e?;
-                        let rel = join(&child, e.file_name().as_bytes());
-                        if !runtime_mount_point(upper, &rel, &fs::symlink_metadata(e.path())?) {
-                            busy = true;
-                            break;
-                        }
-                    }
-                    (attrs || busy).then_some(ChangeKind::Changed)
-                }
-            };
-            if let Some(kind) = kind {
-                out.push(Change { kind, path });
-            }
-            if meta.is_dir() {
-                stack.push(child);
-            }
-        }
-    }
+    walk_changes(upper, b"", lower, owners, &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// The changes below directory `rel`; true when names were added to or deleted from it.
+fn walk_changes(
+    upper: &Path,
+    rel: &[u8],
+    lower: &Index<impl AsRef<[u8]>>,
+    owners: &Ownership,
+    out: &mut Vec<Change>,
+) -> std::io::Result<bool> {
+    use overlay_names::*;
+    let mut direct = false;
+    for e in fs::read_dir(host(upper, rel))? {
+        let e = e?;
+        let name = e.file_name();
+        let name = name.as_bytes();
+        if name == OPAQUE {
+            continue;
+        }
+        let child = join(rel, name.strip_prefix(PREFIX).unwrap_or(name));
+        let path = format!("/{}", String::from_utf8_lossy(&child));
+        let push = |kind| out.push(Change { kind, path });
+        if name.starts_with(PREFIX) {
+            push(ChangeKind::Deleted);
+            direct = true;
+            continue;
+        }
+        let meta = fs::symlink_metadata(e.path())?;
+        if runtime_mount_point(upper, &child, &meta) {
+            continue;
+        }
+        let below = lower.lookup(&child).and_then(|id| lower.get(id));
+        if !meta.is_dir() {
+            direct |= below.is_none();
+            push(match below {
+                None => ChangeKind::Added,
+                Some(_) => ChangeKind::Changed,
+            });
+            continue;
+        }
+        let opaque =
+            fs::symlink_metadata(e.path().join(std::ffi::OsStr::from_bytes(OPAQUE))).is_ok();
+        let gained_or_lost = walk_changes(upper, &child, lower, owners, out)?;
+        let kind = match below {
+            None => Some(ChangeKind::Added),
+            Some(_) if opaque => Some(ChangeKind::Deleted),
+            Some(l) => {
+                let own = owners.get(&e.path(), &child, meta.mode());
+                let attrs = own.is_some_and(|o| {
+                    (o.mode & 0o7777, o.uid, o.gid) != (l.mode(), l.uid(), l.gid())
+                });
+                (gained_or_lost || attrs).then_some(ChangeKind::Changed)
+            }
+        };
+        if let Some(kind) = kind {
+            direct |= kind != ChangeKind::Changed;
+            out.push(Change {
+                kind,
+                path: format!("/{}", String::from_utf8_lossy(&child)),
+            });
+        }
+    }
+    Ok(direct)
 }
 
 /// The whiteout names of the OCI layout (the overlay writes them so in the upper dir).
@@ -283,11 +296,17 @@ impl Engine {
     /// left as it is. Returns the full ID.
     pub fn unmount_container(&self, word: &str) -> Result<String, EngineError> {
         let (_, c) = self.find(word)?;
-        let dir = self.paths.mount_dir(&c.record.id);
+        self.stop_mount_server(&c.record.id);
+        Ok(c.record.id.clone())
+    }
+
+    /// Stops the mount server of container `id` if it has one, and removes its directory
+    /// (`umount`, `rm`, `container prune`, the end of a `cp`).
+    pub(super) fn stop_mount_server(&self, id: &str) {
+        let dir = self.paths.mount_dir(id);
         mountsrv::stop_server(&dir, std::time::Duration::from_secs(10));
         let _ = fs::remove_dir(dir.join(mountsrv::MOUNT_POINT));
         let _ = fs::remove_dir(&dir);
-        Ok(c.record.id.clone())
     }
 
     /// `unshare [--container C] [CMD...]`: runs CMD as root of a new user and mount
@@ -355,7 +374,8 @@ mod tests {
         let up = d.path().join("upper");
         fs::create_dir_all(up.join("etc/ssl")).unwrap();
         fs::create_dir_all(up.join("new/deep")).unwrap();
-        fs::create_dir_all(up.join("bin")).unwrap(); // copied up, nothing changed below
+        fs::create_dir_all(up.join("bin")).unwrap();
+        fs::write(up.join("bin/sh"), b"patched").unwrap(); // /bin only holds a copy-up
         fs::write(up.join("etc/passwd"), b"x").unwrap();
         fs::write(up.join("etc/.wh.motd"), b"").unwrap();
         fs::write(up.join("etc/ssl/.wh..wh..opq"), b"").unwrap();
@@ -370,10 +390,11 @@ mod tests {
         assert_eq!(
             got,
             [
+                "C /bin/sh",
                 "C /etc",
                 "D /etc/motd",
                 "C /etc/passwd",
-                "C /etc/ssl",
+                "D /etc/ssl",
                 "A /etc/ssl/mine",
                 "A /new",
                 "A /new/deep",

@@ -33,7 +33,9 @@ use crate::store::{Store, StoreError};
 
 pub use crate::build::{Built, Progress as BuildProgress, StepInfo};
 pub use build::BuildRequest;
-pub use system::{DiskUsage, Probe, SystemInfo, UsageLine, VersionInfo, version};
+pub use system::{
+    Check, CheckStatus, DiskUsage, Probe, SystemInfo, UsageLine, VersionInfo, version,
+};
 pub use tree::{ImageTree, TreeLayer, TreeStep};
 
 /// Why a verb failed. The message is complete (cause inline) and names the object.

@@ -32,6 +32,11 @@ pub enum PushError {
     },
     #[error("image {reference} is a multi-platform index; camada pushes single images")]
     Index { reference: String },
+    #[error("image {reference}: compressing a layer for the registry: {source}")]
+    Compress {
+        reference: String,
+        source: io::Error,
+    },
     #[error("image {reference}: blob {digest} is missing from the store; pull the image again")]
     MissingBlob { reference: String, digest: Digest },
 }
@@ -66,6 +71,20 @@ pub fn push(
         Manifest::Image(m) => m,
         Manifest::Index(_) => return Err(PushError::Index { reference: display }),
     };
+    // layers stored uncompressed (import, commit, build) go out compressed, as docker's
+    // push sends them: gzip, or zstd when `build --compression zstd` said so
+    let _writing = store.writing()?;
+    let (manifest, bytes) = compress_layers(store, manifest, bytes).map_err(|e| match e {
+        Compress::Store(e) => PushError::Store(e),
+        Compress::Image(source) => PushError::Image {
+            reference: display.clone(),
+            source,
+        },
+        Compress::Io(source) => PushError::Compress {
+            reference: display.clone(),
+            source,
+        },
+    })?;
     let mut blobs: Vec<(Digest, u64)> = manifest
         .layers
         .iter()
@@ -132,6 +151,67 @@ pub fn push(
         size: bytes.len() as u64,
         blobs: blobs.into_iter().map(|(d, _)| d).zip(outcomes).collect(),
     })
+}
+
+/// The manifest annotation `build --compression` leaves: how push compresses the image's
+/// uncompressed layers (`gzip`, the default, or `zstd`).
+pub const COMPRESSION_ANNOTATION: &str = "io.camada.push.compression";
+
+enum Compress {
+    Store(StoreError),
+    Image(image::ImageError),
+    Io(io::Error),
+}
+
+/// The manifest to send: each uncompressed layer replaced by a compressed blob (stored, so
+/// the upload reads it like any blob; deterministic, so pushing again sends the same
+/// bytes). A manifest with no uncompressed layer is sent as stored.
+fn compress_layers(
+    store: &Store,
+    mut m: image::ImageManifest,
+    bytes: Vec<u8>,
+) -> Result<(image::ImageManifest, Vec<u8>), Compress> {
+    use image::{Compression, Descriptor, ManifestFormat};
+    let want = match m
+        .annotations
+        .get(COMPRESSION_ANNOTATION)
+        .map(String::as_str)
+    {
+        Some("zstd") => Compression::Zstd,
+        _ => Compression::Gzip,
+    };
+    let format = if m.config.media_type == media_type::DOCKER_CONFIG {
+        ManifestFormat::Docker
+    } else {
+        ManifestFormat::Oci
+    };
+    let mut changed = false;
+    for l in &mut m.layers {
+        if l.layer_compression().map_err(Compress::Image)? != Compression::None {
+            continue;
+        }
+        let mut src = store.open_blob(&l.digest).map_err(Compress::Store)?;
+        let mut w = store.blob_writer(None, None).map_err(Compress::Store)?;
+        match want {
+            Compression::Zstd => {
+                zstd::stream::copy_encode(&mut src, &mut w, 3).map_err(Compress::Io)?;
+            }
+            _ => {
+                let mut gz = flate2::write::GzEncoder::new(&mut w, flate2::Compression::default());
+                io::copy(&mut src, &mut gz).map_err(Compress::Io)?;
+                gz.finish().map_err(Compress::Io)?;
+            }
+        }
+        let size = w.written();
+        let digest = w.commit().map_err(Compress::Store)?;
+        *l = Descriptor::new(format.layer_media_type(want), digest, size);
+        changed = true;
+    }
+    if !changed {
+        return Ok((m, bytes));
+    }
+    let bytes = m.to_json().map_err(Compress::Image)?;
+    Ok((m, bytes))
 }
 
 /// Blob -> repositories of the same registry that hold it, from the repo digests of

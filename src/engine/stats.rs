@@ -1,5 +1,5 @@
 //! `top` and `stats`: a running container's processes and what they use, read from the
-//! host's /proc ([`procfs`]); never from cgroups, which are v1, hybrid or not delegated on
+//! host's /proc (`procfs`); never from cgroups, which are v1, hybrid or not delegated on
 //! many machines (a delegated cgroup v2's memory limit is used when there is one).
 //!
 //! `top` without options is our own `ps -ef` over the container's processes; with options

@@ -47,6 +47,12 @@ pub enum VolumesError {
         "invalid volume specification: {spec:?}: unknown option {option:?} (use ro, rw, nocopy, z or Z)"
     )]
     BadOption { spec: String, option: String },
+    #[error(
+        "invalid --mount {0:?}: use type=bind,source=/HOST/PATH,target=/PATH[,readonly] or type=volume[,source=NAME],target=/PATH[,readonly]"
+    )]
+    BadMount(String),
+    #[error("invalid mount config for type \"bind\": bind source path does not exist: {0}")]
+    MissingBindSource(PathBuf),
     #[error("invalid volume specification: {0:?}: duplicate mount point")]
     Duplicate(String),
     #[error("invalid label {0:?}: use KEY=VALUE")]
@@ -207,6 +213,56 @@ pub fn parse_volume_spec(spec: &str, cwd: &Path) -> Result<VolumeSpec> {
     })
 }
 
+/// Parses a `--mount type=bind|volume,source=...,target=...[,readonly][,volume-nocopy]`
+/// word as docker does (`src`, `dst`/`destination`, `ro` also; a relative bind source is
+/// made absolute against `cwd`; a volume without a source is anonymous).
+pub fn parse_mount_spec(spec: &str, cwd: &Path) -> Result<VolumeSpec> {
+    let bad = || VolumesError::BadMount(spec.to_string());
+    let (mut kind, mut source, mut target) = ("volume", None, None);
+    let (mut readonly, mut nocopy) = (false, false);
+    for field in spec.split(',') {
+        let (key, value) = match field.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (field, None),
+        };
+        let flag = || match value {
+            None | Some("1" | "true") => Ok(true),
+            Some("0" | "false") => Ok(false),
+            Some(_) => Err(bad()),
+        };
+        match (key, value) {
+            ("type", Some(t @ ("bind" | "volume"))) => kind = t,
+            ("source" | "src", Some(v)) => source = Some(v),
+            ("target" | "destination" | "dst", Some(v)) => target = Some(v),
+            ("readonly" | "ro", _) => readonly = flag()?,
+            ("volume-nocopy", _) => nocopy = flag()?,
+            ("bind-propagation" | "consistency", Some(_)) => {}
+            _ => return Err(bad()),
+        }
+    }
+    let target = target.ok_or_else(bad)?;
+    if !target.starts_with('/') || clean(target) == "/" {
+        return Err(VolumesError::BadDestination(spec.to_string()));
+    }
+    let destination = clean(target);
+    match (kind, source) {
+        ("bind", Some(src)) if !src.is_empty() => Ok(VolumeSpec::Bind {
+            source: PathBuf::from(clean(&cwd.join(src).to_string_lossy())),
+            destination,
+            readonly,
+        }),
+        ("volume", None | Some("")) => Ok(VolumeSpec::Anonymous { destination }),
+        ("volume", Some(name)) if valid_name(name) => Ok(VolumeSpec::Named {
+            name: name.to_string(),
+            destination,
+            readonly,
+            nocopy,
+        }),
+        ("volume", Some(name)) => Err(VolumesError::BadName(name.to_string())),
+        _ => Err(bad()),
+    }
+}
+
 /// The option words docker accepts after the destination besides ro/rw/nocopy.
 fn is_mode(word: &str) -> bool {
     word.split(',').all(|w| {
@@ -257,6 +313,30 @@ impl VolumeInspect {
         self.labels
             .as_ref()
             .is_some_and(|l| l.contains_key(ANONYMOUS_LABEL))
+    }
+}
+
+/// `volume ls --filter`s, as docker's: every given kind must match; within a kind, any.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeFilter {
+    /// `dangling=true|false`: no container names it (or one does).
+    pub dangling: Option<bool>,
+    /// `name=PART`: the name contains PART.
+    pub names: Vec<String>,
+    /// `label=KEY` or `label=KEY=VALUE`.
+    pub labels: Vec<String>,
+}
+
+impl VolumeFilter {
+    fn matches(&self, v: &VolumeInspect, used: bool) -> bool {
+        let labels = v.labels.clone().unwrap_or_default();
+        self.dangling.is_none_or(|d| d != used)
+            && (self.names.is_empty() || self.names.iter().any(|n| v.name.contains(n.as_str())))
+            && (self.labels.is_empty()
+                || self.labels.iter().any(|l| match l.split_once('=') {
+                    Some((k, want)) => labels.get(k).is_some_and(|got| got == want),
+                    None => labels.contains_key(l),
+                }))
     }
 }
 
@@ -359,6 +439,22 @@ impl Engine {
         result
     }
 
+    /// A container's volume made again if it went missing (a prune that ran between its
+    /// `create` and its record), so that `start` mounts a listed volume.
+    pub(super) fn ensure_mount_volume(&self, m: &MountPoint) -> Result<()> {
+        if m.kind != MountKind::Volume
+            || self.paths.volume_dir(&m.name).join("volume.json").is_file()
+        {
+            return Ok(());
+        }
+        let labels = if m.anonymous {
+            BTreeMap::from([(ANONYMOUS_LABEL.to_string(), String::new())])
+        } else {
+            BTreeMap::new()
+        };
+        self.ensure_volume(&m.name, labels)
+    }
+
     fn read_volume(&self, name: &str) -> Result<VolumeInspect> {
         if !valid_name(name) {
             return Err(VolumesError::NoSuchVolume(name.to_string()));
@@ -430,6 +526,23 @@ impl Engine {
         Ok(out)
     }
 
+    /// `volume ls --filter ...`: the volumes `filter` keeps, by name.
+    pub fn list_volumes_filtered(
+        &self,
+        filter: &VolumeFilter,
+    ) -> std::result::Result<Vec<VolumeInspect>, EngineError> {
+        let users = if filter.dangling.is_some() {
+            self.volume_users()?
+        } else {
+            BTreeMap::new()
+        };
+        Ok(self
+            .list_volumes()?
+            .into_iter()
+            .filter(|v| filter.matches(v, users.contains_key(&v.name)))
+            .collect())
+    }
+
     fn volume_users(&self) -> Result<BTreeMap<String, Vec<String>>> {
         let records = self
             .records()
@@ -466,6 +579,7 @@ impl Engine {
             .lock()
             .map_err(|e| VolumesError::Records(e.to_string()))?;
         let users = self.volume_users()?;
+        clean_leftovers(&self.paths);
         let mut report = VolumePrune::default();
         for v in self.list_volumes()? {
             if users.contains_key(&v.name) || !(all || v.is_anonymous()) {
@@ -484,15 +598,27 @@ impl Engine {
     pub(crate) fn container_mounts(
         &self,
         specs: &[String],
+        mount_specs: &[String],
         image_volumes: &BTreeSet<String>,
     ) -> Result<Vec<MountPoint>> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        let parsed = specs
+        let mut parsed = specs
             .iter()
             .map(|s| parse_volume_spec(s, &cwd))
             .collect::<Result<Vec<_>>>()?;
+        for m in mount_specs {
+            let spec = parse_mount_spec(m, &cwd)?;
+            // unlike -v, --mount never makes a missing bind source
+            if let VolumeSpec::Bind { source, .. } = &spec
+                && !source.exists()
+            {
+                return Err(VolumesError::MissingBindSource(source.clone()));
+            }
+            parsed.push(spec);
+        }
+        let words: Vec<&String> = specs.iter().chain(mount_specs).collect();
         let mut seen = BTreeSet::new();
-        for (p, s) in parsed.iter().zip(specs) {
+        for (p, s) in parsed.iter().zip(words) {
             if !seen.insert(p.destination().to_string()) {
                 return Err(VolumesError::Duplicate(s.clone()));
             }
@@ -575,6 +701,39 @@ fn volume_users(records: &Records) -> Result<BTreeMap<String, Vec<String>>> {
     Ok(users)
 }
 
+/// Removes what a crashed create or rm left in `volumes/` (`.new-NAME-PID`,
+/// `.rm-NAME-PID` whose process is gone).
+fn clean_leftovers(paths: &Paths) {
+    let Ok(entries) = std::fs::read_dir(paths.volumes_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name
+            .strip_prefix(".new-")
+            .or_else(|| name.strip_prefix(".rm-"))
+        else {
+            continue;
+        };
+        let alive = rest
+            .rsplit_once('-')
+            .and_then(|(_, pid)| pid.parse::<i32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = remove_tree_mapped(&e.path());
+        }
+    }
+}
+
+/// `remove_dir_all` of a volume tree; files the container made under its other ids (the
+/// subordinate ids' on the host) are removed as the container's root.
+fn remove_tree_mapped(path: &Path) -> io::Result<()> {
+    state::remove_tree(path).or_else(|_| {
+        let maps = crate::runtime::IdMaps::for_current_user();
+        crate::runtime::unshared::as_mapped_root(&maps, path, state::remove_tree)
+    })
+}
+
 /// Removes a volume's directory (renamed aside first, so it leaves `ls` at once).
 fn delete_volume(paths: &Paths, name: &str) -> Result<()> {
     let dir = paths.volume_dir(name);
@@ -592,18 +751,11 @@ fn delete_volume(paths: &Paths, name: &str) -> Result<()> {
             });
         }
     }
-    // files the container made under its other ids are the subordinate ids' on the host:
-    // the user removes them as the container's root
-    state::remove_tree(&aside)
-        .or_else(|_| {
-            let maps = crate::runtime::IdMaps::for_current_user();
-            crate::runtime::unshared::as_mapped_root(&maps, &aside, state::remove_tree)
-        })
-        .map_err(|source| VolumesError::Remove {
-            name: name.to_string(),
-            path: aside,
-            source,
-        })
+    remove_tree_mapped(&aside).map_err(|source| VolumesError::Remove {
+        name: name.to_string(),
+        path: aside,
+        source,
+    })
 }
 
 /// Removes the anonymous volumes among `mounts` that no container record names any more
@@ -694,6 +846,52 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad}");
         }
         assert!(matches!(parse("a b:/c"), Err(VolumesError::BadName(_))));
+    }
+
+    #[test]
+    fn mount_words_parse_as_dockers() {
+        let m = |s: &str| parse_mount_spec(s, Path::new("/work"));
+        assert_eq!(
+            m("type=bind,src=/h,dst=/c,readonly").unwrap(),
+            VolumeSpec::Bind {
+                source: "/h".into(),
+                destination: "/c".into(),
+                readonly: true
+            }
+        );
+        assert_eq!(
+            m("type=bind,source=rel,target=/c,ro=false").unwrap(),
+            VolumeSpec::Bind {
+                source: "/work/rel".into(),
+                destination: "/c".into(),
+                readonly: false
+            }
+        );
+        assert_eq!(
+            m("source=data,target=/d,volume-nocopy").unwrap(),
+            VolumeSpec::Named {
+                name: "data".into(),
+                destination: "/d".into(),
+                readonly: false,
+                nocopy: true
+            }
+        );
+        assert_eq!(
+            m("type=volume,dst=/d").unwrap(),
+            VolumeSpec::Anonymous {
+                destination: "/d".into()
+            }
+        );
+        for bad in [
+            "type=tmpfs,dst=/t",
+            "type=bind,dst=/c",
+            "type=bind,src=/h",
+            "src=/h,dst=rel",
+            "type=bind,src=/h,dst=/c,readonly=maybe",
+            "type=bind,src=/h,dst=/c,bogus=1",
+        ] {
+            assert!(m(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

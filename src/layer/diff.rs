@@ -136,7 +136,12 @@ pub fn diff_with<W: Write>(
             tar.append_data(&mut h, &rel, io::empty()).map_err(werr)?;
         } else if ft.is_file() {
             let key = (meta.dev(), meta.ino());
-            if meta.nlink() > 1 {
+            // whiteouts may share one inode (the overlay links them all to one empty
+            // file, as the kernel's does): each is an entry of its own, never a link
+            let marker = rel
+                .file_name()
+                .is_some_and(|n| n.as_bytes().starts_with(b".wh."));
+            if meta.nlink() > 1 && !marker {
                 if let Some(first) = links.get(&key) {
                     h.set_entry_type(tar::EntryType::Link);
                     tar.append_link(&mut h, &rel, first).map_err(werr)?;
@@ -266,6 +271,35 @@ mod tests {
             (Kind::Char, (1, 3), 0o666)
         );
         assert_eq!(get("etc").uid(), 0, "no record: the container's root");
+    }
+
+    #[test]
+    fn whiteouts_sharing_an_inode_stay_whiteouts() {
+        let d = tempfile::tempdir().unwrap();
+        let up = d.path();
+        fs::create_dir(up.join("a")).unwrap();
+        fs::write(up.join(".wh.x"), b"").unwrap();
+        fs::hard_link(up.join(".wh.x"), up.join("a/.wh.y")).unwrap();
+        fs::hard_link(up.join(".wh.x"), up.join("a/.wh..wh..opq")).unwrap();
+        let mut tar = Vec::new();
+        diff(up, &|_, _| None, &mut tar).unwrap();
+        let mut ar = tar::Archive::new(&tar[..]);
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            assert_ne!(
+                e.header().entry_type(),
+                tar::EntryType::Link,
+                "{:?}",
+                e.path()
+            );
+        }
+        let (mut t, mut idx) = (Vec::new(), Vec::new());
+        ingest(&tar[..], &mut t, &mut idx).unwrap();
+        let idx = Index::open(&idx[..]).unwrap();
+        let get = |p: &str| idx.get(idx.lookup(p.as_bytes()).unwrap()).unwrap();
+        assert_eq!(get("x").kind(), Kind::Whiteout);
+        assert_eq!(get("a/y").kind(), Kind::Whiteout);
+        assert!(get("a").opaque());
     }
 
     #[test]

@@ -475,7 +475,7 @@ impl Overlay {
                 self.upper.own.remove(&rel)?;
             }
             if lower_had {
-                whiteout::create(pdir.as_fd(), name)?;
+                whiteout::create(self.upper.work_fd(), pdir.as_fd(), name)?;
             }
         }
         self.nodes_w().drop_name(f.ino, parent, name);
@@ -624,7 +624,7 @@ impl Overlay {
             whiteout::make_opaque(new.open_dir()?.as_fd())?;
         }
         if src_lower_had {
-            whiteout::create(old.dir.as_fd(), name)?;
+            whiteout::create(self.upper.work_fd(), old.dir.as_fd(), name)?;
         }
         let mut nodes = self.nodes_w();
         if let Some(d) = dst {
@@ -789,8 +789,13 @@ impl Filesystem for Overlay {
                 reply.entry(&self.ttl(&f.node), &f.attr, Generation(0));
             }
             // A negative entry: the kernel caches the absence (every later create of the
-            // name goes through us and replaces it).
-            Ok(None) => reply.entry(&TTL_UPPER, &negative(), Generation(0)),
+            // name goes through the kernel and replaces it). Nothing but the kernel's own
+            // requests adds a name to a lower-only directory: cache that absence long.
+            Ok(None) => {
+                let lower_only = self.nodes_r().get(parent.0).is_some_and(|n| !n.upper);
+                let ttl = if lower_only { TTL_LOWER } else { TTL_UPPER };
+                reply.entry(&ttl, &negative(), Generation(0))
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -1231,7 +1236,7 @@ impl Filesystem for Overlay {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let r = (|| -> R<u64> {
+        let r = (|| -> R<(u64, FopenFlags)> {
             let (node, _) = self.node(ino.0)?;
             if node.kind != FileType::Directory {
                 return Err(Errno::ENOTDIR);
@@ -1239,7 +1244,11 @@ impl Filesystem for Overlay {
             if !node.upper
                 && let Some(id) = node.lower
             {
-                return Ok(LOWER_FH | u64::from(id));
+                // A lower-only directory changes only through the kernel's own requests
+                // (create, unlink, rename in it), which drop its cached listing: the
+                // kernel may keep the listing across opens.
+                let cache = FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE;
+                return Ok((LOWER_FH | u64::from(id), cache));
             }
             let list = self.list(ino.0)?;
             let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -1247,10 +1256,10 @@ impl Filesystem for Overlay {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(fh, Arc::new(list));
-            Ok(fh)
+            Ok((fh, FopenFlags::empty()))
         })();
         match r {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok((fh, flags)) => reply.opened(FileHandle(fh), flags),
             Err(e) => reply.error(e),
         }
     }
@@ -1470,6 +1479,27 @@ impl Filesystem for Overlay {
         let n = name.as_bytes();
         if n.starts_with(PRIVATE_PREFIX) {
             return reply.error(Errno::ENODATA);
+        }
+        // A lower node needs no path: answered under the read lock, no allocation but the
+        // value (`ls -l` asks security.selinux of every file).
+        let lower = {
+            let nodes = self.nodes_r();
+            match nodes.get(ino.0) {
+                Some(node) if !node.upper => Some(node.lower),
+                Some(_) => None,
+                None => return reply.error(Errno::ENOENT),
+            }
+        };
+        if let Some(l) = lower {
+            let e = l.and_then(|l| self.lower.get(l));
+            let v = e
+                .as_ref()
+                .map(|e| e.xattrs().find(|(k, _)| *k == n).map(|(_, v)| v));
+            return match v {
+                None => reply.error(Errno::ENOENT),
+                Some(None) => reply.error(Errno::ENODATA),
+                Some(Some(v)) => Self::xattr_reply(v, size, reply),
+            };
         }
         let r = self.node(ino.0).and_then(|(node, rel)| {
             if node.upper {

@@ -10,7 +10,7 @@
 //! by the server's own ids with its host mode; a change is in the journal before the
 //! operation that made it returns.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,7 +71,7 @@ const JOURNAL_MAX: u64 = 8 << 20;
 
 /// The side table: the records, the journal file appended to, its length.
 struct Table {
-    map: HashMap<Vec<u8>, Own>,
+    map: Map,
     journal: Option<fs::File>,
     journal_len: u64,
 }
@@ -101,13 +101,13 @@ impl Ownership {
             source,
         };
         let bad = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-        let mut map: HashMap<Vec<u8>, Own> = match fs::read(&table_path) {
+        let mut map: Map = match fs::read(&table_path) {
             Ok(bytes) => {
                 let v: Vec<(Vec<u8>, Own)> =
                     serde_json::from_slice(&bytes).map_err(|e| err(bad(e)))?;
                 v.into_iter().collect()
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
             Err(source) => return Err(err(source)),
         };
         let journal = journal_path(&table_path);
@@ -171,7 +171,7 @@ impl Ownership {
     /// A name was removed from the upper dir: drop its record and those below it.
     pub fn remove(&self, rel: &[u8]) -> std::io::Result<()> {
         let mut t = self.lock();
-        if !t.map.keys().any(|k| is_under(k, rel)) {
+        if keys_under(&t.map, rel).next().is_none() {
             return Ok(());
         }
         self.commit(&mut t, vec![Rec::Remove(rel.to_vec())])
@@ -262,8 +262,7 @@ impl Ownership {
         if t.journal_len == 0 && (t.map.is_empty() || self.table_path.exists()) {
             return Ok(());
         }
-        let mut v: Vec<(&Vec<u8>, &Own)> = t.map.iter().collect();
-        v.sort();
+        let v: Vec<(&Vec<u8>, &Own)> = t.map.iter().collect();
         let bytes = serde_json::to_vec(&v)
             .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         let mut tmp = self.table_path.clone().into_os_string();
@@ -328,23 +327,39 @@ fn parse_journal(bytes: &[u8]) -> Vec<Rec> {
     out
 }
 
-fn apply(map: &mut HashMap<Vec<u8>, Own>, r: &Rec) {
+/// The records by path; sorted, so the records at or below a path are two ranges.
+type Map = BTreeMap<Vec<u8>, Own>;
+
+/// The keys of `map` equal to `dir` or below it (`dir/...`), in order.
+fn keys_under<'a>(map: &'a Map, dir: &[u8]) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+    let mut lo = dir.to_vec();
+    lo.push(b'/');
+    let mut hi = dir.to_vec();
+    hi.push(b'/' + 1);
+    let exact = map.get_key_value(dir).map(|(k, _)| k);
+    exact.into_iter().chain(map.range(lo..hi).map(|(k, _)| k))
+}
+
+fn apply(map: &mut Map, r: &Rec) {
     match r {
         Rec::Set(k, o) => {
             map.insert(k.clone(), *o);
         }
         Rec::Remove(p) => {
             if !map.is_empty() {
-                map.retain(|k, _| !is_under(k, p));
+                let gone: Vec<Vec<u8>> = keys_under(map, p).cloned().collect();
+                for k in gone {
+                    map.remove(&k);
+                }
             }
         }
     }
 }
 
 /// The records at or below `from`, re-keyed below `to`, as `Set`s.
-fn under(map: &HashMap<Vec<u8>, Own>, from: &[u8], to: &[u8]) -> Vec<Rec> {
-    map.iter()
-        .filter(|(k, _)| is_under(k, from))
+fn under(map: &Map, from: &[u8], to: &[u8]) -> Vec<Rec> {
+    keys_under(map, from)
+        .filter_map(|k| Some((k, map.get(k)?)))
         .map(|(k, v)| {
             let mut n = to.to_vec();
             n.extend_from_slice(&k[from.len()..]);
@@ -355,20 +370,15 @@ fn under(map: &HashMap<Vec<u8>, Own>, from: &[u8], to: &[u8]) -> Vec<Rec> {
 
 /// What moving `from` to `to` does to the table: clear `to`, set the moved records,
 /// clear `from`. Empty if neither has a record.
-fn moved(map: &HashMap<Vec<u8>, Own>, from: &[u8], to: &[u8]) -> Vec<Rec> {
+fn moved(map: &Map, from: &[u8], to: &[u8]) -> Vec<Rec> {
     let sets = under(map, from, to);
-    if sets.is_empty() && !map.keys().any(|k| is_under(k, to)) {
+    if sets.is_empty() && keys_under(map, to).next().is_none() {
         return Vec::new();
     }
     let mut recs = vec![Rec::Remove(to.to_vec())];
     recs.extend(sets);
     recs.push(Rec::Remove(from.to_vec()));
     recs
-}
-
-/// `k` is `dir` or a path below it.
-fn is_under(k: &[u8], dir: &[u8]) -> bool {
-    k == dir || (k.len() > dir.len() && k.starts_with(dir) && k[dir.len()] == b'/')
 }
 
 #[cfg(test)]

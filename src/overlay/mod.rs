@@ -8,8 +8,8 @@
 //! Never imports the store, registries or images: it is handed paths. Invariant: the
 //! server never panics on a request; every failure is an errno reply.
 //!
-//! Files: `lower` (index + tars), `node` (inode table), `upper` (host files and their
-//! attributes), `whiteout` (OCI markers), `copyup`, `mapping` (ownership), `fs` (the
+//! Files: `lower` (index + tars), `node` (inode table), `upper` (host files reached
+//! only through dir fds, never by a joined path, and their attributes), `whiteout` (OCI markers), `copyup`, `mapping` (ownership), `fs` (the
 //! FUSE operations), `mount` (mount/unmount), `sys` (all unsafe).
 
 mod copyup;
@@ -48,7 +48,8 @@ pub struct Options {
     /// A scratch dir on the upper's filesystem, for copy-ups before they are renamed in.
     pub work: PathBuf,
     /// Where the ownership side table lives (used for symlinks, and for everything when
-    /// the upper's filesystem has no user xattrs).
+    /// the upper's filesystem has no user xattrs); its journal is beside it
+    /// (`<side_table>.journal`).
     pub side_table: PathBuf,
     /// Worker threads (0: one per CPU, at least 2).
     pub threads: usize,

@@ -222,6 +222,10 @@ impl Upper {
         self.root_fd.as_fd()
     }
 
+    pub fn work_fd(&self) -> BorrowedFd<'_> {
+        self.work_fd.as_fd()
+    }
+
     /// The O_PATH fd of the upper directory `rel` (`""`: the root).
     pub fn dir(&self, rel: &[u8]) -> io::Result<OwnedFd> {
         dir_below(self.root_fd.as_fd(), rel)

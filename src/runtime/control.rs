@@ -111,7 +111,7 @@ pub fn wait(run_dir: &Path, timeout: Option<Duration>) -> Result<Option<i32>, Ru
         {
             return Ok(None);
         }
-        Err(e) => return Err(io(e)),
+        Err(e) => return Err(lost(run_dir, e)),
     }
     // An empty reply: the monitor died without answering (killed); the code is unknown.
     Ok(Some(

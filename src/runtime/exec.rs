@@ -1,7 +1,7 @@
 //! `exec`: a new process in a running container, by setns into its namespaces.
 //!
-//! Owns: joining the namespaces of the container's first process (user first, mount last,
-//! then a fork so the pid namespace applies), a pty made in the container's own devpts for
+//! Owns: joining the namespaces of the container's first process (user first: the
+//! monitor's, which owns the others; mount last; then a fork so the pid namespace applies), a pty made in the container's own devpts for
 //! `-t`, and relaying it. The process itself is set up exactly as the first one
 //! ([`super::process`]). Never talks to the monitor: the first process's pid in
 //! `<run_dir>/init.pid` is all it needs. Invariant: like [`super::start`], call it from a
@@ -64,9 +64,18 @@ pub fn exec(run_dir: &Path, spec: &ProcessSpec, stdin: bool) -> Result<Started, 
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(not_running)?;
+    // the user namespace that owns the others is the monitor's: the first process may sit
+    // in a nested one (single-id mode with -u), whose members cannot join the rest
+    let monitor: Option<i32> = std::fs::read_to_string(run_dir.join("monitor.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
     let mut joins: Vec<(OwnedFd, CloneFlags)> = Vec::new();
     for (name, flag) in NAMESPACES {
-        let theirs = format!("/proc/{pid}/ns/{name}");
+        let owner = match (*name, monitor) {
+            ("user", Some(m)) => m,
+            _ => pid,
+        };
+        let theirs = format!("/proc/{owner}/ns/{name}");
         let ours = format!("/proc/self/ns/{name}");
         let (Ok(a), Ok(b)) = (std::fs::metadata(&theirs), std::fs::metadata(&ours)) else {
             return Err(not_running());

@@ -154,7 +154,7 @@ pub struct Container {
     /// `--init`: a tiny init reaps zombies and forwards signals to the process.
     pub init: bool,
     pub io: Io,
-    /// Usually [`IdMaps::for_current_user`] (or [`IdMaps::for_user`] for `-u`).
+    /// Usually [`IdMaps::for_current_user`].
     pub maps: IdMaps,
     /// `-p`: host sockets already bound ([`ports::bind`]); the monitor forwards them.
     pub ports: Vec<ports::Bound>,

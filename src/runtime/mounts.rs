@@ -564,12 +564,24 @@ pub(crate) fn prepare(setup: &Setup<'_>) -> Result<(), MountError> {
         }
     }
     for (path, host) in setup.files {
-        if !setup
+        let under: Vec<&Bind> = setup
             .binds
+            .iter()
+            .filter(|b| Path::new(path).starts_with(&b.destination))
+            .collect();
+        if under
             .iter()
             .any(|b| Path::new(&b.destination) == Path::new(path))
         {
-            bind(&root, host, path, false)?;
+            continue;
+        }
+        match bind(&root, host, path, false) {
+            // a read-only user mount over /etc has no mount point for it: the user's wins
+            Err(MountError::Target {
+                source: Errno::EROFS,
+                ..
+            }) if !under.is_empty() => {}
+            r => r?,
         }
     }
     let _ = setup.network;

@@ -244,12 +244,23 @@ fn cstrings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Result<Vec<CString>, F
 pub(crate) struct Ids {
     /// False in single-id mode (the kernel denies setgroups there).
     pub(crate) can_setgroups: bool,
-    /// Single-id mode: the one container (uid, gid) that is mapped; no other can be taken.
+    /// Single-id mode: the one container (uid, gid) that is mapped. When it is root's, a
+    /// nested user namespace gives the process any other single id; else no other can be
+    /// taken.
     pub(crate) single: Option<(u32, u32)>,
     /// The host user's name, for the fix the single-id error gives.
     pub(crate) host_user: String,
     /// Load the fake-ids seccomp filter ([`super::seccomp`]) before the exec.
     pub(crate) fake_ids: bool,
+}
+
+/// Single-id mode: a nested user namespace where this process's one id (container root)
+/// is `uid`/`gid`. Files it creates still belong to the invoking user on the host.
+fn become_single(uid: u32, gid: u32) -> std::io::Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
+    std::fs::write("/proc/self/setgroups", "deny")?;
+    std::fs::write("/proc/self/uid_map", format!("{uid} 0 1\n"))?;
+    std::fs::write("/proc/self/gid_map", format!("{gid} 0 1\n"))
 }
 
 /// The error for `-u` asking for an id the single mapping lacks.
@@ -273,13 +284,24 @@ pub(crate) fn become_and_exec(spec: &ProcessSpec, hostname: &str, ids: &Ids) -> 
         Ok(u) => u,
         Err(f) => return f,
     };
-    if let Some((uid, gid)) = ids.single {
-        if user.uid != uid {
+    match ids.single {
+        // single-id mode as container root: the one id can become any user's in a nested
+        // user namespace (the user's own id -> that user)
+        Some((0, 0)) if (user.uid, user.gid) != (0, 0) => {
+            if let Err(e) = become_single(user.uid, user.gid) {
+                return Failure::engine(format!(
+                    "mapping the single id to uid {} gid {}: {e}",
+                    user.uid, user.gid
+                ));
+            }
+        }
+        Some((uid, _)) if user.uid != uid => {
             return unmapped(&spec.user, "uid", user.uid, uid, &ids.host_user);
         }
-        if user.gid != gid {
+        Some((_, gid)) if user.gid != gid => {
             return unmapped(&spec.user, "gid", user.gid, gid, &ids.host_user);
         }
+        _ => {}
     }
     let env = with_defaults(&spec.env, hostname, &user.home, spec.tty);
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
@@ -409,6 +431,20 @@ mod tests {
         );
         let f = resolve_user("ana:nogroup", PASSWD, GROUP).unwrap_err();
         assert!(f.message.contains("unable to find group nogroup"));
+    }
+
+    #[test]
+    fn an_unmapped_user_is_told_the_fix() {
+        let f = unmapped("root", "uid", 0, 1000, "ana");
+        assert_eq!(f.code, 125);
+        assert!(f.message.contains("maps only uid 1000"), "{}", f.message);
+        assert!(
+            f.message.ends_with(
+                "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ana"
+            ),
+            "{}",
+            f.message
+        );
     }
 
     #[test]

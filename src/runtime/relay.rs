@@ -111,6 +111,8 @@ enum Tag {
     Err,
     Master,
     TermIn,
+    /// Nothing came for a while after the exit: the output still open is abandoned.
+    Drained,
 }
 
 pub(crate) fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
@@ -132,8 +134,8 @@ impl EventLoop {
                 return e.clone();
             }
             let ready = self.poll_once();
-            for (tag, flags) in ready {
-                self.handle(tag, flags);
+            for tag in ready {
+                self.handle(tag);
             }
             // Only now: the ready list names clients by index, so none may move before
             // the whole list is handled.
@@ -142,7 +144,7 @@ impl EventLoop {
         }
     }
 
-    fn poll_once(&self) -> Vec<(Tag, PollFlags)> {
+    fn poll_once(&self) -> Vec<Tag> {
         let stdin = std::io::stdin();
         let mut wanted: Vec<(Tag, std::os::fd::BorrowedFd<'_>)> = Vec::new();
         let mut add = |tag: Tag, fd| wanted.push((tag, fd));
@@ -185,18 +187,19 @@ impl EventLoop {
         match poll(&mut fds, timeout) {
             Ok(0) => {
                 // timed out after the exit: output is done
-                return vec![(Tag::Out, PollFlags::POLLHUP)];
+                return vec![Tag::Drained];
             }
             Ok(_) => {}
             Err(_) => return Vec::new(),
         }
         tags.into_iter()
             .zip(fds.iter())
-            .filter_map(|(t, f)| f.revents().filter(|r| !r.is_empty()).map(|r| (t, r)))
+            .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(t, _)| t)
             .collect()
     }
 
-    fn handle(&mut self, tag: Tag, flags: PollFlags) {
+    fn handle(&mut self, tag: Tag) {
         match tag {
             Tag::Signal => self.on_signal(),
             Tag::Listener => {
@@ -210,14 +213,12 @@ impl EventLoop {
                 }
             }
             Tag::Client(i) => self.on_client(i),
+            Tag::Drained => {
+                self.out = None;
+                self.err = None;
+                self.master = None;
+            }
             Tag::Out | Tag::Err | Tag::Master => {
-                if self.exit.is_some() && flags == PollFlags::POLLHUP && tag == Tag::Out {
-                    // the after-exit timeout
-                    self.out = None;
-                    self.err = None;
-                    self.master = None;
-                    return;
-                }
                 let (file, stream) = match tag {
                     Tag::Out => (&mut self.out, 1u8),
                     Tag::Err => (&mut self.err, 2u8),

@@ -51,8 +51,9 @@ pub fn engines(who: &[Who]) -> Vec<(Who, Engine)> {
                     continue;
                 }
                 if w == Who::SingleId {
-                    // no newuidmap/newgidmap found: the single mapping
-                    c.env("PATH", "/nonexistent");
+                    // the single mapping (camadatest has a range: PATH alone no longer
+                    // hides newuidmap, the standard directories are searched too)
+                    c.env("CAMADA_SINGLE_ID", "1");
                 }
                 c
             }

@@ -103,10 +103,6 @@ fn drive(job: Job) -> Result<i32, runtime::RuntimeError> {
     } else {
         IdMaps::for_current_user()
     };
-    let rootfs = job.rootfs.clone();
-    let maps = maps.for_user(&job.process.user, |p| {
-        std::fs::read_to_string(rootfs.join(p.trim_start_matches('/'))).ok()
-    });
     match job.verb.as_str() {
         "run" | "start" => {
             let detached = job.verb == "start";
