@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Published-port forwarding: throughput and latency of camada's forwarder (`-p`, the
-monitor's splice loop) against pasta's own port forwarding (`pasta -t`) and a direct
-loopback connection, in one interleaved run of wrk against busybox httpd serving a 1 MiB
+monitor's splice loop) against pasta's own port forwarding (`pasta -t`), a direct
+loopback connection, and the same container server on the host's network (what the
+container itself costs, no forwarder), in one interleaved run of wrk against busybox httpd serving a 1 MiB
 file and a small one.
 
     sudo benches/forward.py            (RUNS=3 DURATION=5 CONNS=8 THREADS=1)
@@ -30,7 +31,8 @@ RUNS = int(os.environ.get("RUNS", "3"))
 DURATION = int(os.environ.get("DURATION", "5"))
 CONNS = int(os.environ.get("CONNS", "8"))
 THREADS = int(os.environ.get("THREADS", "1"))
-PORTS = {"direct": 18180, "camada -p": 18181, "pasta -t": 18182}
+PORTS = {"direct": 18180, "camada -p": 18181, "pasta -t": 18182,
+         "camada --network host (no forwarder)": 18183}
 
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 SIZES = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
@@ -101,10 +103,17 @@ def main():
             ["busybox", "httpd", "-f", "-p", f"127.0.0.1:{PORTS['direct']}", "-h", f"{W}/www"]))
         camada("run", "-d", "--name", "fwd", "-p", f"127.0.0.1:{PORTS['camada -p']}:80",
                "-v", f"{W}/www:/www:ro", "base", "httpd", "-f", "-p", "80", "-h", "/www")
+        # the same container server without any forwarder: what the container costs
+        camada("run", "-d", "--name", "hostnet", "--network", "host",
+               "-v", f"{W}/www:/www:ro", "base", "httpd", "-f",
+               "-p", f"127.0.0.1:{PORTS['camada --network host (no forwarder)']}", "-h", "/www")
         procs.append(subprocess.Popen(
             ["pasta", "--config-net", "-f", "-q", "--runas", "0",
-             "-t", f"{PORTS['pasta -t']}:80", "-u", "none", "-T", "none", "-U", "none",
-             "--", "busybox", "httpd", "-f", "-p", "80", "-h", f"{W}/www"]))
+             "-t", f"{PORTS['pasta -t']}:8080", "-u", "none", "-T", "none", "-U", "none",
+             # port 8080 inside: pasta's own namespace may lack the mapping that would
+             # let its root bind port 80 (a container host, here)
+             "--", "busybox", "httpd", "-f", "-p", "8080", "-h", f"{W}/www"],
+            stderr=subprocess.DEVNULL, start_new_session=True))
         for port in PORTS.values():
             wait_http(port, "small")
             wait_http(port, "big")
@@ -124,7 +133,13 @@ def main():
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
-        subprocess.run([f"{W}/camada", "rm", "-f", "fwd"], env=dict(
+        # pasta's command stays behind pasta (pid 1 of its namespace ignores SIGTERM)
+        if len(procs) > 1:
+            try:
+                os.killpg(procs[1].pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        subprocess.run([f"{W}/camada", "rm", "-f", "fwd", "hostnet"], env=dict(
             os.environ, CAMADA_ROOT=f"{W}/root", CAMADA_RUNROOT=f"{W}/run", HOME=W),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

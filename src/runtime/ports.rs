@@ -336,26 +336,40 @@ struct Half {
     pipe_r: OwnedFd,
     pipe_w: OwnedFd,
     held: usize,
+    /// A read found the pipe full (or the socket empty) with bytes still held: no more
+    /// reading until some went out.
+    stalled: bool,
     eof: bool,
     shut: bool,
 }
 
+/// Empty pipes of closed connections kept for the next ones (pipe2 and resizing cost a
+/// new connection more than the rest of its set-up).
+const POOL: usize = 64;
+
 impl Half {
-    fn new() -> io::Result<Half> {
-        let (pipe_r, pipe_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(io::Error::from)?;
-        // a larger pipe moves more per splice; the default (64 KiB) when refused
-        let _ = fcntl(&pipe_w, FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
+    fn new(pool: &mut Vec<(OwnedFd, OwnedFd)>) -> io::Result<Half> {
+        let (pipe_r, pipe_w) = match pool.pop() {
+            Some(p) => p,
+            None => {
+                let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+                    .map_err(io::Error::from)?;
+                // a larger pipe moves more per splice; the default (64 KiB) when refused
+                let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
+                (r, w)
+            }
+        };
         Ok(Half {
             pipe_r,
             pipe_w,
             held: 0,
+            stalled: false,
             eof: false,
             shut: false,
         })
     }
     fn wants_read(&self) -> bool {
-        self.held == 0 && !self.eof
+        !self.eof && !self.stalled
     }
 }
 
@@ -412,6 +426,7 @@ struct Loop {
     flows: HashMap<u64, UdpFlow>,
     flow_of: HashMap<(usize, SocketAddr), u64>,
     next: u64,
+    pipes: Vec<(OwnedFd, OwnedFd)>,
 }
 
 fn would_block(e: Errno) -> bool {
@@ -449,6 +464,7 @@ impl Loop {
             flows: HashMap::new(),
             flow_of: HashMap::new(),
             next: 0,
+            pipes: Vec::new(),
         })
     }
 
@@ -483,13 +499,17 @@ impl Loop {
                 let HostSock::Tcp(l) = &self.bound[i].sock else {
                     return;
                 };
-                let accepted = l.accept();
+                let accepted = nix::sys::socket::accept4(
+                    l.as_raw_fd(),
+                    SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                );
                 match accepted {
-                    Ok((stream, _)) => {
-                        let _ = self.open_conn(OwnedFd::from(stream), spec.container_port);
+                    Ok(fd) => {
+                        let client = super::sys::own_fd(fd);
+                        let _ = self.open_conn(client, spec.container_port);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    // WouldBlock, or a client that gave up before we took it
+                    Err(Errno::EINTR) | Err(Errno::ECONNABORTED) => continue,
+                    // EAGAIN: all taken; else out of fds or memory: retried on the next event
                     Err(_) => return,
                 }
             },
@@ -499,7 +519,6 @@ impl Loop {
 
     /// Connects to `127.0.0.1:port` in this (the container's) namespace for a client.
     fn open_conn(&mut self, client: OwnedFd, port: u16) -> io::Result<()> {
-        fcntl(&client, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
         let _ = nix::sys::socket::setsockopt(&client, sockopt::TcpNoDelay, &true);
         let inner = socket(
             AddressFamily::Inet,
@@ -520,7 +539,7 @@ impl Loop {
         self.next += 1;
         let conn = Conn {
             fds: [client, inner],
-            halves: [Half::new()?, Half::new()?],
+            halves: [Half::new(&mut self.pipes)?, Half::new(&mut self.pipes)?],
             connecting,
             interest: [EpollFlags::empty(); 2],
         };
@@ -608,6 +627,11 @@ impl Loop {
         if let Some(conn) = self.conns.remove(&id) {
             for fd in &conn.fds {
                 let _ = self.epoll.delete(fd);
+            }
+            for h in conn.halves {
+                if h.held == 0 && self.pipes.len() < POOL {
+                    self.pipes.push((h.pipe_r, h.pipe_w));
+                }
             }
         }
     }
@@ -702,13 +726,34 @@ impl Loop {
     }
 }
 
-/// Moves bytes from `conn.fds[from]` to the other side until one of them would block;
-/// passes an end of stream on as a write shutdown.
+/// Moves bytes from `conn.fds[from]` to the other side until neither reading nor writing
+/// progresses; keeps reading while earlier bytes wait for the other side (so both sockets
+/// stay busy) and passes an end of stream on as a write shutdown.
 fn pump(conn: &mut Conn, from: usize) -> Result<(), Errno> {
     let to = 1 - from;
     let half = &mut conn.halves[from];
     let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     loop {
+        let mut progressed = false;
+        if !half.eof && !half.stalled {
+            match splice(
+                conn.fds[from].as_fd(),
+                None,
+                half.pipe_w.as_fd(),
+                None,
+                CHUNK,
+                flags,
+            ) {
+                Ok(0) => half.eof = true,
+                Ok(n) => {
+                    half.held += n;
+                    progressed = true;
+                }
+                Err(e) if would_block(e) => half.stalled = half.held > 0,
+                Err(Errno::EINTR) => progressed = true,
+                Err(e) => return Err(e),
+            }
+        }
         if half.held > 0 {
             match splice(
                 half.pipe_r.as_fd(),
@@ -718,33 +763,25 @@ fn pump(conn: &mut Conn, from: usize) -> Result<(), Errno> {
                 half.held,
                 flags,
             ) {
-                Ok(n) => half.held -= n,
-                Err(e) if would_block(e) => return Ok(()),
-                Err(Errno::EINTR) => {}
+                Ok(n) => {
+                    half.held -= n;
+                    half.stalled = false;
+                    progressed = true;
+                }
+                Err(e) if would_block(e) => {}
+                Err(Errno::EINTR) => progressed = true,
                 Err(e) => return Err(e),
             }
-            continue;
         }
-        if half.eof {
+        if half.eof && half.held == 0 {
             if !half.shut {
                 half.shut = true;
                 let _ = shutdown(conn.fds[to].as_raw_fd(), Shutdown::Write);
             }
             return Ok(());
         }
-        match splice(
-            conn.fds[from].as_fd(),
-            None,
-            half.pipe_w.as_fd(),
-            None,
-            CHUNK,
-            flags,
-        ) {
-            Ok(0) => half.eof = true,
-            Ok(n) => half.held += n,
-            Err(e) if would_block(e) => return Ok(()),
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
+        if !progressed {
+            return Ok(());
         }
     }
 }

@@ -217,10 +217,10 @@ pub(crate) fn close_fds_from(first: i32, keep: &[i32]) {
     }
 }
 
-/// Takes ownership of an fd the kernel just handed over (SCM_RIGHTS).
+/// Takes ownership of an fd the kernel just handed over (SCM_RIGHTS, accept4).
 pub(crate) fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
-    // SAFETY: the fd was installed in this process by recvmsg for us alone; nothing else
-    // owns or closes it.
+    // SAFETY: the fd was installed in this process by recvmsg or accept4 for us alone;
+    // nothing else owns or closes it.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
