@@ -55,7 +55,7 @@ pub trait View {
         false
     }
     /// Where a content digest of the file `rel` may be remembered across builds
-    /// ([`ContentMemo`](super::copy::ContentMemo)): `None` when it must be read each time.
+    /// ([`ContentMemo`](super::memo::ContentMemo)): `None` when it must be read each time.
     fn memo_key(&self, _rel: &[u8], _node: &Node) -> Option<String> {
         None
     }

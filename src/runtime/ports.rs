@@ -12,7 +12,7 @@
 //! per client address (a flow, dropped after [`UDP_IDLE`] without traffic).
 //!
 //! Never touches the store or records. Invariant: the host ports are held exactly as long
-//! as the monitor's forwarder runs: [`Forwarder::stop`] closes them once the container's
+//! as the monitor's forwarder runs: `Forwarder::stop` closes them once the container's
 //! process has exited, before anyone waiting on it is told, so a port is free again as
 //! soon as `stop` returns.
 
