@@ -673,7 +673,9 @@ impl Executor<'_> {
         let (_, lower_index) = self.store.chain_index(diff_ids)?;
         let tars = diff_ids.iter().map(|d| self.store.layer_tar(d)).collect();
         let dir = self.store.temp_dir("build")?;
-        let opts = overlay::Options::in_dir(dir.path(), lower_index, tars);
+        let mut opts = overlay::Options::in_dir(dir.path(), lower_index, tars);
+        // single-id mode: root-owned files of other groups (/etc/shadow) stay writable
+        opts.squash_unmapped = IdMaps::for_current_user().single().is_some();
         let mount_opts = opts.clone();
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
             overlay::mount(&mount_opts, mp)

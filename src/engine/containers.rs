@@ -675,11 +675,10 @@ impl Engine {
         let diff_ids = self.store.image_layers(&image_id).map_err(store_err)?;
         let (_, lower_index) = self.store.chain_index(&diff_ids).map_err(store_err)?;
         let tars = diff_ids.iter().map(|d| self.store.layer_tar(d)).collect();
-        Ok(overlay::Options::in_dir(
-            &records.dir_of(&r.id),
-            lower_index,
-            tars,
-        ))
+        let mut opts = overlay::Options::in_dir(&records.dir_of(&r.id), lower_index, tars);
+        // one id mapped: files of other owners must stay usable by the container's root
+        opts.squash_unmapped = IdMaps::for_current_user().single().is_some();
+        Ok(opts)
     }
 
     fn runtime_container(

@@ -786,7 +786,7 @@ impl Filesystem for Overlay {
         match r {
             Ok(Some(f)) => {
                 self.remember(&f);
-                reply.entry(&self.ttl(&f.node), &f.attr, Generation(0));
+                reply.entry(&self.ttl(&f.node), &self.shown(&f.attr), Generation(0));
             }
             // A negative entry: the kernel caches the absence (every later create of the
             // name goes through the kernel and replaces it). Nothing but the kernel's own
@@ -809,7 +809,7 @@ impl Filesystem for Overlay {
             .node(ino.0)
             .and_then(|(n, p)| Ok((self.attr_of(ino.0, &n, &p, fh.map(|f| f.0))?, n)));
         match r {
-            Ok((a, n)) => reply.attr(&self.ttl(&n), &a),
+            Ok((a, n)) => reply.attr(&self.ttl(&n), &self.shown(&a)),
             Err(e) => reply.error(e),
         }
     }
@@ -833,7 +833,7 @@ impl Filesystem for Overlay {
         reply: ReplyAttr,
     ) {
         match self.setattr_inner(ino.0, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0)) {
-            Ok(a) => reply.attr(&TTL_UPPER, &a),
+            Ok(a) => reply.attr(&TTL_UPPER, &self.shown(&a)),
             Err(e) => reply.error(e),
         }
     }
@@ -904,7 +904,7 @@ impl Filesystem for Overlay {
             self.fresh(parent.0, &at, &rel, own)
         })();
         match r {
-            Ok(f) => reply.entry(&TTL_UPPER, &f.attr, Generation(0)),
+            Ok(f) => reply.entry(&TTL_UPPER, &self.shown(&f.attr), Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -935,7 +935,7 @@ impl Filesystem for Overlay {
             self.fresh(parent.0, &at, &rel, own)
         })();
         match r {
-            Ok(f) => reply.entry(&TTL_UPPER, &f.attr, Generation(0)),
+            Ok(f) => reply.entry(&TTL_UPPER, &self.shown(&f.attr), Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -971,7 +971,7 @@ impl Filesystem for Overlay {
             self.fresh(parent.0, &at, &rel, own)
         })();
         match r {
-            Ok(f) => reply.entry(&TTL_UPPER, &f.attr, Generation(0)),
+            Ok(f) => reply.entry(&TTL_UPPER, &self.shown(&f.attr), Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -1043,7 +1043,7 @@ impl Filesystem for Overlay {
             Ok(f)
         })();
         match r {
-            Ok(f) => reply.entry(&TTL_UPPER, &f.attr, Generation(0)),
+            Ok(f) => reply.entry(&TTL_UPPER, &self.shown(&f.attr), Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -1110,7 +1110,7 @@ impl Filesystem for Overlay {
         match r {
             Ok((f, fh)) => reply.created(
                 &TTL_UPPER,
-                &f.attr,
+                &self.shown(&f.attr),
                 Generation(0),
                 FileHandle(fh),
                 FopenFlags::empty(),
@@ -1335,7 +1335,7 @@ impl Filesystem for Overlay {
         let ttl = self.ttl(&node);
         let mut pos = offset;
         if pos == 0 {
-            if reply.add(ino, 1, ".", &ttl, &attr, Generation(0)) {
+            if reply.add(ino, 1, ".", &ttl, &self.shown(&attr), Generation(0)) {
                 return reply.ok();
             }
             pos = 1;
@@ -1343,7 +1343,14 @@ impl Filesystem for Overlay {
         if pos == 1 {
             let mut pa = attr;
             pa.ino = INodeNo(node.parent);
-            if reply.add(INodeNo(node.parent), 2, "..", &ttl, &pa, Generation(0)) {
+            if reply.add(
+                INodeNo(node.parent),
+                2,
+                "..",
+                &ttl,
+                &self.shown(&pa),
+                Generation(0),
+            ) {
                 return reply.ok();
             }
             pos = 2;
@@ -1357,7 +1364,7 @@ impl Filesystem for Overlay {
                     next,
                     OsStr::from_bytes(e.name()),
                     &TTL_LOWER,
-                    &a,
+                    &self.shown(&a),
                     Generation(0),
                 ) {
                     break;
@@ -1392,7 +1399,7 @@ impl Filesystem for Overlay {
                 k as u64 + 3,
                 OsStr::from_bytes(&d.name),
                 &ttl,
-                &f.attr,
+                &self.shown(&f.attr),
                 Generation(0),
             ) {
                 break;

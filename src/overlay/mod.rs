@@ -56,6 +56,11 @@ pub struct Options {
     /// Let every process of the mount's user namespace in (a container's root); false
     /// admits only the mounting user's processes, also from outside the namespace.
     pub allow_other: bool,
+    /// Single-id mode (one host id mapped): owners the mount's user namespace does not map
+    /// are shown as its root instead of the overflow id, so the container's root can read
+    /// and write them as it could with a range (fuse-overlayfs's `squash_to_root`). The
+    /// recorded owners stay as they are: a layer made of the upper dir keeps them.
+    pub squash_unmapped: bool,
 }
 
 impl Options {
@@ -69,6 +74,7 @@ impl Options {
             side_table: dir.join("ownership.json"),
             threads: 0,
             allow_other: true,
+            squash_unmapped: false,
         }
     }
 }
@@ -110,6 +116,22 @@ pub(crate) struct Overlay {
     names: Mutex<()>,
     /// Open upper fds by inode: an unlinked file still open is stat'ed through one.
     open_fds: Mutex<HashMap<u64, Vec<i32>>>,
+    /// With [`Options::squash_unmapped`]: the uid and gid ranges (first, count) of the
+    /// mounting process's user namespace; ids outside them are shown as 0.
+    squash: Option<(Vec<(u32, u32)>, Vec<(u32, u32)>)>,
+}
+
+/// The (first inside id, count) ranges of a `/proc/self/{uid,gid}_map`.
+fn map_ranges(text: &str) -> Vec<(u32, u32)> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<u32> = l
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            (f.len() == 3).then(|| (f[0], f[2]))
+        })
+        .collect()
 }
 
 impl Overlay {
@@ -125,7 +147,29 @@ impl Overlay {
             next_fh: AtomicU64::new(1),
             names: Mutex::new(()),
             open_fds: Mutex::new(HashMap::new()),
+            squash: opts.squash_unmapped.then(|| {
+                let read = |f| std::fs::read_to_string(f).unwrap_or_default();
+                (
+                    map_ranges(&read("/proc/self/uid_map")),
+                    map_ranges(&read("/proc/self/gid_map")),
+                )
+            }),
         })
+    }
+
+    /// The attributes as the kernel is told them: unmapped owners as root when squashing.
+    fn shown(&self, a: &fuser::FileAttr) -> fuser::FileAttr {
+        let mut a = *a;
+        if let Some((uids, gids)) = &self.squash {
+            let mapped = |r: &[(u32, u32)], id: u32| r.iter().any(|&(f, n)| id >= f && id - f < n);
+            if !mapped(uids, a.uid) {
+                a.uid = 0;
+            }
+            if !mapped(gids, a.gid) {
+                a.gid = 0;
+            }
+        }
+        a
     }
 }
 
