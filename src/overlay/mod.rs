@@ -118,11 +118,14 @@ pub(crate) struct Overlay {
     open_fds: Mutex<HashMap<u64, Vec<i32>>>,
     /// With [`Options::squash_unmapped`]: the uid and gid ranges (first, count) of the
     /// mounting process's user namespace; ids outside them are shown as 0.
-    squash: Option<(Vec<(u32, u32)>, Vec<(u32, u32)>)>,
+    squash: Option<(IdRanges, IdRanges)>,
 }
 
-/// The (first inside id, count) ranges of a `/proc/self/{uid,gid}_map`.
-fn map_ranges(text: &str) -> Vec<(u32, u32)> {
+/// (first inside id, count) ranges of an id map.
+type IdRanges = Vec<(u32, u32)>;
+
+/// The ranges of a `/proc/self/{uid,gid}_map`.
+fn map_ranges(text: &str) -> IdRanges {
     text.lines()
         .filter_map(|l| {
             let f: Vec<u32> = l
