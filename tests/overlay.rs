@@ -55,6 +55,7 @@ fn child() {
         side_table: job.side_table.clone(),
         threads: 2,
         allow_other: !job.owner_only,
+        squash_unmapped: false,
     };
     if job.serve_only {
         camada::overlay::serve(&opts, &job.mnt).unwrap_or_else(|e| panic!("{e}"));
