@@ -673,9 +673,10 @@ impl Executor<'_> {
         let (_, lower_index) = self.store.chain_index(diff_ids)?;
         let tars = diff_ids.iter().map(|d| self.store.layer_tar(d)).collect();
         let dir = self.store.temp_dir("build")?;
+        let maps = IdMaps::for_current_user();
         let mut opts = overlay::Options::in_dir(dir.path(), lower_index, tars);
         // single-id mode: root-owned files of other groups (/etc/shadow) stay writable
-        opts.squash_unmapped = IdMaps::for_current_user().single().is_some();
+        opts.squash_unmapped = maps.single().is_some();
         let mount_opts = opts.clone();
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
             overlay::mount(&mount_opts, mp)
@@ -700,7 +701,6 @@ impl Executor<'_> {
         let run_dir = self.store.paths().run_dir(&id);
         // single-id mode: chown and set*id succeed without effect (package managers); the
         // runtime maps USER's id to the one host id itself (as for `run -u`)
-        let maps = IdMaps::for_current_user();
         let fake_ids = !maps.has_ranges();
         let mut binds = Vec::new();
         if fake_ids && self.lower_has_dir(config, APT_CONF_DIR)? {

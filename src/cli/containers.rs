@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use super::format::{Table, human_duration, human_size};
+use super::format::{Table, human_duration, human_size, pruned};
 use super::{CliError, confirm};
 use crate::engine::containers::{
     ContainerRow, ContainersError, CreateRequest, ExecRequest, LogLine, LogsRequest, StartMode,
@@ -724,19 +724,8 @@ pub fn prune(engine: &Engine, a: &ContainerPrune) -> Result<(), CliError> {
         return Ok(());
     }
     let report = engine.prune_containers()?;
-    let mut out = io::stdout().lock();
-    if !report.removed.is_empty() {
-        writeln!(out, "Deleted Containers:")?;
-        for id in &report.removed {
-            writeln!(out, "{id}")?;
-        }
-        writeln!(out)?;
-    }
-    writeln!(
-        out,
-        "Total reclaimed space: {}",
-        human_size(report.reclaimed)
-    )?;
+    let text = pruned(&[("Deleted Containers:", report.removed)], report.reclaimed);
+    io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }
 

@@ -4,6 +4,26 @@
 //!
 //! Pure: values in, strings out; the caller passes "now", so every function is testable.
 
+/// The report of docker's prune commands: each non-empty section (`Deleted Containers:`
+/// and its lines, then a blank line), then `Total reclaimed space: SIZE`.
+pub fn pruned(sections: &[(&str, Vec<String>)], reclaimed: u64) -> String {
+    let mut out = String::new();
+    for (title, lines) in sections.iter().filter(|(_, l)| !l.is_empty()) {
+        out.push_str(title);
+        out.push('\n');
+        for l in lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        human_size(reclaimed)
+    ));
+    out
+}
+
 /// docker's `units.HumanSize`: decimal units, 3 significant digits, Go's `%g` form.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
@@ -176,6 +196,22 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_reports_skip_empty_sections() {
+        let text = pruned(
+            &[
+                ("Deleted Containers:", vec![]),
+                ("Deleted Volumes:", vec!["a".into(), "b".into()]),
+            ],
+            1500,
+        );
+        assert_eq!(
+            text,
+            "Deleted Volumes:\na\nb\n\nTotal reclaimed space: 1.5kB\n"
+        );
+        assert_eq!(pruned(&[], 0), "Total reclaimed space: 0B\n");
+    }
 
     #[test]
     fn sizes_match_go_units() {

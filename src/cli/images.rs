@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use serde_json::{Map, Value};
 
 use super::commands::{History, Images, Inspect, Rmi, Tag};
-use super::format::{ago, ellipsis, human_size};
+use super::format::{ago, ellipsis, human_size, pruned};
 use super::template::{Template, format_rows};
 use super::{CliError, confirm};
 use crate::digest::Digest;
@@ -339,20 +339,20 @@ pub fn prune(engine: &Engine, all: bool, force: bool, system: bool) -> Result<()
         let r = engine.prune_images(all)?;
         (Vec::new(), r.removed, r.reclaimed)
     };
-    let mut out = io::stdout().lock();
-    if !containers.is_empty() {
-        writeln!(out, "Deleted Containers:")?;
-        for id in &containers {
-            writeln!(out, "{id}")?;
-        }
-        writeln!(out)?;
-    }
-    if !images.is_empty() {
-        writeln!(out, "Deleted Images:")?;
-        print_removed(&mut out, &images, true)?;
-        writeln!(out)?;
-    }
-    writeln!(out, "Total reclaimed space: {}", human_size(reclaimed))?;
+    let mut deleted = Vec::new();
+    print_removed(&mut deleted, &images, true)?;
+    let images = String::from_utf8_lossy(&deleted)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let text = pruned(
+        &[
+            ("Deleted Containers:", containers),
+            ("Deleted Images:", images),
+        ],
+        reclaimed,
+    );
+    io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use argh::FromArgs;
 
-use super::format::human_size;
+use super::format::pruned;
 use super::template::format_rows;
 use super::{CliError, confirm};
 use crate::engine::Engine;
@@ -283,18 +283,7 @@ fn prune(engine: &Engine, a: &VolumePruneArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let report = engine.prune_volumes(a.all)?;
-    let mut out = io::stdout().lock();
-    if !report.removed.is_empty() {
-        writeln!(out, "Deleted Volumes:")?;
-        for n in &report.removed {
-            writeln!(out, "{n}")?;
-        }
-        writeln!(out)?;
-    }
-    writeln!(
-        out,
-        "Total reclaimed space: {}",
-        human_size(report.reclaimed)
-    )?;
+    let text = pruned(&[("Deleted Volumes:", report.removed)], report.reclaimed);
+    io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }

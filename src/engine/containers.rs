@@ -326,8 +326,9 @@ fn new_id() -> Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// Bytes under `path` (files' lengths), not following links.
-fn tree_size(path: &Path) -> u64 {
+/// Bytes under `path` (files' lengths), not following links: what `ps -s`, `container
+/// prune` and `volume prune` report.
+pub(super) fn tree_size(path: &Path) -> u64 {
     let Ok(m) = std::fs::symlink_metadata(path) else {
         return 0;
     };
@@ -662,6 +663,7 @@ impl Engine {
         &self,
         records: &Records,
         c: &Container,
+        maps: &IdMaps,
     ) -> Result<overlay::Options> {
         let r = &c.record;
         let image_id: Digest = r.image.parse().map_err(|_| ContainersError::ImageConfig {
@@ -677,7 +679,7 @@ impl Engine {
         let tars = diff_ids.iter().map(|d| self.store.layer_tar(d)).collect();
         let mut opts = overlay::Options::in_dir(&records.dir_of(&r.id), lower_index, tars);
         // one id mapped: files of other owners must stay usable by the container's root
-        opts.squash_unmapped = IdMaps::for_current_user().single().is_some();
+        opts.squash_unmapped = maps.single().is_some();
         Ok(opts)
     }
 
@@ -688,7 +690,8 @@ impl Engine {
         mode: StartMode,
     ) -> Result<runtime::Container> {
         let r = &c.record;
-        let opts = self.overlay_options(records, c)?;
+        let maps = IdMaps::for_current_user();
+        let opts = self.overlay_options(records, c, &maps)?;
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
             overlay::mount(&opts, mp)
                 .map(|m| Box::new(m) as Box<dyn std::any::Any>)
@@ -753,7 +756,7 @@ impl Engine {
             binds,
             init: r.host_config.init,
             io,
-            maps: IdMaps::for_current_user(),
+            maps,
             fake_ids: false,
             ports: super::network::bind_ports(&r.host_config)?,
             outbound: runtime::netns::choose(network).0,

@@ -271,7 +271,8 @@ impl Engine {
             path: dir.clone(),
             source,
         })?;
-        let mut opts = self.overlay_options(records, c)?;
+        let maps = IdMaps::for_current_user();
+        let mut opts = self.overlay_options(records, c, &maps)?;
         // owner-only: the user's own processes, from any namespace, and nobody else
         opts.allow_other = false;
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
@@ -279,13 +280,8 @@ impl Engine {
                 .map(|m| Box::new(m) as Box<dyn std::any::Any>)
                 .map_err(|e| e.to_string())
         });
-        let pid = mountsrv::serve_detached(
-            c.record.short_id(),
-            &dir,
-            &IdMaps::for_current_user(),
-            mount,
-        )
-        .map_err(FsopsError::from)?;
+        let pid = mountsrv::serve_detached(c.record.short_id(), &dir, &maps, mount)
+            .map_err(FsopsError::from)?;
         Ok(Mounted::Server {
             path: mountsrv::server_path(&dir, pid),
             pid,

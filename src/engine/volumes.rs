@@ -362,19 +362,6 @@ fn now_rfc3339() -> String {
     crate::image::format_rfc3339(secs, 0)
 }
 
-/// Bytes under `path` (files' lengths), not following links.
-fn tree_size(path: &Path) -> u64 {
-    let Ok(m) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !m.is_dir() {
-        return m.len();
-    }
-    std::fs::read_dir(path)
-        .map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum())
-        .unwrap_or(0)
-}
-
 impl Engine {
     /// `volume create [NAME] [--label K=V]...`: makes the volume (a 64-hex name when none
     /// is given); an existing one is left as it is, as docker does. Returns its name.
@@ -585,7 +572,7 @@ impl Engine {
             if users.contains_key(&v.name) || !(all || v.is_anonymous()) {
                 continue;
             }
-            let size = tree_size(&self.paths.volume_data(&v.name));
+            let size = super::containers::tree_size(&self.paths.volume_data(&v.name));
             self.delete_volume(&v.name)?;
             report.reclaimed += size;
             report.removed.push(v.name);
