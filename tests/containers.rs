@@ -643,3 +643,24 @@ print('EXIT', os.waitstatus_to_exitcode(st))
         cleanup(&c);
     }
 }
+
+/// A bad flag is told before the image is looked up or pulled: one `Error:` line, no
+/// "Unable to find image", no container record.
+#[test]
+fn bad_flags_fail_before_any_pull() {
+    for (who, c) in engines(ALL) {
+        for (flags, says) in [
+            (["-p", "99999:80"], "99999"),
+            (["-v", ":/x"], "volume specification"),
+            (["--network", "bogus"], "bogus"),
+        ] {
+            let mut args = vec!["run"];
+            args.extend(flags);
+            args.extend(["no-such-image-here", "true"]);
+            let r = c.run(args);
+            r.engine_error().stderr_has(says);
+            assert!(!r.stderr().contains("Unable to find"), "{who:?}: {flags:?}");
+        }
+        assert_eq!(c.ok(["ps", "-aq"]), "", "{who:?}");
+    }
+}

@@ -441,6 +441,24 @@ impl Engine {
     }
 
     fn create_inner(&self, req: &CreateRequest) -> Result<String> {
+        // the flags first: a bad one is told before the image is looked up or pulled
+        let network = req.network.clone().unwrap_or_else(|| "private".into());
+        let port_bindings = super::network::port_bindings(
+            &req.publish,
+            network
+                .parse::<Network>()
+                .map_err(ContainersError::BadNetwork)?,
+        )?;
+        let mount_flags = volumes::mount_flags(&req.volumes, &req.mounts)?;
+        let mut flag_env = Vec::new();
+        for f in &req.env_files {
+            let text = std::fs::read_to_string(f).map_err(|source| ContainersError::EnvFile {
+                path: f.clone(),
+                source,
+            })?;
+            merge_env(&mut flag_env, parse_env_file(&text, host_env)?);
+        }
+        merge_env(&mut flag_env, expand_env(&req.env, host_env)?);
         let db = self
             .store
             .images()
@@ -464,22 +482,8 @@ impl Engine {
             return Err(ContainersError::NoCommand(req.image.clone()));
         }
         let mut env = rc.env.clone();
-        for f in &req.env_files {
-            let text = std::fs::read_to_string(f).map_err(|source| ContainersError::EnvFile {
-                path: f.clone(),
-                source,
-            })?;
-            merge_env(&mut env, parse_env_file(&text, host_env)?);
-        }
-        merge_env(&mut env, expand_env(&req.env, host_env)?);
-        let network = req.network.clone().unwrap_or_else(|| "private".into());
-        let port_bindings = super::network::port_bindings(
-            &req.publish,
-            network
-                .parse::<Network>()
-                .map_err(ContainersError::BadNetwork)?,
-        )?;
-        let mounts = self.container_mounts(&req.volumes, &req.mounts, &rc.volumes)?;
+        merge_env(&mut env, flag_env);
+        let mounts = self.container_mounts(mount_flags, &rc.volumes)?;
         let id = new_id()?;
         let short: String = id.chars().take(12).collect();
         let path = argv.remove(0);

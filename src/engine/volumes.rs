@@ -362,6 +362,34 @@ fn now_rfc3339() -> String {
     crate::image::format_rfc3339(secs, 0)
 }
 
+/// A new container's `-v` and `--mount` words, parsed and checked (a `--mount` bind source
+/// must exist; no two mounts on one path), before its image is looked up or pulled.
+pub fn mount_flags(specs: &[String], mount_specs: &[String]) -> Result<Vec<VolumeSpec>> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let mut parsed = specs
+        .iter()
+        .map(|s| parse_volume_spec(s, &cwd))
+        .collect::<Result<Vec<_>>>()?;
+    for m in mount_specs {
+        let spec = parse_mount_spec(m, &cwd)?;
+        // unlike -v, --mount never makes a missing bind source
+        if let VolumeSpec::Bind { source, .. } = &spec
+            && !source.exists()
+        {
+            return Err(VolumesError::MissingBindSource(source.clone()));
+        }
+        parsed.push(spec);
+    }
+    let words: Vec<&String> = specs.iter().chain(mount_specs).collect();
+    let mut seen = BTreeSet::new();
+    for (p, s) in parsed.iter().zip(words) {
+        if !seen.insert(p.destination().to_string()) {
+            return Err(VolumesError::Duplicate(s.clone()));
+        }
+    }
+    Ok(parsed)
+}
+
 impl Engine {
     /// `volume create [NAME] [--label K=V]...`: makes the volume (a 64-hex name when none
     /// is given); an existing one is left as it is, as docker does. Returns its name.
@@ -580,36 +608,16 @@ impl Engine {
         Ok(report)
     }
 
-    /// The mounts a new container gets: its `-v` words (volumes made when missing) and an
-    /// anonymous volume for each image VOLUME path no `-v` covers.
+    /// The mounts a new container gets: its parsed `-v`/`--mount` words ([`mount_flags`];
+    /// volumes made when missing) and an anonymous volume for each image VOLUME path none
+    /// of them covers.
     pub(crate) fn container_mounts(
         &self,
-        specs: &[String],
-        mount_specs: &[String],
+        parsed: Vec<VolumeSpec>,
         image_volumes: &BTreeSet<String>,
     ) -> Result<Vec<MountPoint>> {
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        let mut parsed = specs
-            .iter()
-            .map(|s| parse_volume_spec(s, &cwd))
-            .collect::<Result<Vec<_>>>()?;
-        for m in mount_specs {
-            let spec = parse_mount_spec(m, &cwd)?;
-            // unlike -v, --mount never makes a missing bind source
-            if let VolumeSpec::Bind { source, .. } = &spec
-                && !source.exists()
-            {
-                return Err(VolumesError::MissingBindSource(source.clone()));
-            }
-            parsed.push(spec);
-        }
-        let words: Vec<&String> = specs.iter().chain(mount_specs).collect();
-        let mut seen = BTreeSet::new();
-        for (p, s) in parsed.iter().zip(words) {
-            if !seen.insert(p.destination().to_string()) {
-                return Err(VolumesError::Duplicate(s.clone()));
-            }
-        }
+        let mut seen: BTreeSet<String> =
+            parsed.iter().map(|p| p.destination().to_string()).collect();
         let mut wanted = parsed;
         for v in image_volumes {
             let d = clean(v);
