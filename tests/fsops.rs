@@ -150,6 +150,17 @@ fn a_committed_image_holds_the_change_and_runs() {
         c.run(["run", "--rm", id.trim(), "cat", "/srv/new"])
             .success()
             .stdout_is("n\n");
+        // commit paused the container's processes while it read: they run again after
+        let top = c.ok(["top", "live", "-o", "pid,stat"]);
+        let states: Vec<&str> = top
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        assert!(
+            !states.is_empty() && states.iter().all(|s| !s.starts_with('T')),
+            "{who:?}: {top}"
+        );
         // nothing changed: an empty step, no new layer
         c.run(["create", "--name", "same", "base", "true"])
             .success();

@@ -34,8 +34,7 @@ pub struct Commit {
     /// commit message
     #[argh(option, short = 'm')]
     pub message: Option<String>,
-    /// accepted for docker compatibility: camada does not pause the container while
-    /// committing
+    /// pause the container while committing (docker's default; camada always does)
     #[argh(switch, short = 'p')]
     pub pause: bool,
     /// the container, then REPOSITORY[:TAG]
@@ -118,7 +117,7 @@ pub fn diff(engine: &Engine, a: &Diff) -> Result<(), CliError> {
 }
 
 pub fn commit(engine: &Engine, a: &Commit) -> Result<(), CliError> {
-    // -p is docker's default; camada never pauses (see Engine::commit_container)
+    // -p is docker's default, and camada always pauses (see Engine::commit_container)
     let _pause = a.pause;
     let (container, reference) = match a.args.as_slice() {
         [c] => (c, None),

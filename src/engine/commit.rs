@@ -345,10 +345,9 @@ pub struct CommitRequest {
 impl Engine {
     /// `commit CONTAINER [REF]`: the container's writable layer as a new layer on its
     /// image, with the container's run config (and `changes`); returns the image ID. A
-    /// running container is not paused (docker pauses it): a file being written while the
-    /// layer is read is read as it is then, and the overlay's ownership side table (only
-    /// symlinks and device nodes, or every file on an upper filesystem without user xattrs)
-    /// is the one last saved.
+    /// running container's processes are stopped while the layer is read (docker's
+    /// default `--pause`), so nothing inside can change or swap a path under the walk;
+    /// the ownership side table is read with its journal, as current as the overlay's.
     pub fn commit_container(
         &self,
         word: &str,
@@ -374,6 +373,8 @@ impl Engine {
         let id = &c.record.id;
         let upper = records.upper_dir(id);
         let writing = self.store.writing()?;
+        let _paused = (c.state.status.is_running() && c.state.pid > 0)
+            .then(|| super::procfs::pause(c.state.pid));
         let layer = if upper.exists() {
             let owners = upper_owners(&upper, &records.dir_of(id).join("ownership.json"))?;
             layer_from_upper(&self.store, &writing, &upper, &owners)?

@@ -3,6 +3,8 @@
 //! needed), and each one's stat, status, cmdline, smaps_rollup and io files, the network
 //! namespace's net/dev, the memory total and, where a cgroup v2 is delegated, its limit.
 //!
+//! Also [`pause`]: `commit` stops a running container's processes while it reads.
+//!
 //! The parsers are pure (text in, numbers out) and tested on samples; the readers around
 //! them only open files. A process that vanishes between the listing and the read is
 //! skipped, never an error: a container's processes come and go while we look.
@@ -136,6 +138,46 @@ pub fn namespace_pids(init: i32) -> Vec<i32> {
         .collect();
     pids.sort_unstable();
     pids
+}
+
+/// The processes of a container stopped by [`pause`]; dropping it continues them.
+pub struct Paused(Vec<i32>);
+
+/// Stops (SIGSTOP) every process in the pid namespace of `init`, also those forked while
+/// it works, as docker's `commit` pauses a container: nothing inside can change its
+/// writable layer while that is read. The user owns the container's user namespace, so
+/// the signals are allowed; a process gone meanwhile is skipped.
+pub fn pause(init: i32) -> Paused {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let mut tried: Vec<i32> = Vec::new();
+    let mut stopped = Vec::new();
+    loop {
+        let new: Vec<i32> = namespace_pids(init)
+            .into_iter()
+            .filter(|p| !tried.contains(p))
+            .collect();
+        if new.is_empty() {
+            return Paused(stopped);
+        }
+        for p in new {
+            tried.push(p);
+            if kill(Pid::from_raw(p), Signal::SIGSTOP).is_ok() {
+                stopped.push(p);
+            }
+        }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
+    }
 }
 
 /// The effective uid of a process.
