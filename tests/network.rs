@@ -196,6 +196,88 @@ fn published_ports_answer_show_and_are_freed() {
     }
 }
 
+/// `(container port, host address)` of each `camada port` line (`80/tcp -> 0.0.0.0:32768`).
+fn port_lines(text: &str) -> Vec<(String, std::net::SocketAddr)> {
+    text.lines()
+        .map(|l| {
+            let (ctr, host) = l
+                .split_once(" -> ")
+                .unwrap_or_else(|| panic!("port printed {l:?}"));
+            let host = host
+                .parse()
+                .unwrap_or_else(|_| panic!("port printed {l:?}"));
+            (ctr.to_string(), host)
+        })
+        .collect()
+}
+
+#[test]
+fn publish_all_puts_every_exposed_port_on_a_free_host_port() {
+    for who in [Who::Root, Who::User] {
+        let Some(c) = engine(who) else { continue };
+        std::fs::write(
+            c.work().join("Dockerfile"),
+            "FROM base\nEXPOSE 80 8080/udp\n",
+        )
+        .unwrap();
+        c.ok(["build", "-q", "-t", "exposing", "."]);
+        let script =
+            "mkdir -p /www && echo page-all > /www/index.html && exec httpd -f -p 80 -h /www";
+        c.ok([
+            "run",
+            "-d",
+            "--name",
+            "all",
+            "-P",
+            "--expose",
+            "81",
+            "-p",
+            "127.0.0.1:18086:8080/udp",
+            "exposing",
+            "sh",
+            "-c",
+            script,
+        ]);
+        // the image's EXPOSE and --expose on free ports of every address; -p as given
+        let published = port_lines(&c.ok(["port", "all"]));
+        let names: Vec<&str> = published.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["80/tcp", "81/tcp", "8080/udp"], "{who:?}");
+        for (ctr, host) in &published[..2] {
+            assert!(
+                host.ip().is_unspecified() && host.port() != 0,
+                "{who:?}: {ctr} on {host}"
+            );
+        }
+        assert_ne!(published[0].1.port(), published[1].1.port(), "{who:?}");
+        assert_eq!(published[2].1.to_string(), "127.0.0.1:18086", "{who:?}");
+        assert_eq!(http_get(published[0].1.port()), "page-all\n", "{who:?}");
+        let ps = c.ok(["ps"]);
+        assert!(
+            ps.contains(&format!("0.0.0.0:{}->80/tcp", published[0].1.port())),
+            "{who:?}: {ps}"
+        );
+        c.run([
+            "inspect",
+            "-f",
+            "{{json .Config.ExposedPorts}} {{.HostConfig.PublishAllPorts}} {{json .HostConfig.PortBindings}}",
+            "all",
+        ])
+        .success()
+        .stdout_is(
+            "{\"80/tcp\":{},\"8080/udp\":{},\"81/tcp\":{}} true \
+             {\"8080/udp\":[{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"18086\"}]}\n",
+        );
+
+        // without -P an exposed port stays private
+        c.ok(["run", "-d", "--name", "quiet", "exposing", "sleep", "100"]);
+        c.run(["port", "quiet"]).success().stdout_is("");
+        c.run(["run", "--rm", "--expose", "80-x", "base", "true"])
+            .engine_error()
+            .stderr_has("invalid --expose \"80-x\"");
+        eprintln!("{who:?}: ok");
+    }
+}
+
 #[test]
 fn low_ports_name_the_sysctl_for_a_user() {
     let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
