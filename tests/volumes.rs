@@ -418,3 +418,58 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm() {
         eprintln!("{who:?}: ok");
     }
 }
+
+/// The cells of `system df`'s `Local Volumes` row.
+fn df_volumes(c: &Camada) -> Vec<String> {
+    let df = c.ok(["system", "df"]);
+    let row = df
+        .lines()
+        .find(|l| l.starts_with("Local Volumes"))
+        .unwrap_or_else(|| panic!("no Local Volumes row: {df}"));
+    row.split("   ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn system_df_counts_volumes_used_and_reclaimable() {
+    for (who, c) in engines(ALL) {
+        assert_eq!(
+            df_volumes(&c),
+            ["Local Volumes", "0", "0", "0B", "0B"],
+            "{who:?}"
+        );
+        let fill = |name: &str, bytes: u32| {
+            c.ok([
+                "run",
+                "--rm",
+                "-v",
+                &format!("{name}:/v"),
+                "base",
+                "sh",
+                "-c",
+                &format!("head -c {bytes} /dev/zero > /v/data"),
+            ]);
+        };
+        fill("used", 100_000);
+        fill("spare", 30_000);
+        // a stopped container names it: in use, as for docker
+        c.ok([
+            "create", "--name", "holder", "-v", "used:/v", "base", "true",
+        ]);
+        assert_eq!(
+            df_volumes(&c),
+            ["Local Volumes", "2", "1", "130kB", "30kB (23%)"],
+            "{who:?}"
+        );
+        c.ok(["rm", "holder"]);
+        assert_eq!(
+            df_volumes(&c),
+            ["Local Volumes", "2", "0", "130kB", "130kB (100%)"],
+            "{who:?}"
+        );
+        eprintln!("{who:?}: ok");
+    }
+}
