@@ -749,20 +749,9 @@ impl Engine {
         Ok(opts)
     }
 
-    fn runtime_container(
-        &self,
-        records: &Records,
-        c: &Container,
-        mode: StartMode,
-    ) -> Result<runtime::Container> {
-        let r = &c.record;
-        let maps = IdMaps::for_current_user();
-        let opts = self.overlay_options(records, c, &maps)?;
-        let mount: runtime::MountFn = Box::new(move |mp: &Path| {
-            overlay::mount(&opts, mp)
-                .map(|m| Box::new(m) as Box<dyn std::any::Any>)
-                .map_err(|e| e.to_string())
-        });
+    /// The host side of a record's mounts, made ready to bind: a volume gone missing made
+    /// again, a missing bind source made a directory (as docker's `-v` does).
+    pub(super) fn binds_of(&self, r: &state::Record) -> Result<Vec<Bind>> {
         let mut binds = Vec::new();
         for m in mounts_of(r) {
             self.ensure_mount_volume(&m)?;
@@ -782,6 +771,24 @@ impl Engine {
                 readonly: !m.rw,
             });
         }
+        Ok(binds)
+    }
+
+    fn runtime_container(
+        &self,
+        records: &Records,
+        c: &Container,
+        mode: StartMode,
+    ) -> Result<runtime::Container> {
+        let r = &c.record;
+        let maps = IdMaps::for_current_user();
+        let opts = self.overlay_options(records, c, &maps)?;
+        let mount: runtime::MountFn = Box::new(move |mp: &Path| {
+            overlay::mount(&opts, mp)
+                .map(|m| Box::new(m) as Box<dyn std::any::Any>)
+                .map_err(|e| e.to_string())
+        });
+        let binds = self.binds_of(r)?;
         let stdin = r.config.open_stdin;
         // the foreground modes also log (docker's `logs` works after them), except with
         // --rm, where no one could read it
