@@ -2,10 +2,11 @@
 //! unprivileged user `camadatest` (with its subuid range, and in single-id mode):
 //! two httpd containers of one image answer on their own host ports, a busy port is a
 //! one-line error before anything runs, ports are free again after `stop`, `ps`/`port`/
-//! `inspect` show them; a container reaches a server on the host's loopback through pasta,
-//! and without a usable /dev/net/tun it runs with loopback only after one warning.
+//! `inspect` show them, `-P` puts every exposed port on a free host port; a container
+//! reaches a server on the host's loopback through pasta, or slirp4netns when pasta is not
+//! found, and without a usable /dev/net/tun it runs with loopback only after one warning.
 //!
-//! Host ports used here: 18081-18089 (one test at a time touches each).
+//! Host ports used here: 18081-18089 (one test at a time touches each), and free ones.
 
 mod common;
 
@@ -442,6 +443,109 @@ fn without_a_usable_tun_a_user_gets_loopback_and_one_warning() {
     // loopback works; published ports work without any helper
     httpd(&c, "lo", "18085:80", "page-lo");
     assert_eq!(http_get(18085), "page-lo\n");
+}
+
+/// A directory for PATH holding `slirp4netns` (a link to the installed one, or a script),
+/// so that camada finds no pasta.
+fn path_with_slirp(c: &Camada, dir: &str, script: Option<&str>) -> std::path::PathBuf {
+    let bin = c.dir().join(dir);
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("slirp4netns");
+    match script {
+        None => std::os::unix::fs::symlink("/usr/bin/slirp4netns", &helper).unwrap(),
+        Some(text) => {
+            std::fs::write(&helper, text).unwrap();
+            std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+fn slirp_installed() -> Result<(), String> {
+    if Path::new("/usr/bin/slirp4netns").exists() {
+        Ok(())
+    } else {
+        Err("slirp4netns".into())
+    }
+}
+
+#[test]
+fn without_pasta_outbound_goes_through_slirp4netns() {
+    if !require("slirp4netns", slirp_installed()) {
+        return;
+    }
+    let _tun = TUN.lock().unwrap_or_else(|e| e.into_inner());
+    let port = host_server("via-slirp");
+    for who in [Who::Root, Who::User] {
+        let Some(mut c) = engine(who) else { continue };
+        let bin = path_with_slirp(&c, "slirp-only", None);
+        c.0.env("PATH", &bin);
+        // the user needs /dev/net/tun, as for pasta
+        let mode = if who == Who::User && common::is_root() {
+            TunMode::set(0o666)
+        } else {
+            None
+        };
+        let r = c.run(["run", "--rm", "base", "sh", "-c", &fetch_from_host(port)]);
+        r.success().stdout_is("via-slirp");
+        // slirp4netns says "sent tapfd=..." on each start: never on the container's output
+        assert_eq!(r.stderr(), "", "{who:?}: slirp4netns is usable, yet");
+        c.run(["run", "--rm", "base", "cat", "/etc/resolv.conf"])
+            .success()
+            .stdout_has("nameserver 10.0.2.3");
+
+        // the monitor's child, gone with it
+        let id = c.ok(["run", "-d", "base", "sleep", "100"]);
+        let id = id.trim();
+        let monitor: i32 = std::fs::read_to_string(c.runroot().join(id).join("monitor.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{who:?}: no monitor.pid"));
+        let helpers = children_named(monitor, "slirp4netns");
+        assert_eq!(
+            helpers.len(),
+            1,
+            "{who:?}: slirp4netns children: {helpers:?}"
+        );
+        c.ok(["stop", "-t", "0", id]);
+        assert!(
+            gone_soon(helpers[0]),
+            "{who:?}: slirp4netns {} outlived its container",
+            helpers[0]
+        );
+
+        // a helper that fails: what it said, in the one error line
+        let bad = path_with_slirp(
+            &c,
+            "slirp-broken",
+            Some("#!/bin/sh\necho starting >&2\necho 'boom: no tap device' >&2\nexit 3\n"),
+        );
+        c.0.env("PATH", &bad);
+        let r = c.run(["run", "--rm", "base", "true"]);
+        r.engine_error().stderr_has(
+            "slirp4netns exited with status 3 before the container's network was up (it said: boom: no tap device)",
+        );
+        assert_eq!(r.stderr().lines().count(), 1, "{who:?}: {}", r.stderr());
+        c.0.env("PATH", &bin);
+
+        // without a usable /dev/net/tun: loopback only, after one warning line
+        if who == Who::User && common::is_root() {
+            drop(mode);
+            let _closed = TunMode::set(0o600);
+            let r = c.run(["run", "--rm", "base", "sh", "-c", &fetch_from_host(port)]);
+            r.exit(9);
+            let stderr = r.stderr();
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{who:?}: {stderr}");
+            assert!(
+                lines[0].starts_with(common::NO_OUTBOUND) && lines[0].contains("/dev/net/tun"),
+                "{who:?}: {stderr}"
+            );
+        }
+
+        eprintln!("{who:?}: ok");
+    }
 }
 
 /// Pids of `parent`'s children whose command (or argv[0]) is `name`.
