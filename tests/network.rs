@@ -269,6 +269,17 @@ fn publish_all_puts_every_exposed_port_on_a_free_host_port() {
              {\"8080/udp\":[{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"18086\"}]}\n",
         );
 
+        // commit keeps what the container exposes, --expose included (as docker's)
+        c.ok(["commit", "all", "committed"]);
+        c.run([
+            "inspect",
+            "-f",
+            "{{json .Config.ExposedPorts}}",
+            "committed",
+        ])
+        .success()
+        .stdout_is("{\"80/tcp\":{},\"8080/udp\":{},\"81/tcp\":{}}\n");
+
         // without -P an exposed port stays private
         c.ok(["run", "-d", "--name", "quiet", "exposing", "sleep", "100"]);
         c.run(["port", "quiet"]).success().stdout_is("");
