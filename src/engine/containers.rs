@@ -263,7 +263,7 @@ pub fn parse_env_file(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Re
 /// `PORT[/PROTO]` or `FIRST-LAST[/PROTO]` as docker's `CTR/PROTO` keys (`None`: not that).
 fn port_keys(word: &str) -> Option<Vec<String>> {
     let (ports, proto) = word.split_once('/').unwrap_or((word, "tcp"));
-    let proto: runtime::ports::Proto = proto.parse().ok()?;
+    let proto: runtime::ports::Proto = proto.to_ascii_lowercase().parse().ok()?;
     let (first, last) = ports.split_once('-').unwrap_or((ports, ports));
     let (first, last): (u16, u16) = (first.parse().ok()?, last.parse().ok()?);
     if first == 0 || last < first {
@@ -1311,7 +1311,7 @@ mod tests {
 
     #[test]
     fn exposed_ports_join_the_image_expose_and_p() {
-        let image: BTreeSet<String> = ["80".into(), "53/udp".into(), "nonsense".into()].into();
+        let image: BTreeSet<String> = ["80".into(), "53/UDP".into(), "nonsense".into()].into();
         let bindings =
             super::super::network::port_bindings(&v(&["18080:8080"]), Network::Private).unwrap();
         let got = exposed_ports(&image, &v(&["7000-7002/udp", "443"]), &bindings).unwrap();
