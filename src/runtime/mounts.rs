@@ -425,7 +425,7 @@ fn user_binds(root: &OwnedFd, binds: &[Bind]) -> Result<(), MountError> {
 
 /// The container's binds and volumes mounted on a root filesystem that is not running (a
 /// mount server's, so that `cp` reaches a volume as the container would): as in
-/// [`prepare`], every target opened inside `rootfs`. Call as root of the user namespace that
+/// a start, every target opened inside `rootfs`. Call as root of the user namespace that
 /// owns the mount namespace.
 pub fn bind_user_mounts(rootfs: &Path, binds: &[Bind]) -> Result<(), MountError> {
     let root = nix::fcntl::open(
