@@ -338,6 +338,11 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
     name.parse::<Signal>().map_err(|_| bad())
 }
 
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn pid_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| !st.contains(") Z "))
+}
+
 fn now() -> (i64, u32) {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -396,15 +401,18 @@ impl Engine {
     /// connection for a moment after a `kill -9` of the monitor (the dying container
     /// process may hold the listening fd). The socket decides only before the pid is written.
     fn monitor_alive(&self, id: &str) -> bool {
-        let dir = self.run_dir(id);
-        match std::fs::read_to_string(dir.join("monitor.pid"))
+        match self.monitor_pid(id) {
+            Some(pid) => pid_alive(pid),
+            None => runtime::is_running(&self.run_dir(id)),
+        }
+    }
+
+    /// The pid its run directory gives for container `id`'s monitor.
+    fn monitor_pid(&self, id: &str) -> Option<i32> {
+        std::fs::read_to_string(self.run_dir(id).join("monitor.pid"))
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            Some(pid) if pid > 0 => std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|st| !st.contains(") Z ")),
-            _ => runtime::is_running(&dir),
-        }
+            .filter(|&pid| pid > 0)
     }
 
     /// After a `wait` answered: until the monitor has recorded the exit and gone (its
@@ -862,8 +870,15 @@ impl Engine {
             .as_deref()
             .and_then(|s| parse_signal(s).ok())
             .unwrap_or(Signal::SIGTERM);
+        let monitor = self.monitor_pid(&c.record.id);
         let result = self.stop_running(&dir, sig, timeout);
         self.settle(&c.record.id, Duration::from_secs(10));
+        // and until the monitor has removed its run directory, which the next start of
+        // this container makes anew (`restart`, `stop && start`). Bounded.
+        let since = std::time::Instant::now();
+        while monitor.is_some_and(pid_alive) && since.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         result
     }
 
