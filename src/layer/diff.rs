@@ -94,7 +94,10 @@ impl UpperDir {
 
     /// The names it holds (`.` and `..` left out), sorted by bytes.
     pub fn names(&self) -> io::Result<Vec<OsString>> {
-        let mut names: Vec<OsString> = nix::dir::Dir::from_fd(self.fd.try_clone()?)?
+        // the copy shares the fd's offset: from the start, however often it is read
+        let fd = self.fd.try_clone()?;
+        nix::unistd::lseek(&fd, 0, nix::unistd::Whence::SeekSet)?;
+        let mut names: Vec<OsString> = nix::dir::Dir::from_fd(fd)?
             .into_iter()
             .map(|e| e.map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string()))
             .filter(|n| !matches!(n.as_ref().map(|n| n.as_bytes()), Ok(b".") | Ok(b"..")))
@@ -477,6 +480,18 @@ mod tests {
         assert_eq!(get("x").kind(), Kind::Whiteout);
         assert_eq!(get("a/y").kind(), Kind::Whiteout);
         assert!(get("a").opaque());
+    }
+
+    #[test]
+    fn a_dir_lists_its_names_sorted_however_often_asked() {
+        let d = tempfile::tempdir().unwrap();
+        for n in ["b", "a", ".wh.c"] {
+            fs::write(d.path().join(n), b"").unwrap();
+        }
+        let dir = UpperDir::open(d.path()).unwrap();
+        let want = [".wh.c", "a", "b"].map(OsString::from);
+        assert_eq!(dir.names().unwrap(), want);
+        assert_eq!(dir.names().unwrap(), want);
     }
 
     #[test]
