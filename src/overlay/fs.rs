@@ -1592,6 +1592,14 @@ impl Filesystem for Overlay {
                 Some(Some(v)) => Self::xattr_reply(v, size, reply),
             };
         }
+        // An upper file with a kept fd (one just created, or read or written: writes ask
+        // security.capability) is asked through it, without resolving its path.
+        if let Some(fd) = self.fds.get(ino.0) {
+            return match sys::fgetxattr(fd.as_raw_fd(), n) {
+                Ok(v) => Self::xattr_reply(&v, size, reply),
+                Err(e) => reply.error(e.into()),
+            };
+        }
         let r = self.node(ino.0).and_then(|(node, rel)| {
             if node.upper {
                 Ok(sys::lgetxattr(&self.upper.at(&rel)?.proc(), n)?)

@@ -50,6 +50,27 @@ pub fn lgetxattr(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
+/// `fgetxattr`: the value of `name` on the file open as `fd`.
+pub fn fgetxattr(fd: RawFd, name: &[u8]) -> io::Result<Vec<u8>> {
+    let n = cname(name)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: n is NUL-terminated; buf is valid for buf.len() bytes; a bad fd is EBADF.
+        let r = unsafe { libc::fgetxattr(fd, n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        match check(r) {
+            Ok(len) => {
+                buf.truncate(len);
+                return Ok(buf);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 20 => {
+                let len = buf.len() * 4;
+                buf.resize(len, 0);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// `lsetxattr` with `flags` (`XATTR_CREATE`, `XATTR_REPLACE` or 0).
 pub fn lsetxattr(path: &Path, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
     let p = cpath(path)?;
