@@ -822,3 +822,274 @@ fn pushed_layers_are_compressed_as_build_said() {
             .stdout_is("pushed\n");
     }
 }
+
+/// Every file under `dir` whose bytes contain `needle` (layer tars, blobs).
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn run_mount_cache_persists_between_builds_and_stays_out_of_the_image() {
+    for (who, c) in engines(ALL) {
+        let ctx = context(
+            &c,
+            "cachemount",
+            &[(
+                "Dockerfile",
+                "FROM base\nARG N\n\
+                 RUN --mount=type=cache,target=/cache,sharing=locked \
+                 echo \"$N\" >> /cache/log && wc -l < /cache/log > /count\n\
+                 RUN --mount=type=cache,id=owned,target=owned,uid=1000,gid=1000,mode=0700 \
+                 stat -c %u:%g:%a /owned > /owned-stat\n\
+                 USER 1000\n\
+                 RUN --mount=type=cache,id=owned,target=/owned mkdir -p /owned/d/e && touch /owned/d/e/f\n\
+                 USER 0\n",
+            )],
+        );
+        build(&c, &["-t", "cm:1", "--build-arg", "N=1"], &ctx).success();
+        // another value reruns the RUN, on the directory the first build left
+        build(&c, &["-t", "cm:2", "--build-arg", "N=2"], &ctx).success();
+        let cat = |image: &str, path: &str| {
+            c.run(["run", "--rm", image, "cat", path])
+                .success()
+                .stdout()
+        };
+        assert_eq!(cat("cm:1", "/count").trim(), "1", "{who:?}");
+        assert_eq!(cat("cm:2", "/count").trim(), "2", "{who:?}");
+        // neither the cache's files nor its mount point are in the image
+        c.run(["run", "--rm", "cm:2", "ls", "/cache"]).exit(1);
+        c.run(["run", "--rm", "cm:2", "ls", "/owned"]).exit(1);
+        // uid/gid/mode apply when the cache is made (single-id mode maps no other id)
+        let want = if who == Who::SingleId {
+            "0:0:700"
+        } else {
+            "1000:1000:700"
+        };
+        assert_eq!(cat("cm:1", "/owned-stat").trim(), want, "{who:?}");
+        // the cache lives in the store, beside the images
+        assert_eq!(
+            files_containing(&c.root().join("cachemounts"), b"1\n2\n").len(),
+            1,
+            "{who:?}"
+        );
+        // system prune drops the caches (files of uid 1000 too: a subordinate id's on the
+        // host for a ranged user): the count starts again
+        c.ok(["system", "prune", "-f"]);
+        let left: Vec<_> = fs::read_dir(c.root().join("cachemounts"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{who:?}: {left:?}");
+        build(&c, &["-t", "cm:3", "--build-arg", "N=3"], &ctx).success();
+        assert_eq!(cat("cm:3", "/count").trim(), "1", "{who:?}");
+    }
+}
+
+#[test]
+fn run_mount_secret_is_readable_in_run_and_in_no_layer_or_history() {
+    const SECRET: &str = "s3cret-9f1c2e";
+    for (who, c) in engines(ALL) {
+        let ctx = context(
+            &c,
+            "secret",
+            &[(
+                "Dockerfile",
+                "FROM base\n\
+                 RUN --mount=type=secret,id=tok,required \
+                 cut -c1-6 /run/secrets/tok > /prefix && stat -c %a /run/secrets/tok > /mode\n\
+                 RUN --mount=type=secret,id=tok,env=TOK,target=/etc/tok \
+                 test \"$TOK\" = \"$(cat /etc/tok)\" && echo ${#TOK} > /len\n",
+            )],
+        );
+        let files = context(&c, "secretfiles", &[("tok", SECRET), ("other", "changed")]);
+        let flag = format!("id=tok,src={}", files.join("tok").display());
+        build(&c, &["-t", "sec", "--secret", &flag], &ctx).success();
+        c.run(["run", "--rm", "sec", "cat", "/prefix", "/mode", "/len"])
+            .success()
+            .stdout_is("s3cret\n400\n13\n");
+        c.run(["run", "--rm", "sec", "ls", "/run/secrets/tok"])
+            .exit(1);
+        c.run(["run", "--rm", "sec", "ls", "/etc/tok"]).exit(1);
+        let history = c.ok(["history", "--no-trunc", "sec"]);
+        assert!(!history.contains(SECRET), "{who:?}: {history}");
+        assert!(!files_containing(&files, SECRET.as_bytes()).is_empty());
+        let leaks = files_containing(&c.root(), SECRET.as_bytes());
+        assert!(
+            leaks.is_empty(),
+            "{who:?}: the secret is stored in {leaks:?}"
+        );
+        // the secret's bytes are no part of the key: another value is still a hit
+        let other = format!("id=tok,src={}", files.join("other").display());
+        let again = build(&c, &["-t", "sec2", "--secret", &other], &ctx)
+            .success()
+            .stdout();
+        assert_eq!(again.matches("CACHED").count(), 2, "{who:?}: {again}");
+        // a required secret not given stops the build, naming it
+        build(&c, &["--no-cache", "-t", "sec3"], &ctx)
+            .engine_error()
+            .stderr_has("secret \"tok\" is required");
+        build(&c, &["--secret", "id=tok,src=/nonexistent/x"], &ctx)
+            .engine_error()
+            .stderr_has("/nonexistent/x");
+    }
+}
+
+#[test]
+fn run_mount_binds_the_context_and_a_stage_and_tmpfs() {
+    for (who, c) in engines(ALL) {
+        let ctx = context(
+            &c,
+            "bind",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM base AS tools\nRUN mkdir /out && echo from-stage > /out/artifact\n\
+                     FROM base\nWORKDIR /app\n\
+                     RUN --mount=type=bind,source=data,target=/mnt/data \
+                     cat /mnt/data/in > /from-ctx && ls /mnt/data > /listed && \
+                     { touch /mnt/data/x 2>/dev/null && echo writable || echo read-only; } > /ro\n\
+                     RUN --mount=type=bind,from=tools,source=/out,target=/b cat /b/artifact > /from-stage\n\
+                     RUN --mount=type=bind,source=data,target=w,rw \
+                     echo scribble > w/in && cat w/in > /rw\n\
+                     RUN --mount=type=tmpfs,target=/scratch,size=1m \
+                     echo x > /scratch/f && grep ' /scratch tmpfs ' /proc/mounts | wc -l > /tmpfs\n",
+                ),
+                ("data/in", "from-context\n"),
+                ("data/ignored.txt", "no\n"),
+                (".dockerignore", "data/ignored.txt\n"),
+            ],
+        );
+        let first = build(&c, &["-t", "bnd"], &ctx).success().stdout();
+        assert!(first.contains("[tools 2/2] RUN"), "{who:?}: {first}");
+        c.run([
+            "run",
+            "--rm",
+            "bnd",
+            "cat",
+            "/from-ctx",
+            "/listed",
+            "/ro",
+            "/from-stage",
+            "/rw",
+            "/tmpfs",
+        ])
+        .success()
+        .stdout_is("from-context\nin\nread-only\nfrom-stage\nscribble\n1\n");
+        // mount points and what was written under them are not in the image
+        for gone in ["/mnt", "/app/w", "/scratch", "/b"] {
+            c.run(["run", "--rm", "bnd", "ls", gone]).exit(1);
+        }
+        // rw writes went to a copy, never to the context
+        assert_eq!(
+            fs::read_to_string(ctx.join("data/in")).unwrap(),
+            "from-context\n"
+        );
+        // the bound files are part of the key: unchanged, cached; changed, rerun
+        let again = build(&c, &["-t", "bnd"], &ctx).success().stdout();
+        assert_eq!(again.matches("CACHED").count(), 6, "{who:?}: {again}");
+        fs::write(ctx.join("data/in"), "changed\n").unwrap();
+        let changed = build(&c, &["-t", "bnd"], &ctx).success().stdout();
+        assert_eq!(changed.matches("CACHED").count(), 2, "{who:?}: {changed}");
+        c.run(["run", "--rm", "bnd", "cat", "/from-ctx"])
+            .success()
+            .stdout_is("changed\n");
+    }
+}
+
+#[test]
+fn run_mount_errors_name_the_option() {
+    let c = Camada::new();
+    c.load_base();
+    for (line, says) in [
+        (
+            "RUN --mount=type=cache,target=/c,colour=red true",
+            "Dockerfile:2: RUN: --mount=type=cache,target=/c,colour=red: unexpected key \"colour\"",
+        ),
+        (
+            "RUN --mount=type=nfs,target=/c true",
+            "unknown mount type \"nfs\"",
+        ),
+        ("RUN --mount=type=ssh true", "type=ssh is not supported"),
+        ("RUN --mount=type=cache true", "needs a target"),
+        (
+            "RUN --mount=type=bind,source=nope,target=/x true",
+            "Dockerfile:2: RUN: the bind mount at /x: COPY failed: file not found in build context",
+        ),
+        (
+            "RUN --mount=type=bind,from=nostage:nosuchtag,target=/x true",
+            "Dockerfile:2: RUN: the bind mount at /x: ",
+        ),
+    ] {
+        let ctx = context(
+            &c,
+            "mounterr",
+            &[("Dockerfile", &format!("FROM base\n{line}\n"))],
+        );
+        build(&c, &[], &ctx).engine_error().stderr_has(says);
+    }
+    let ctx = context(&c, "secreterr", &[("Dockerfile", "FROM base\n")]);
+    build(&c, &["--secret", "src=/x"], &ctx)
+        .engine_error()
+        .stderr_has("invalid --secret \"src=/x\": it needs id=ID");
+}
+
+#[test]
+fn onbuild_triggers_of_a_base_run_in_the_child() {
+    for (who, c) in engines(ALL) {
+        let parent = context(
+            &c,
+            "onbuild-parent",
+            &[(
+                "Dockerfile",
+                "FROM base\nONBUILD ARG WHO=child\nONBUILD RUN echo \"built by $WHO\" > /trigger\n\
+                 ONBUILD COPY hello.txt /hello.txt\nRUN echo parent > /parent\n",
+            )],
+        );
+        build(&c, &["-t", "onb-parent"], &parent).success();
+        assert_eq!(
+            inspect(&c, "onb-parent", "{{json .Config.OnBuild}}"),
+            r#"["ARG WHO=child","RUN echo \"built by $WHO\" > /trigger","COPY hello.txt /hello.txt"]"#,
+            "{who:?}"
+        );
+        // the parent itself did not run them
+        c.run(["run", "--rm", "onb-parent", "ls", "/trigger"])
+            .exit(1);
+        let child = context(
+            &c,
+            "onbuild-child",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM onb-parent\nRUN cat /trigger /hello.txt > /both\n",
+                ),
+                ("hello.txt", "hello from the child's context\n"),
+            ],
+        );
+        let out = build(&c, &["-t", "onb-child"], &child).success().stdout();
+        assert!(out.contains("[1/5] FROM onb-parent"), "{who:?}: {out}");
+        assert!(out.contains("[3/5] ONBUILD RUN echo"), "{who:?}: {out}");
+        c.run(["run", "--rm", "onb-child", "cat", "/both"])
+            .success()
+            .stdout_is("built by child\nhello from the child's context\n");
+        // triggers are not passed on to a grandchild
+        assert_eq!(
+            inspect(&c, "onb-child", "{{json .Config.OnBuild}}"),
+            "null",
+            "{who:?}"
+        );
+        let again = build(&c, &["-t", "onb-child"], &child).success().stdout();
+        // ARG shows no CACHED
+        assert_eq!(again.matches("CACHED").count(), 3, "{who:?}: {again}");
+    }
+}

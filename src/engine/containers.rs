@@ -718,6 +718,7 @@ impl Engine {
                 source: m.source,
                 destination: m.destination,
                 readonly: !m.rw,
+                tmpfs: None,
             });
         }
         let stdin = r.config.open_stdin;

@@ -31,6 +31,10 @@ pub struct Bind {
     /// destination is first copied into it, with its owners and modes (docker's copy-up).
     #[serde(default)]
     pub fill: bool,
+    /// Not a bind: a fresh tmpfs with these mount options (`size=N` or empty) is mounted
+    /// at `destination`, and `source` is unused (build's `RUN --mount=type=tmpfs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs: Option<String>,
 }
 
 /// Why a mount step failed (the target is named as the container sees it).
@@ -555,6 +559,24 @@ pub(crate) fn prepare(setup: &Setup<'_>) -> Result<(), MountError> {
     // user mounts first, so /etc/hosts and friends land on a volume bound over /etc; a
     // user mount of one of those files wins over the generated one
     for b in setup.binds {
+        if let Some(opts) = &b.tmpfs {
+            let data = if opts.is_empty() {
+                "mode=755".to_owned()
+            } else {
+                format!("mode=755,{opts}")
+            };
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+            mount_on(
+                &root,
+                &b.destination,
+                Kind::Dir,
+                Some("tmpfs"),
+                Some("tmpfs"),
+                flags,
+                Some(&data),
+            )?;
+            continue;
+        }
         if b.fill {
             fill_volume(&root, &b.source, &b.destination)?;
         }
