@@ -512,36 +512,15 @@ fn tree_listing(root: &Path) -> Vec<String> {
     out
 }
 
-#[test]
-fn buildah_builds_the_same_file_tree() {
-    if !common::is_root() {
-        require("root (buildah with the vfs driver)", Err("not root".into()));
-        return;
-    }
-    for t in ["buildah", "umoci"] {
-        common::tool(t);
-    }
-    let c = Camada::new();
+/// The file trees (umoci unpack, [`tree_listing`]) of the image that `buildah bud` and
+/// `camada build` make of the context `ctx`, each given `flags` (buildah's and camada's
+/// `--secret` are alike), as (buildah's, camada's). buildah's empty mount points of its
+/// generated /etc files are left out: BuildKit and camada leave them out of a RUN's layer.
+fn buildah_and_camada_trees(c: &Camada, ctx: &Path, flags: &[&str]) -> (Vec<String>, Vec<String>) {
     let base = c.load_base();
-    let ctx = context(
-        &c,
-        "interop",
-        &[
-            (
-                "Dockerfile",
-                "FROM base:latest\nENV APP=/srv/app\n\
-                 RUN mkdir -p $APP/gen && for i in 1 2 3; do echo \"file $i\" > $APP/gen/f$i; done \
-                 && chown -R 1000:1000 $APP/gen && rm -rf /home && ln -s gen/f1 $APP/link \
-                 && chmod 0700 $APP/gen/f2\n\
-                 COPY --chown=1000:100 dir/ $APP/data/\nCOPY --chmod=0640 top.txt $APP/\n\
-                 WORKDIR $APP\nRUN pwd > where && rm gen/f3\nCMD [\"ls\"]\n",
-            ),
-            ("dir/a", "a\n"),
-            ("dir/sub/c", "c\n"),
-            ("top.txt", "top\n"),
-        ],
-    );
-    build(&c, &["-q", "-t", "interop"], &ctx).success();
+    let mut args = vec!["-q", "-t", "interop"];
+    args.extend(flags);
+    build(c, &args, ctx).success();
     let dir = c.dir();
     let archive = dir.join("camada.tar");
     c.ok([
@@ -577,34 +556,128 @@ fn buildah_builds_the_same_file_tree() {
     let b = format!("buildah --root {d}/broot --runroot {d}/brun --storage-driver vfs");
     sh(&format!(
         "{b} pull -q oci-archive:{} >/dev/null && {b} tag $({b} images -q | head -1) base:latest \
-         && {b} bud --isolation chroot -q -t interop {} >/dev/null \
+         && {b} bud --isolation chroot -q {} -t interop {} >/dev/null \
          && {b} push -q interop oci:{d}/buildah-oci:interop \
          && umoci unpack --image {d}/buildah-oci:interop {d}/buildah-bundle >/dev/null \
          && umoci unpack --image {d}/camada-oci:latest {d}/camada-bundle >/dev/null",
         base.oci_tar.display(),
+        flags.join(" "),
         ctx.display()
     ));
     let theirs = tree_listing(&dir.join("buildah-bundle/rootfs"));
     let ours = tree_listing(&dir.join("camada-bundle/rootfs"));
-    // buildah leaves the empty mount points of its generated /etc files in the RUN layer;
-    // BuildKit and camada do not
     let stubs = ["etc/hostname ", "etc/hosts ", "etc/resolv.conf "];
     let theirs: Vec<String> = theirs
         .into_iter()
         .filter(|l| !(stubs.iter().any(|s| l.starts_with(s)) && l.contains(" f ")))
         .collect();
+    sh(&format!(
+        "{b} prune -af >/dev/null 2>&1 || true; {b} rmi -a -f >/dev/null 2>&1 || true; \
+         rm -rf {d}/broot {d}/brun"
+    ));
+    (theirs, ours)
+}
+
+/// buildah's and camada's trees must be equal (a diff on failure).
+#[track_caller]
+fn assert_same_trees(theirs: &[String], ours: &[String]) {
     assert!(
         theirs == ours,
         "buildah's tree (-) against camada's (+):\n{}",
         common::diff_lines(&theirs.join("\n"), &ours.join("\n"))
     );
+}
+
+fn buildah_usable() -> bool {
+    if !common::is_root() {
+        require("root (buildah with the vfs driver)", Err("not root".into()));
+        return false;
+    }
+    for t in ["buildah", "umoci"] {
+        common::tool(t);
+    }
+    true
+}
+
+#[test]
+fn buildah_builds_the_same_file_tree() {
+    if !buildah_usable() {
+        return;
+    }
+    let c = Camada::new();
+    let ctx = context(
+        &c,
+        "interop",
+        &[
+            (
+                "Dockerfile",
+                "FROM base:latest\nENV APP=/srv/app\n\
+                 RUN mkdir -p $APP/gen && for i in 1 2 3; do echo \"file $i\" > $APP/gen/f$i; done \
+                 && chown -R 1000:1000 $APP/gen && rm -rf /home && ln -s gen/f1 $APP/link \
+                 && chmod 0700 $APP/gen/f2\n\
+                 COPY --chown=1000:100 dir/ $APP/data/\nCOPY --chmod=0640 top.txt $APP/\n\
+                 WORKDIR $APP\nRUN pwd > where && rm gen/f3\nCMD [\"ls\"]\n",
+            ),
+            ("dir/a", "a\n"),
+            ("dir/sub/c", "c\n"),
+            ("top.txt", "top\n"),
+        ],
+    );
+    let (theirs, ours) = buildah_and_camada_trees(&c, &ctx, &[]);
+    assert_same_trees(&theirs, &ours);
     assert!(
         ours.iter()
             .any(|l| l.starts_with("srv/app/gen/f2 f 700 1000:1000"))
     );
-    sh(&format!(
-        "{b} rmi -a -f >/dev/null 2>&1 || true; rm -rf {d}/broot {d}/brun"
-    ));
+}
+
+#[test]
+fn buildah_builds_the_same_file_tree_with_run_mounts() {
+    if !buildah_usable() {
+        return;
+    }
+    let c = Camada::new();
+    // buildah keeps cache mounts outside its --root, across runs: a fresh id
+    let id = c.dir().file_name().unwrap().to_string_lossy().into_owned();
+    let secret = c.work().join("token");
+    fs::write(&secret, "t0ken\n").unwrap();
+    let ctx = context(
+        &c,
+        "interop-mounts",
+        &[
+            (
+                "Dockerfile",
+                "FROM base:latest AS tools\nRUN mkdir /out && echo art > /out/a\n\
+                 FROM base:latest\n\
+                 RUN --mount=type=cache,id=ID,target=/cache echo x >> /cache/log && cp /cache/log /copied\n\
+                 RUN --mount=type=bind,source=data,target=/mnt/data cat /mnt/data/in > /from-ctx\n\
+                 RUN --mount=type=bind,from=tools,source=/out,target=/b cat /b/a > /from-stage\n\
+                 RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len\n\
+                 RUN --mount=type=tmpfs,target=/scratch echo y > /scratch/y\n",
+            ),
+            ("data/in", "in\n"),
+        ],
+    );
+    let df = fs::read_to_string(ctx.join("Dockerfile")).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        df.replace("id=ID", &format!("id={id}")),
+    )
+    .unwrap();
+    let flag = format!("id=tok,src={}", secret.display());
+    let (theirs, ours) = buildah_and_camada_trees(&c, &ctx, &["--secret", &flag]);
+    let _ = fs::remove_dir_all(Path::new("/var/tmp/buildah-cache").join(&id));
+    // buildah removes a mount point it made but keeps the parents it made for it (/mnt
+    // for /mnt/data, /run/secrets for the secret); camada removes those too
+    let made_for_mounts = ["mnt ", "run/secrets "];
+    let theirs: Vec<String> = theirs
+        .into_iter()
+        .filter(|l| !made_for_mounts.iter().any(|m| l.starts_with(m)))
+        .collect();
+    assert_same_trees(&theirs, &ours);
+    for want in ["copied f", "from-ctx f", "from-stage f", "len f"] {
+        assert!(ours.iter().any(|l| l.starts_with(want)), "{want}: {ours:?}");
+    }
 }
 
 /// The debootstrap minbase rootfs as a tar every test user can read, made once per run

@@ -841,6 +841,39 @@ mod tests {
     }
 
     #[test]
+    fn cache_dirs_persist_and_private_ones_in_use_are_fresh() {
+        let (t, store) = crate::store::tests_support::store();
+        let maps = IdMaps::for_current_user();
+        let fresh = t.path().join("fresh");
+        let private = parse("type=cache,target=/c,id=p,sharing=private,mode=0750").unwrap();
+        let mut first = Prepared::default();
+        let dir = cache_dir(store.paths(), &maps, &private, &fresh, &mut first).unwrap();
+        assert_eq!(dir, store.paths().cache_mount("p"));
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o750);
+        std::fs::write(dir.join("kept"), b"x").unwrap();
+        // while the first user holds it, a private user gets the fresh dir...
+        let mut second = Prepared::default();
+        let other = cache_dir(store.paths(), &maps, &private, &fresh, &mut second).unwrap();
+        assert_eq!(other, fresh);
+        // ...and once it is released, the kept one again
+        drop(first);
+        let mut third = Prepared::default();
+        let again = cache_dir(store.paths(), &maps, &private, &fresh, &mut third).unwrap();
+        assert_eq!(again, dir);
+        assert!(again.join("kept").exists());
+        drop(third);
+        // system prune: gone, lock file too
+        assert_eq!(prune_cache_mounts(store.paths()).unwrap(), 1);
+        assert_eq!(
+            std::fs::read_dir(store.paths().cache_mounts_dir())
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
     fn mount_points_made_for_a_run_leave_the_upper_dir() {
         let t = tempfile::tempdir().unwrap();
         let up = t.path();
