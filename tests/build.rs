@@ -997,7 +997,8 @@ fn run_mount_secret_is_readable_in_run_and_in_no_layer_or_history() {
         let history = c.ok(["history", "--no-trunc", "sec"]);
         assert!(!history.contains(SECRET), "{who:?}: {history}");
         assert!(!files_containing(&files, SECRET.as_bytes()).is_empty());
-        let leaks = files_containing(&c.root(), SECRET.as_bytes());
+        let mut leaks = files_containing(&c.root(), SECRET.as_bytes());
+        leaks.extend(files_containing(&c.runroot(), SECRET.as_bytes()));
         assert!(
             leaks.is_empty(),
             "{who:?}: the secret is stored in {leaks:?}"

@@ -919,6 +919,7 @@ impl<'a> Executor<'a> {
             &mounts,
             &self.secrets,
             dir.path(),
+            &self.store.paths().run_dir(&format!("{id}-secrets")),
             &mut |i, m| self.materialize(step, m, &dir.path().join(format!("bind-{i}"))),
         )
         .map_err(|why| self.step_err(step, why))?;

@@ -47,6 +47,8 @@ pub enum RunMountError {
         value: String,
         why: &'static str,
     },
+    #[error("--mount={spec}: {key}= on a cache mount is not supported yet (a cache starts empty)")]
+    Unsupported { spec: String, key: String },
     #[error("--mount={spec}: the mount needs a target (target=PATH)")]
     NoTarget { spec: String },
     #[error("--mount={spec}: a secret mount needs an id or a target")]
@@ -275,8 +277,14 @@ impl RunMount {
             },
             "cache" => {
                 let t = target.clone().ok_or_else(no_target)?;
-                if from.is_some() || source.is_some() {
-                    return Err(unknown(if from.is_some() { "from" } else { "source" }));
+                if let Some(key) = [("from", &from), ("source", &source)]
+                    .iter()
+                    .find_map(|(k, v)| v.is_some().then_some(*k))
+                {
+                    return Err(RunMountError::Unsupported {
+                        spec: spec.to_owned(),
+                        key: key.to_owned(),
+                    });
                 }
                 Kind::Cache {
                     id: id.unwrap_or_else(|| join_path(workdir, &t)),
@@ -421,12 +429,22 @@ pub fn read_secret(id: &str, source: &SecretSource) -> Result<Vec<u8>> {
 }
 
 /// What the host keeps for a RUN's mounts while it runs: its binds, the variables that
-/// secrets with `env=` add, and the cache locks (released on drop).
+/// secrets with `env=` add, the cache locks and the secrets' copies (released and
+/// removed on drop).
 #[derive(Default)]
 pub struct Prepared {
     pub binds: Vec<Bind>,
     pub env: BTreeMap<String, String>,
     _locks: Vec<Flock<File>>,
+    secret_dir: Option<PathBuf>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.secret_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// The host side of one cache mount: its directory, locked as `sharing` says. A private
@@ -514,9 +532,9 @@ fn cache_dir(
     Ok(dir)
 }
 
-/// A secret as a file in `dir` (mode, and owner where the id maps allow) to bind.
+/// A secret as a file in `secrets` (mode, and owner where the id maps allow) to bind.
 fn secret_file(
-    dir: &Path,
+    secrets: &Path,
     maps: &IdMaps,
     id: &str,
     bytes: &[u8],
@@ -528,11 +546,10 @@ fn secret_file(
         target: id.to_owned(),
         source,
     };
-    let secrets = dir.join("secrets");
     std::fs::DirBuilder::new()
         .mode(0o700)
         .recursive(true)
-        .create(&secrets)
+        .create(secrets)
         .map_err(err)?;
     let path = secrets.join(crate::digest::Digest::of(id.as_bytes()).hex());
     {
@@ -555,15 +572,18 @@ fn secret_file(
     Ok(path)
 }
 
-/// Prepares the host side of `mounts` for one RUN: `dir` is the RUN's own temp dir
-/// (secret copies and private caches go there and go with it), `bind_dir(i)` gives the
-/// materialised source of the bind mount `i` (the executor copies it there).
+/// Prepares the host side of `mounts` for one RUN: `dir` is the RUN's own temp dir in
+/// the store (private caches in use go there and go with it), `secret_dir` a fresh path
+/// in the runroot (usually memory, never the store) where secrets are copied for the RUN
+/// and removed when the [`Prepared`] goes; `bind_dir(i)` gives the materialised source
+/// of the bind mount `i` (the executor copies it there).
 pub fn prepare(
     paths: &Paths,
     maps: &IdMaps,
     mounts: &[RunMount],
     secrets: &BTreeMap<String, SecretSource>,
     dir: &Path,
+    secret_dir: &Path,
     bind_dir: &mut dyn FnMut(usize, &RunMount) -> std::result::Result<PathBuf, String>,
 ) -> std::result::Result<Prepared, String> {
     let mut prepared = Prepared::default();
@@ -614,7 +634,8 @@ pub fn prepare(
                         .insert(var.clone(), String::from_utf8_lossy(&bytes).into_owned());
                 }
                 if *file {
-                    let path = secret_file(dir, maps, id, &bytes, *mode, (*uid, *gid))
+                    prepared.secret_dir = Some(secret_dir.to_path_buf());
+                    let path = secret_file(secret_dir, maps, id, &bytes, *mode, (*uid, *gid))
                         .map_err(|e| e.to_string())?;
                     prepared.binds.push(bind(path, true));
                 }
@@ -805,6 +826,10 @@ mod tests {
             ("type=cache,target=/c,mode=999", "mode"),
             ("type=tmpfs,target=/t,size=lots", "size"),
             ("type=ssh", "type=ssh is not supported"),
+            (
+                "type=cache,target=/c,from=x",
+                "from= on a cache mount is not supported",
+            ),
             ("type=secret", "needs an id"),
             ("type=tmpfs,target=/t,id=x", "unexpected key \"id\""),
             ("type=bind,target=/t,\"source=x", "unclosed quote"),
