@@ -1082,6 +1082,47 @@ fn run_mount_binds_the_context_and_a_stage_and_tmpfs() {
 }
 
 #[test]
+fn run_network_flag_picks_the_steps_network() {
+    for (who, c) in engines(ALL) {
+        let ctx = context(
+            &c,
+            "runnet",
+            &[(
+                "Dockerfile",
+                "FROM base\nRUN --network=none ls /sys/class/net > /none\n\
+                 RUN --network=host ls /sys/class/net > /host\n",
+            )],
+        );
+        build(&c, &["-t", "runnet"], &ctx).success();
+        c.run(["run", "--rm", "runnet", "cat", "/none"])
+            .success()
+            .stdout_is("lo\n");
+        let host: Vec<String> = fs::read_dir("/sys/class/net")
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let seen = c
+            .run(["run", "--rm", "runnet", "cat", "/host"])
+            .success()
+            .stdout();
+        for name in &host {
+            assert!(
+                seen.lines().any(|l| l == name),
+                "{who:?}: {name} not in {seen}"
+            );
+        }
+        let bad = context(
+            &c,
+            "runnet-bad",
+            &[("Dockerfile", "FROM base\nRUN --network=bogus true\n")],
+        );
+        build(&c, &[], &bad)
+            .engine_error()
+            .stderr_has("Dockerfile:2: RUN: --network=bogus: network \"bogus\" is not supported");
+    }
+}
+
+#[test]
 fn run_mount_errors_name_the_option() {
     let c = Camada::new();
     c.load_base();

@@ -97,6 +97,7 @@ pub fn build(
         secrets,
         current: 0,
         mounts: Vec::new(),
+        run_network: req.network,
     };
     for &i in &needed {
         let stage = &df.stages[i];
@@ -214,6 +215,8 @@ struct Executor<'a> {
     current: usize,
     /// The `--mount`s of the RUN being applied.
     mounts: Vec<RunMount>,
+    /// The network of the RUN being applied (its `--network`, else the build's).
+    run_network: runtime::Network,
 }
 
 /// What one step did, for the config and the history.
@@ -770,9 +773,24 @@ impl<'a> Executor<'a> {
         if let Instruction::Run {
             command: c,
             heredocs,
+            network,
+            security,
             ..
         } = expanded
         {
+            // RUN --network=default|none|host (BuildKit); default: the build's
+            self.run_network = match network.as_deref() {
+                None | Some("default") => self.req.network,
+                Some(n) => n
+                    .parse()
+                    .map_err(|e| self.step_err(step, format!("--network={n}: {e}")))?,
+            };
+            if let Some(s) = security.as_deref().filter(|s| *s != "sandbox") {
+                return Err(self.step_err(
+                    step,
+                    format!("--security={s} is not supported: every RUN runs rootless, sandboxed"),
+                ));
+            }
             let argv = match c {
                 Command::Shell(text) if !heredocs.is_empty() => {
                     let mut v = shell.clone();
@@ -945,7 +963,7 @@ impl<'a> Executor<'a> {
                 tty: false,
             },
             hostname: id[..12].to_owned(),
-            network: self.req.network,
+            network: self.run_network,
             binds,
             init: false,
             io: if self.req.quiet {
@@ -960,7 +978,7 @@ impl<'a> Executor<'a> {
             fake_ids,
             ports: Vec::new(),
             // RUN reaches the network as docker build's does (pasta when usable)
-            outbound: runtime::netns::choose(self.req.network).0,
+            outbound: runtime::netns::choose(self.run_network).0,
         };
         let run_err = |source| BuildError::Run {
             command: shown.clone(),
