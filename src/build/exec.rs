@@ -252,22 +252,22 @@ impl<'a> Executor<'a> {
             text: step.original.clone(),
         };
         let started = Instant::now();
-        let mut state = self.from(stage, image)?;
-        // the base's ONBUILD triggers run first, and are not passed on (docker); they
-        // count among the stage's steps, so FROM is shown once they are known (a pull
-        // shows nothing meanwhile)
-        let triggers = self.triggers(stage, image, &mut state)?;
-        let steps: Vec<&Step> = triggers.iter().chain(&stage.steps).collect();
-        let total = steps.len() + 1;
         let from = StepInfo {
             text: match &stage.name {
                 Some(n) => format!("FROM {image} AS {n}"),
                 None => format!("FROM {image}"),
             },
-            ..info(1, total, &stage.from)
+            ..info(1, stage.steps.len() + 1, &stage.from)
         };
+        // shown before a pull starts; the base's triggers, known after, then count in
+        // the steps that follow
         progress.step(&from);
+        let mut state = self.from(stage, image)?;
         progress.done(&from, started.elapsed());
+        // the base's ONBUILD triggers run first, and are not passed on (docker)
+        let triggers = self.triggers(stage, image, &mut state)?;
+        let steps: Vec<&Step> = triggers.iter().chain(&stage.steps).collect();
+        let total = steps.len() + 1;
         let image_env = state.config.config.clone().unwrap_or_default().env;
         let mut env = StageEnv::new(self.df, &image_env, self.args)?;
         let mut cmd_set = false;

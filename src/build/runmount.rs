@@ -51,6 +51,8 @@ pub enum RunMountError {
     Unsupported { spec: String, key: String },
     #[error("--mount={spec}: the mount needs a target (target=PATH)")]
     NoTarget { spec: String },
+    #[error("--mount={spec}: the target cannot be / (the stage's own root)")]
+    RootTarget { spec: String },
     #[error("--mount={spec}: a secret mount needs an id or a target")]
     NoSecretId { spec: String },
     #[error("--mount={spec}: an unclosed quote")]
@@ -338,10 +340,13 @@ impl RunMount {
         if target.is_empty() {
             return Err(no_target());
         }
-        Ok(RunMount {
-            target: join_path(workdir, &target),
-            kind,
-        })
+        let target = join_path(workdir, &target);
+        if target == "/" {
+            return Err(RunMountError::RootTarget {
+                spec: spec.to_owned(),
+            });
+        }
+        Ok(RunMount { target, kind })
     }
 
     /// What this mount adds to the step's cache key: every option (a secret's id and
@@ -695,7 +700,15 @@ pub fn prune_cache_mounts(paths: &Paths) -> io::Result<usize> {
     for e in entries.flatten() {
         let path = e.path();
         if path.extension().is_some() {
-            continue; // a lock file: it goes with its directory
+            // a lock file goes with its directory, or alone when that was never made
+            let dir = path.with_extension("");
+            if !dir.exists()
+                && let Ok(f) = File::open(&path)
+                && let Ok(_held) = Flock::lock(f, FlockArg::LockExclusiveNonblock)
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
         }
         let Ok(lock) = File::open(path.with_extension("lock")) else {
             remove_mapped(&path)?;
@@ -888,7 +901,12 @@ mod tests {
         assert_eq!(again, dir);
         assert!(again.join("kept").exists());
         drop(third);
-        // system prune: gone, lock file too
+        // system prune: gone, lock file too (also one whose directory was never made)
+        std::fs::write(
+            store.paths().cache_mount("orphan").with_extension("lock"),
+            b"",
+        )
+        .unwrap();
         assert_eq!(prune_cache_mounts(store.paths()).unwrap(), 1);
         assert_eq!(
             std::fs::read_dir(store.paths().cache_mounts_dir())
