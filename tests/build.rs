@@ -921,7 +921,10 @@ fn run_mount_cache_persists_between_builds_and_stays_out_of_the_image() {
             "cachemount",
             &[(
                 "Dockerfile",
-                "FROM base\nARG N\n\
+                "FROM base AS seed\nRUN mkdir /s && echo seeded > /s/first\n\
+                 FROM base\nARG N\n\
+                 RUN --mount=type=cache,id=seeded,target=/sc,from=seed,source=/s \
+                 cat /sc/first > /seen && echo \"$N\" >> /sc/first\n\
                  RUN --mount=type=cache,target=/cache,sharing=locked \
                  echo \"$N\" >> /cache/log && wc -l < /cache/log > /count\n\
                  RUN --mount=type=cache,id=owned,target=owned,uid=1000,gid=1000,mode=0700 \
@@ -941,6 +944,9 @@ fn run_mount_cache_persists_between_builds_and_stays_out_of_the_image() {
         };
         assert_eq!(cat("cm:1", "/count").trim(), "1", "{who:?}");
         assert_eq!(cat("cm:2", "/count").trim(), "2", "{who:?}");
+        // a cache with from= starts as a copy of the stage's files, then lives on its own
+        assert_eq!(cat("cm:1", "/seen"), "seeded\n", "{who:?}");
+        assert_eq!(cat("cm:2", "/seen"), "seeded\n1\n", "{who:?}");
         // neither the cache's files nor its mount point are in the image
         c.run(["run", "--rm", "cm:2", "ls", "/cache"]).exit(1);
         c.run(["run", "--rm", "cm:2", "ls", "/owned"]).exit(1);
@@ -951,9 +957,11 @@ fn run_mount_cache_persists_between_builds_and_stays_out_of_the_image() {
             "1000:1000:700"
         };
         assert_eq!(cat("cm:1", "/owned-stat").trim(), want, "{who:?}");
-        // the cache lives in the store, beside the images
+        // the caches live in the store, beside the images (/cache/log and /sc/first)
+        let caches = c.root().join("cachemounts");
+        assert_eq!(files_containing(&caches, b"1\n2\n").len(), 2, "{who:?}");
         assert_eq!(
-            files_containing(&c.root().join("cachemounts"), b"1\n2\n").len(),
+            files_containing(&caches, b"seeded\n1\n2\n").len(),
             1,
             "{who:?}"
         );
@@ -966,6 +974,7 @@ fn run_mount_cache_persists_between_builds_and_stays_out_of_the_image() {
         assert!(left.is_empty(), "{who:?}: {left:?}");
         build(&c, &["-t", "cm:3", "--build-arg", "N=3"], &ctx).success();
         assert_eq!(cat("cm:3", "/count").trim(), "1", "{who:?}");
+        assert_eq!(cat("cm:3", "/seen"), "seeded\n", "{who:?}");
     }
 }
 

@@ -169,12 +169,14 @@ fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
         for step in &stage.steps {
             let froms: Vec<String> = match &step.instruction {
                 Instruction::Copy(c) => c.from.iter().cloned().collect(),
-                // RUN --mount=type=bind,from=STAGE (a spec that needs expansion, or is
-                // wrong, is judged when the step runs)
+                // RUN --mount=type=bind|cache,from=STAGE (a spec that needs expansion,
+                // or is wrong, is judged when the step runs)
                 Instruction::Run { mounts, .. } => mounts
                     .iter()
                     .filter_map(|spec| match RunMount::parse(spec, "/").ok()?.kind {
-                        runmount::Kind::Bind { from, .. } => from,
+                        runmount::Kind::Bind { from, .. } | runmount::Kind::Cache { from, .. } => {
+                            from
+                        }
                         _ => None,
                     })
                     .collect(),
@@ -460,9 +462,9 @@ impl<'a> Executor<'a> {
             .collect()
     }
 
-    /// The files a bind mount reads, as a COPY of them to `/m` would write them
-    /// (`.dockerignore` applies to the context, as for COPY). Errors are reasons, without
-    /// the Dockerfile's name and line.
+    /// The files a bind mount (or a cache mount's `from`) reads, as a COPY of them to
+    /// `/m` would write them (`.dockerignore` applies to the context, as for COPY). Errors
+    /// are reasons, without the Dockerfile's name and line.
     fn bind_plan<'s>(
         &self,
         step: &Step,
@@ -472,8 +474,14 @@ impl<'a> Executor<'a> {
     where
         'a: 's,
     {
-        let runmount::Kind::Bind { source, from, .. } = &m.kind else {
-            return Ok(None);
+        let (source, from) = match &m.kind {
+            runmount::Kind::Bind { source, from, .. } => (source, from),
+            runmount::Kind::Cache {
+                source,
+                from: from @ Some(_),
+                ..
+            } => (source, from),
+            _ => return Ok(None),
         };
         let why = |e: BuildError| format!("the bind mount at {}: {}", m.target, reason(e));
         let src = match from {
@@ -497,8 +505,8 @@ impl<'a> Executor<'a> {
         .map_err(|e| why(e.into()))
     }
 
-    /// A bind mount's content hash for the step's key (the files it reads decide the
-    /// result, as COPY's do); empty for other mounts.
+    /// A bind mount's (or a cache's `from`'s) content hash for the step's key (the files
+    /// it reads decide the result, as COPY's do); empty for other mounts.
     fn bind_hash(&mut self, step: &Step, m: &RunMount) -> Result<String, BuildError> {
         let mut from_fs = None;
         let plan = self.bind_plan(step, m, &mut from_fs);
@@ -511,11 +519,12 @@ impl<'a> Executor<'a> {
         Ok(hash.hex().to_owned())
     }
 
-    /// Copies a bind mount's files under `into` (a fresh dir); returns what to bind.
+    /// Copies a bind mount's (or a cache's `from`'s) files under `into` (a fresh dir);
+    /// returns the copy's root.
     fn materialize(&self, step: &Step, m: &RunMount, into: &Path) -> Result<PathBuf, String> {
         let mut from_fs = None;
         let Some(plan) = self.bind_plan(step, m, &mut from_fs)? else {
-            return Err(format!("{}: not a bind mount", m.target));
+            return Err(format!("{}: nothing to copy for this mount", m.target));
         };
         let why = |e: &dyn std::fmt::Display| format!("the bind mount at {}: {e}", m.target);
         std::fs::create_dir_all(into).map_err(|e| why(&e))?;

@@ -47,8 +47,6 @@ pub enum RunMountError {
         value: String,
         why: &'static str,
     },
-    #[error("--mount={spec}: {key}= on a cache mount is not supported yet (a cache starts empty)")]
-    Unsupported { spec: String, key: String },
     #[error("--mount={spec}: the mount needs a target (target=PATH)")]
     NoTarget { spec: String },
     #[error("--mount={spec}: the target cannot be / (the stage's own root)")]
@@ -104,9 +102,12 @@ pub enum Kind {
         from: Option<String>,
         rw: bool,
     },
-    /// A directory kept between builds, under the store.
+    /// A directory kept between builds, under the store; when `from` names a stage or
+    /// an image, a new cache starts as a copy of its `source` (else empty).
     Cache {
         id: String,
+        from: Option<String>,
+        source: String,
         sharing: Sharing,
         readonly: bool,
         mode: u32,
@@ -279,17 +280,10 @@ impl RunMount {
             },
             "cache" => {
                 let t = target.clone().ok_or_else(no_target)?;
-                if let Some(key) = [("from", &from), ("source", &source)]
-                    .iter()
-                    .find_map(|(k, v)| v.is_some().then_some(*k))
-                {
-                    return Err(RunMountError::Unsupported {
-                        spec: spec.to_owned(),
-                        key: key.to_owned(),
-                    });
-                }
                 Kind::Cache {
                     id: id.unwrap_or_else(|| join_path(workdir, &t)),
+                    from,
+                    source: source.unwrap_or_default(),
                     sharing,
                     readonly: readonly.unwrap_or(false),
                     mode: mode.unwrap_or(0o755),
@@ -460,6 +454,7 @@ fn cache_dir(
     m: &RunMount,
     fresh: &Path,
     prepared: &mut Prepared,
+    seed: &mut dyn FnMut() -> std::result::Result<Option<PathBuf>, String>,
 ) -> Result<PathBuf> {
     let Kind::Cache {
         id,
@@ -514,10 +509,14 @@ fn cache_dir(
         Err((_, e)) => return Err(err(&lock_path)(io::Error::from(e))),
     };
     if !dir.exists() {
-        // made aside with its mode and owner, then renamed: never seen half-made
+        // made aside (empty, or a copy of its `from`) with its mode and owner, then
+        // renamed: never seen half-made
         let tmp = parent.join(format!(".new-{}", std::process::id()));
-        let _ = std::fs::remove_dir(&tmp);
-        std::fs::create_dir(&tmp).map_err(err(&tmp))?;
+        let _ = crate::state::remove_tree(&tmp);
+        match seed().map_err(|why| err(&dir)(io::Error::other(why)))? {
+            Some(copy) => std::fs::rename(&copy, &tmp).map_err(err(&tmp))?,
+            None => std::fs::create_dir(&tmp).map_err(err(&tmp))?,
+        }
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*mode))
             .map_err(err(&tmp))?;
         if (*uid, *gid) != (0, 0) && maps.has_ranges() {
@@ -581,7 +580,8 @@ fn secret_file(
 /// the store (private caches in use go there and go with it), `secret_dir` a fresh path
 /// in the runroot (usually memory, never the store) where secrets are copied for the RUN
 /// and removed when the [`Prepared`] goes; `bind_dir(i)` gives the materialised source
-/// of the bind mount `i` (the executor copies it there).
+/// of the bind mount `i`, or of the cache mount `i`'s `from` when it is first made (the
+/// executor copies it under `dir`, on the store's filesystem).
 pub fn prepare(
     paths: &Paths,
     maps: &IdMaps,
@@ -605,11 +605,15 @@ pub fn prepare(
                 let source = bind_dir(i, m)?;
                 prepared.binds.push(bind(source, !rw));
             }
-            Kind::Cache { readonly, .. } => {
+            Kind::Cache { readonly, from, .. } => {
                 let fresh = dir.join(format!("cache-{i}"));
                 std::fs::create_dir_all(&fresh).map_err(|e| e.to_string())?;
-                let d =
-                    cache_dir(paths, maps, m, &fresh, &mut prepared).map_err(|e| e.to_string())?;
+                let mut seed = || match from {
+                    Some(_) => bind_dir(i, m).map(Some),
+                    None => Ok(None),
+                };
+                let d = cache_dir(paths, maps, m, &fresh, &mut prepared, &mut seed)
+                    .map_err(|e| e.to_string())?;
                 prepared.binds.push(bind(d, *readonly));
             }
             Kind::Tmpfs { size } => {
@@ -765,6 +769,8 @@ mod tests {
                 target: "/root/.cache".into(),
                 kind: Kind::Cache {
                     id: "/root/.cache".into(),
+                    from: None,
+                    source: String::new(),
                     sharing: Sharing::Locked,
                     readonly: false,
                     mode: 0o700,
@@ -839,10 +845,6 @@ mod tests {
             ("type=cache,target=/c,mode=999", "mode"),
             ("type=tmpfs,target=/t,size=lots", "size"),
             ("type=ssh", "type=ssh is not supported"),
-            (
-                "type=cache,target=/c,from=x",
-                "from= on a cache mount is not supported",
-            ),
             ("type=secret", "needs an id"),
             ("type=tmpfs,target=/t,id=x", "unexpected key \"id\""),
             ("type=bind,target=/t,\"source=x", "unclosed quote"),
@@ -885,19 +887,43 @@ mod tests {
         let fresh = t.path().join("fresh");
         let private = parse("type=cache,target=/c,id=p,sharing=private,mode=0750").unwrap();
         let mut first = Prepared::default();
-        let dir = cache_dir(store.paths(), &maps, &private, &fresh, &mut first).unwrap();
+        let dir = cache_dir(
+            store.paths(),
+            &maps,
+            &private,
+            &fresh,
+            &mut first,
+            &mut || Ok(None),
+        )
+        .unwrap();
         assert_eq!(dir, store.paths().cache_mount("p"));
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o750);
         std::fs::write(dir.join("kept"), b"x").unwrap();
         // while the first user holds it, a private user gets the fresh dir...
         let mut second = Prepared::default();
-        let other = cache_dir(store.paths(), &maps, &private, &fresh, &mut second).unwrap();
+        let other = cache_dir(
+            store.paths(),
+            &maps,
+            &private,
+            &fresh,
+            &mut second,
+            &mut || Ok(None),
+        )
+        .unwrap();
         assert_eq!(other, fresh);
         // ...and once it is released, the kept one again
         drop(first);
         let mut third = Prepared::default();
-        let again = cache_dir(store.paths(), &maps, &private, &fresh, &mut third).unwrap();
+        let again = cache_dir(
+            store.paths(),
+            &maps,
+            &private,
+            &fresh,
+            &mut third,
+            &mut || Ok(None),
+        )
+        .unwrap();
         assert_eq!(again, dir);
         assert!(again.join("kept").exists());
         drop(third);
