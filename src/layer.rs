@@ -23,7 +23,7 @@ use header::*;
 pub mod diff;
 pub mod extract;
 mod header;
-pub use diff::{Owner, diff, diff_with};
+pub use diff::{Entry, Owner, UpperDir, diff, diff_with};
 pub use extract::extract;
 
 /// How a layer blob is compressed, told by its first bytes.
