@@ -193,6 +193,17 @@ impl Paths {
     pub fn build_memo_json(&self) -> PathBuf {
         self.root.join("buildmemo.json")
     }
+    /// `cachemounts/`: the directories of build's `RUN --mount=type=cache` (`system
+    /// prune` removes them).
+    pub fn cache_mounts_dir(&self) -> PathBuf {
+        self.root.join("cachemounts")
+    }
+    /// `cachemounts/<sha256 of id>/`: the cache mount called `id` (any string, hence the
+    /// hash); `<hex>.lock` beside it serialises `sharing=locked|private` users.
+    pub fn cache_mount(&self, id: &str) -> PathBuf {
+        self.cache_mounts_dir()
+            .join(Digest::of(id.as_bytes()).hex())
+    }
     /// `$CAMADA_RUNROOT/<id>/`: monitor pid, control socket, mount point.
     pub fn run_dir(&self, id: &str) -> PathBuf {
         self.runroot.join(id)
@@ -288,6 +299,10 @@ mod tests {
         assert_eq!(
             p.chain_index(&ChainId(d.clone())),
             Path::new("/r/chains").join(d.hex()).join("idx")
+        );
+        assert_eq!(
+            p.cache_mount("go-build"),
+            Path::new("/r/cachemounts").join(Digest::of(b"go-build").hex())
         );
     }
 }

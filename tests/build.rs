@@ -512,36 +512,15 @@ fn tree_listing(root: &Path) -> Vec<String> {
     out
 }
 
-#[test]
-fn buildah_builds_the_same_file_tree() {
-    if !common::is_root() {
-        require("root (buildah with the vfs driver)", Err("not root".into()));
-        return;
-    }
-    for t in ["buildah", "umoci"] {
-        common::tool(t);
-    }
-    let c = Camada::new();
+/// The file trees (umoci unpack, [`tree_listing`]) of the image that `buildah bud` and
+/// `camada build` make of the context `ctx`, each given `flags` (buildah's and camada's
+/// `--secret` are alike), as (buildah's, camada's). buildah's empty mount points of its
+/// generated /etc files are left out: BuildKit and camada leave them out of a RUN's layer.
+fn buildah_and_camada_trees(c: &Camada, ctx: &Path, flags: &[&str]) -> (Vec<String>, Vec<String>) {
     let base = c.load_base();
-    let ctx = context(
-        &c,
-        "interop",
-        &[
-            (
-                "Dockerfile",
-                "FROM base:latest\nENV APP=/srv/app\n\
-                 RUN mkdir -p $APP/gen && for i in 1 2 3; do echo \"file $i\" > $APP/gen/f$i; done \
-                 && chown -R 1000:1000 $APP/gen && rm -rf /home && ln -s gen/f1 $APP/link \
-                 && chmod 0700 $APP/gen/f2\n\
-                 COPY --chown=1000:100 dir/ $APP/data/\nCOPY --chmod=0640 top.txt $APP/\n\
-                 WORKDIR $APP\nRUN pwd > where && rm gen/f3\nCMD [\"ls\"]\n",
-            ),
-            ("dir/a", "a\n"),
-            ("dir/sub/c", "c\n"),
-            ("top.txt", "top\n"),
-        ],
-    );
-    build(&c, &["-q", "-t", "interop"], &ctx).success();
+    let mut args = vec!["-q", "-t", "interop"];
+    args.extend(flags);
+    build(c, &args, ctx).success();
     let dir = c.dir();
     let archive = dir.join("camada.tar");
     c.ok([
@@ -577,34 +556,128 @@ fn buildah_builds_the_same_file_tree() {
     let b = format!("buildah --root {d}/broot --runroot {d}/brun --storage-driver vfs");
     sh(&format!(
         "{b} pull -q oci-archive:{} >/dev/null && {b} tag $({b} images -q | head -1) base:latest \
-         && {b} bud --isolation chroot -q -t interop {} >/dev/null \
+         && {b} bud --isolation chroot -q {} -t interop {} >/dev/null \
          && {b} push -q interop oci:{d}/buildah-oci:interop \
          && umoci unpack --image {d}/buildah-oci:interop {d}/buildah-bundle >/dev/null \
          && umoci unpack --image {d}/camada-oci:latest {d}/camada-bundle >/dev/null",
         base.oci_tar.display(),
+        flags.join(" "),
         ctx.display()
     ));
     let theirs = tree_listing(&dir.join("buildah-bundle/rootfs"));
     let ours = tree_listing(&dir.join("camada-bundle/rootfs"));
-    // buildah leaves the empty mount points of its generated /etc files in the RUN layer;
-    // BuildKit and camada do not
     let stubs = ["etc/hostname ", "etc/hosts ", "etc/resolv.conf "];
     let theirs: Vec<String> = theirs
         .into_iter()
         .filter(|l| !(stubs.iter().any(|s| l.starts_with(s)) && l.contains(" f ")))
         .collect();
+    sh(&format!(
+        "{b} prune -af >/dev/null 2>&1 || true; {b} rmi -a -f >/dev/null 2>&1 || true; \
+         rm -rf {d}/broot {d}/brun"
+    ));
+    (theirs, ours)
+}
+
+/// buildah's and camada's trees must be equal (a diff on failure).
+#[track_caller]
+fn assert_same_trees(theirs: &[String], ours: &[String]) {
     assert!(
         theirs == ours,
         "buildah's tree (-) against camada's (+):\n{}",
         common::diff_lines(&theirs.join("\n"), &ours.join("\n"))
     );
+}
+
+fn buildah_usable() -> bool {
+    if !common::is_root() {
+        require("root (buildah with the vfs driver)", Err("not root".into()));
+        return false;
+    }
+    for t in ["buildah", "umoci"] {
+        common::tool(t);
+    }
+    true
+}
+
+#[test]
+fn buildah_builds_the_same_file_tree() {
+    if !buildah_usable() {
+        return;
+    }
+    let c = Camada::new();
+    let ctx = context(
+        &c,
+        "interop",
+        &[
+            (
+                "Dockerfile",
+                "FROM base:latest\nENV APP=/srv/app\n\
+                 RUN mkdir -p $APP/gen && for i in 1 2 3; do echo \"file $i\" > $APP/gen/f$i; done \
+                 && chown -R 1000:1000 $APP/gen && rm -rf /home && ln -s gen/f1 $APP/link \
+                 && chmod 0700 $APP/gen/f2\n\
+                 COPY --chown=1000:100 dir/ $APP/data/\nCOPY --chmod=0640 top.txt $APP/\n\
+                 WORKDIR $APP\nRUN pwd > where && rm gen/f3\nCMD [\"ls\"]\n",
+            ),
+            ("dir/a", "a\n"),
+            ("dir/sub/c", "c\n"),
+            ("top.txt", "top\n"),
+        ],
+    );
+    let (theirs, ours) = buildah_and_camada_trees(&c, &ctx, &[]);
+    assert_same_trees(&theirs, &ours);
     assert!(
         ours.iter()
             .any(|l| l.starts_with("srv/app/gen/f2 f 700 1000:1000"))
     );
-    sh(&format!(
-        "{b} rmi -a -f >/dev/null 2>&1 || true; rm -rf {d}/broot {d}/brun"
-    ));
+}
+
+#[test]
+fn buildah_builds_the_same_file_tree_with_run_mounts() {
+    if !buildah_usable() {
+        return;
+    }
+    let c = Camada::new();
+    // buildah keeps cache mounts outside its --root, across runs: a fresh id
+    let id = c.dir().file_name().unwrap().to_string_lossy().into_owned();
+    let secret = c.work().join("token");
+    fs::write(&secret, "t0ken\n").unwrap();
+    let ctx = context(
+        &c,
+        "interop-mounts",
+        &[
+            (
+                "Dockerfile",
+                "FROM base:latest AS tools\nRUN mkdir /out && echo art > /out/a\n\
+                 FROM base:latest\n\
+                 RUN --mount=type=cache,id=ID,target=/cache echo x >> /cache/log && cp /cache/log /copied\n\
+                 RUN --mount=type=bind,source=data,target=/mnt/data cat /mnt/data/in > /from-ctx\n\
+                 RUN --mount=type=bind,from=tools,source=/out,target=/b cat /b/a > /from-stage\n\
+                 RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len\n\
+                 RUN --mount=type=tmpfs,target=/scratch echo y > /scratch/y\n",
+            ),
+            ("data/in", "in\n"),
+        ],
+    );
+    let df = fs::read_to_string(ctx.join("Dockerfile")).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        df.replace("id=ID", &format!("id={id}")),
+    )
+    .unwrap();
+    let flag = format!("id=tok,src={}", secret.display());
+    let (theirs, ours) = buildah_and_camada_trees(&c, &ctx, &["--secret", &flag]);
+    let _ = fs::remove_dir_all(Path::new("/var/tmp/buildah-cache").join(&id));
+    // buildah removes a mount point it made but keeps the parents it made for it (/mnt
+    // for /mnt/data, /run/secrets for the secret); camada removes those too
+    let made_for_mounts = ["mnt ", "run/secrets "];
+    let theirs: Vec<String> = theirs
+        .into_iter()
+        .filter(|l| !made_for_mounts.iter().any(|m| l.starts_with(m)))
+        .collect();
+    assert_same_trees(&theirs, &ours);
+    for want in ["copied f", "from-ctx f", "from-stage f", "len f"] {
+        assert!(ours.iter().any(|l| l.starts_with(want)), "{want}: {ours:?}");
+    }
 }
 
 /// The debootstrap minbase rootfs as a tar every test user can read, made once per run
@@ -820,5 +893,327 @@ fn pushed_layers_are_compressed_as_build_said() {
             .run(["run", "--rm", &name])
             .success()
             .stdout_is("pushed\n");
+    }
+}
+
+/// Every file under `dir` whose bytes contain `needle` (layer tars, blobs).
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn run_mount_cache_persists_between_builds_and_stays_out_of_the_image() {
+    for (who, c) in engines(ALL) {
+        let ctx = context(
+            &c,
+            "cachemount",
+            &[(
+                "Dockerfile",
+                "FROM base AS seed\nRUN mkdir /s && echo seeded > /s/first\n\
+                 FROM base\nARG N\n\
+                 RUN --mount=type=cache,id=seeded,target=/sc,from=seed,source=/s \
+                 cat /sc/first > /seen && echo \"$N\" >> /sc/first\n\
+                 RUN --mount=type=cache,target=/cache,sharing=locked \
+                 echo \"$N\" >> /cache/log && wc -l < /cache/log > /count\n\
+                 RUN --mount=type=cache,id=owned,target=owned,uid=1000,gid=1000,mode=0700 \
+                 stat -c %u:%g:%a /owned > /owned-stat\n\
+                 USER 1000\n\
+                 RUN --mount=type=cache,id=owned,target=/owned mkdir -p /owned/d/e && touch /owned/d/e/f\n\
+                 USER 0\n",
+            )],
+        );
+        build(&c, &["-t", "cm:1", "--build-arg", "N=1"], &ctx).success();
+        // another value reruns the RUN, on the directory the first build left
+        build(&c, &["-t", "cm:2", "--build-arg", "N=2"], &ctx).success();
+        let cat = |image: &str, path: &str| {
+            c.run(["run", "--rm", image, "cat", path])
+                .success()
+                .stdout()
+        };
+        assert_eq!(cat("cm:1", "/count").trim(), "1", "{who:?}");
+        assert_eq!(cat("cm:2", "/count").trim(), "2", "{who:?}");
+        // a cache with from= starts as a copy of the stage's files, then lives on its own
+        assert_eq!(cat("cm:1", "/seen"), "seeded\n", "{who:?}");
+        assert_eq!(cat("cm:2", "/seen"), "seeded\n1\n", "{who:?}");
+        // neither the cache's files nor its mount point are in the image
+        c.run(["run", "--rm", "cm:2", "ls", "/cache"]).exit(1);
+        c.run(["run", "--rm", "cm:2", "ls", "/owned"]).exit(1);
+        // uid/gid/mode apply when the cache is made (single-id mode maps no other id)
+        let want = if who == Who::SingleId {
+            "0:0:700"
+        } else {
+            "1000:1000:700"
+        };
+        assert_eq!(cat("cm:1", "/owned-stat").trim(), want, "{who:?}");
+        // the caches live in the store, beside the images (/cache/log and /sc/first)
+        let caches = c.root().join("cachemounts");
+        assert_eq!(files_containing(&caches, b"1\n2\n").len(), 2, "{who:?}");
+        assert_eq!(
+            files_containing(&caches, b"seeded\n1\n2\n").len(),
+            1,
+            "{who:?}"
+        );
+        // system prune drops the caches (files of uid 1000 too: a subordinate id's on the
+        // host for a ranged user): the count starts again
+        c.ok(["system", "prune", "-f"]);
+        let left: Vec<_> = fs::read_dir(c.root().join("cachemounts"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{who:?}: {left:?}");
+        build(&c, &["-t", "cm:3", "--build-arg", "N=3"], &ctx).success();
+        assert_eq!(cat("cm:3", "/count").trim(), "1", "{who:?}");
+        assert_eq!(cat("cm:3", "/seen"), "seeded\n", "{who:?}");
+    }
+}
+
+#[test]
+fn run_mount_secret_is_readable_in_run_and_in_no_layer_or_history() {
+    const SECRET: &str = "s3cret-9f1c2e";
+    for (who, c) in engines(ALL) {
+        let ctx = context(
+            &c,
+            "secret",
+            &[(
+                "Dockerfile",
+                "FROM base\n\
+                 RUN --mount=type=secret,id=tok,required \
+                 cut -c1-6 /run/secrets/tok > /prefix && stat -c %a /run/secrets/tok > /mode\n\
+                 RUN --mount=type=secret,id=tok,env=TOK,target=/etc/tok \
+                 test \"$TOK\" = \"$(cat /etc/tok)\" && echo ${#TOK} > /len\n",
+            )],
+        );
+        let files = context(&c, "secretfiles", &[("tok", SECRET), ("other", "changed")]);
+        let flag = format!("id=tok,src={}", files.join("tok").display());
+        build(&c, &["-t", "sec", "--secret", &flag], &ctx).success();
+        c.run(["run", "--rm", "sec", "cat", "/prefix", "/mode", "/len"])
+            .success()
+            .stdout_is("s3cret\n400\n13\n");
+        c.run(["run", "--rm", "sec", "ls", "/run/secrets/tok"])
+            .exit(1);
+        c.run(["run", "--rm", "sec", "ls", "/etc/tok"]).exit(1);
+        let history = c.ok(["history", "--no-trunc", "sec"]);
+        assert!(!history.contains(SECRET), "{who:?}: {history}");
+        assert!(!files_containing(&files, SECRET.as_bytes()).is_empty());
+        let mut leaks = files_containing(&c.root(), SECRET.as_bytes());
+        leaks.extend(files_containing(&c.runroot(), SECRET.as_bytes()));
+        assert!(
+            leaks.is_empty(),
+            "{who:?}: the secret is stored in {leaks:?}"
+        );
+        // the secret's bytes are no part of the key: another value is still a hit
+        let other = format!("id=tok,src={}", files.join("other").display());
+        let again = build(&c, &["-t", "sec2", "--secret", &other], &ctx)
+            .success()
+            .stdout();
+        assert_eq!(again.matches("CACHED").count(), 2, "{who:?}: {again}");
+        // a required secret not given stops the build, naming it
+        build(&c, &["--no-cache", "-t", "sec3"], &ctx)
+            .engine_error()
+            .stderr_has("secret \"tok\" is required");
+        build(&c, &["--secret", "id=tok,src=/nonexistent/x"], &ctx)
+            .engine_error()
+            .stderr_has("/nonexistent/x");
+    }
+}
+
+#[test]
+fn run_mount_binds_the_context_and_a_stage_and_tmpfs() {
+    for (who, c) in engines(ALL) {
+        let ctx = context(
+            &c,
+            "bind",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM base AS tools\nRUN mkdir /out && echo from-stage > /out/artifact\n\
+                     FROM base\nWORKDIR /app\n\
+                     RUN --mount=type=bind,source=data,target=/mnt/data \
+                     cat /mnt/data/in > /from-ctx && ls /mnt/data > /listed && \
+                     { touch /mnt/data/x 2>/dev/null && echo writable || echo read-only; } > /ro\n\
+                     RUN --mount=type=bind,from=tools,source=/out,target=/b cat /b/artifact > /from-stage\n\
+                     RUN --mount=type=bind,source=data,target=w,rw \
+                     echo scribble > w/in && cat w/in > /rw\n\
+                     RUN --mount=type=tmpfs,target=/scratch,size=1m \
+                     echo x > /scratch/f && grep ' /scratch tmpfs ' /proc/mounts | wc -l > /tmpfs\n",
+                ),
+                ("data/in", "from-context\n"),
+                ("data/ignored.txt", "no\n"),
+                (".dockerignore", "data/ignored.txt\n"),
+            ],
+        );
+        let first = build(&c, &["-t", "bnd"], &ctx).success().stdout();
+        assert!(first.contains("[tools 2/2] RUN"), "{who:?}: {first}");
+        c.run([
+            "run",
+            "--rm",
+            "bnd",
+            "cat",
+            "/from-ctx",
+            "/listed",
+            "/ro",
+            "/from-stage",
+            "/rw",
+            "/tmpfs",
+        ])
+        .success()
+        .stdout_is("from-context\nin\nread-only\nfrom-stage\nscribble\n1\n");
+        // mount points and what was written under them are not in the image
+        for gone in ["/mnt", "/app/w", "/scratch", "/b"] {
+            c.run(["run", "--rm", "bnd", "ls", gone]).exit(1);
+        }
+        // rw writes went to a copy, never to the context
+        assert_eq!(
+            fs::read_to_string(ctx.join("data/in")).unwrap(),
+            "from-context\n"
+        );
+        // the bound files are part of the key: unchanged, cached; changed, rerun
+        let again = build(&c, &["-t", "bnd"], &ctx).success().stdout();
+        assert_eq!(again.matches("CACHED").count(), 6, "{who:?}: {again}");
+        fs::write(ctx.join("data/in"), "changed\n").unwrap();
+        let changed = build(&c, &["-t", "bnd"], &ctx).success().stdout();
+        assert_eq!(changed.matches("CACHED").count(), 2, "{who:?}: {changed}");
+        c.run(["run", "--rm", "bnd", "cat", "/from-ctx"])
+            .success()
+            .stdout_is("changed\n");
+    }
+}
+
+#[test]
+fn run_network_flag_picks_the_steps_network() {
+    for (who, c) in engines(ALL) {
+        let ctx = context(
+            &c,
+            "runnet",
+            &[(
+                "Dockerfile",
+                "FROM base\nRUN --network=none ls /sys/class/net > /none\n\
+                 RUN --network=host ls /sys/class/net > /host\n",
+            )],
+        );
+        build(&c, &["-t", "runnet"], &ctx).success();
+        c.run(["run", "--rm", "runnet", "cat", "/none"])
+            .success()
+            .stdout_is("lo\n");
+        let host: Vec<String> = fs::read_dir("/sys/class/net")
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let seen = c
+            .run(["run", "--rm", "runnet", "cat", "/host"])
+            .success()
+            .stdout();
+        for name in &host {
+            assert!(
+                seen.lines().any(|l| l == name),
+                "{who:?}: {name} not in {seen}"
+            );
+        }
+        let bad = context(
+            &c,
+            "runnet-bad",
+            &[("Dockerfile", "FROM base\nRUN --network=bogus true\n")],
+        );
+        build(&c, &[], &bad)
+            .engine_error()
+            .stderr_has("Dockerfile:2: RUN: --network=bogus: network \"bogus\" is not supported");
+    }
+}
+
+#[test]
+fn run_mount_errors_name_the_option() {
+    let c = Camada::new();
+    c.load_base();
+    for (line, says) in [
+        (
+            "RUN --mount=type=cache,target=/c,colour=red true",
+            "Dockerfile:2: RUN: --mount=type=cache,target=/c,colour=red: unexpected key \"colour\"",
+        ),
+        (
+            "RUN --mount=type=nfs,target=/c true",
+            "unknown mount type \"nfs\"",
+        ),
+        ("RUN --mount=type=ssh true", "type=ssh is not supported"),
+        ("RUN --mount=type=cache true", "needs a target"),
+        (
+            "RUN --mount=type=bind,source=nope,target=/x true",
+            "Dockerfile:2: RUN: the bind mount at /x: COPY failed: file not found in build context",
+        ),
+        (
+            "RUN --mount=type=bind,from=nostage:nosuchtag,target=/x true",
+            "Dockerfile:2: RUN: the bind mount at /x: ",
+        ),
+    ] {
+        let ctx = context(
+            &c,
+            "mounterr",
+            &[("Dockerfile", &format!("FROM base\n{line}\n"))],
+        );
+        build(&c, &[], &ctx).engine_error().stderr_has(says);
+    }
+    let ctx = context(&c, "secreterr", &[("Dockerfile", "FROM base\n")]);
+    build(&c, &["--secret", "src=/x"], &ctx)
+        .engine_error()
+        .stderr_has("invalid --secret \"src=/x\": it needs id=ID");
+}
+
+#[test]
+fn onbuild_triggers_of_a_base_run_in_the_child() {
+    for (who, c) in engines(ALL) {
+        let parent = context(
+            &c,
+            "onbuild-parent",
+            &[(
+                "Dockerfile",
+                "FROM base\nONBUILD ARG WHO=child\nONBUILD RUN echo \"built by $WHO\" > /trigger\n\
+                 ONBUILD COPY hello.txt /hello.txt\nRUN echo parent > /parent\n",
+            )],
+        );
+        build(&c, &["-t", "onb-parent"], &parent).success();
+        assert_eq!(
+            inspect(&c, "onb-parent", "{{json .Config.OnBuild}}"),
+            r#"["ARG WHO=child","RUN echo \"built by $WHO\" > /trigger","COPY hello.txt /hello.txt"]"#,
+            "{who:?}"
+        );
+        // the parent itself did not run them
+        c.run(["run", "--rm", "onb-parent", "ls", "/trigger"])
+            .exit(1);
+        let child = context(
+            &c,
+            "onbuild-child",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM onb-parent\nRUN cat /trigger /hello.txt > /both\n",
+                ),
+                ("hello.txt", "hello from the child's context\n"),
+            ],
+        );
+        let out = build(&c, &["-t", "onb-child"], &child).success().stdout();
+        assert!(out.contains("[1/2] FROM onb-parent"), "{who:?}: {out}");
+        assert!(out.contains("[3/5] ONBUILD RUN echo"), "{who:?}: {out}");
+        c.run(["run", "--rm", "onb-child", "cat", "/both"])
+            .success()
+            .stdout_is("built by child\nhello from the child's context\n");
+        // triggers are not passed on to a grandchild
+        assert_eq!(
+            inspect(&c, "onb-child", "{{json .Config.OnBuild}}"),
+            "null",
+            "{who:?}"
+        );
+        let again = build(&c, &["-t", "onb-child"], &child).success().stdout();
+        // ARG shows no CACHED
+        assert_eq!(again.matches("CACHED").count(), 3, "{who:?}: {again}");
     }
 }

@@ -579,12 +579,14 @@ fn bind_mounts_read_write_and_read_only() {
                 destination: "/data".into(),
                 readonly: false,
                 fill: false,
+                tmpfs: None,
             },
             Bind {
                 source: data.clone(),
                 destination: "/ro".into(),
                 readonly: true,
                 fill: false,
+                tmpfs: None,
             },
         ];
         let o = s.run(&job, "");

@@ -94,8 +94,8 @@ fn read(store: &Store) -> File {
         .unwrap_or_default()
 }
 
-/// Entries of the build cache and the bytes of the layers only they keep (what `system
-/// prune` would free), for `system df`.
+/// Entries of the build cache and the bytes of the layers only they keep plus those of
+/// the cache mounts (what `system prune` would free), for `system df`.
 pub fn usage(store: &Store) -> (usize, u64) {
     let file = read(store);
     let mut in_images = std::collections::HashSet::new();
@@ -113,16 +113,25 @@ pub fn usage(store: &Store) -> (usize, u64) {
             }
         }
     }
-    (file.entries.len(), bytes)
+    let mounts = super::runmount::cache_mounts_size(store.paths());
+    (file.entries.len(), bytes + mounts)
 }
 
-/// Forgets every entry (`system prune`); the next GC then frees what only they kept.
+/// Forgets every entry and removes the `RUN --mount=type=cache` directories not in use
+/// (`system prune`); the next GC then frees what only the entries kept. Returns how many
+/// entries and cache mounts went.
 pub fn clear(store: &Store) -> Result<usize, BuildError> {
+    let mounts = super::runmount::prune_cache_mounts(store.paths()).map_err(|e| {
+        BuildError::CacheWrite(format!(
+            "removing the cache mounts in {}: {e}",
+            store.paths().cache_mounts_dir().display()
+        ))
+    })?;
     let _lock = store.lock()?;
     let n = read(store).entries.len();
     match std::fs::remove_file(store.paths().buildcache_json()) {
-        Ok(()) => Ok(n),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Ok(()) => Ok(n + mounts),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(mounts),
         Err(e) => Err(BuildError::CacheWrite(format!(
             "removing {}: {e}",
             store.paths().buildcache_json().display()

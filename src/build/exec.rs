@@ -3,7 +3,7 @@
 //! and records the result. Numbering and events follow BuildKit's plain output.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cache::{self, Cache};
@@ -12,6 +12,7 @@ use super::copy::{CopyOpts, CopyPlan, Source, plan_copy};
 use super::imagefs::ImageFs;
 use super::memo::ContentMemo;
 use super::output::{Progress, StepInfo};
+use super::runmount::{self, RunMount, SecretSource};
 use super::{Backend, BuildError, Built, NewLayer, Request};
 use crate::digest::Digest;
 use crate::dockerfile::CopyArgs;
@@ -67,11 +68,20 @@ pub fn build(
             _ => false,
         })
     });
-    let context = if reads_context {
-        Some(Context::open(&req.context, req.dockerfile_path.as_deref())?)
-    } else {
-        None
+    // opened even when no Dockerfile step reads it: a base's ONBUILD COPY or a RUN's bind
+    // mount may; it is an error only where one does
+    let context = match Context::open(&req.context, req.dockerfile_path.as_deref()) {
+        Ok(c) => Some(c),
+        Err(e) if reads_context => return Err(e.into()),
+        Err(_) => None,
     };
+    let mut secrets = std::collections::BTreeMap::new();
+    for flag in &req.secrets {
+        let (id, source) = runmount::parse_secret_flag(flag)?;
+        // checked now, as docker does, rather than at the RUN that reads it
+        runmount::read_secret(&id, &source)?;
+        secrets.insert(id, source);
+    }
     let mut ex = Executor {
         store,
         backend,
@@ -84,6 +94,10 @@ pub fn build(
             .map(|b| ContentMemo::from_json(&b))
             .unwrap_or_default(),
         results: vec![None; df.stages.len()],
+        secrets,
+        current: 0,
+        mounts: Vec::new(),
+        run_network: req.network,
     };
     for &i in &needed {
         let stage = &df.stages[i];
@@ -153,11 +167,25 @@ fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
             todo.push(s.index);
         }
         for step in &stage.steps {
-            if let Instruction::Copy(c) = &step.instruction
-                && let Some(from) = &c.from
-                && let Some(s) = stage_ref(df, from, i)
-            {
-                todo.push(s.index);
+            let froms: Vec<String> = match &step.instruction {
+                Instruction::Copy(c) => c.from.iter().cloned().collect(),
+                // RUN --mount=type=bind|cache,from=STAGE (a spec that needs expansion,
+                // or is wrong, is judged when the step runs)
+                Instruction::Run { mounts, .. } => mounts
+                    .iter()
+                    .filter_map(|spec| match RunMount::parse(spec, "/").ok()?.kind {
+                        runmount::Kind::Bind { from, .. } | runmount::Kind::Cache { from, .. } => {
+                            from
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for from in froms {
+                if let Some(s) = stage_ref(df, &from, i) {
+                    todo.push(s.index);
+                }
             }
         }
     }
@@ -183,6 +211,14 @@ struct Executor<'a> {
     /// Context files' digests remembered by lstat (saved when it learnt some).
     memo: ContentMemo,
     results: Vec<Option<State>>,
+    /// `--secret`s by id.
+    secrets: std::collections::BTreeMap<String, SecretSource>,
+    /// The stage being built (what `--mount=...,from=` resolves against).
+    current: usize,
+    /// The `--mount`s of the RUN being applied.
+    mounts: Vec<RunMount>,
+    /// The network of the RUN being applied (its `--network`, else the build's).
+    run_network: runtime::Network,
 }
 
 /// What one step did, for the config and the history.
@@ -193,7 +229,7 @@ enum Outcome {
     Layer(Option<NewLayer>),
 }
 
-impl Executor<'_> {
+impl<'a> Executor<'a> {
     fn step_err(&self, step: &Step, why: impl std::fmt::Display) -> BuildError {
         BuildError::Step {
             file: self.df.file.clone(),
@@ -210,8 +246,8 @@ impl Executor<'_> {
         label: Option<String>,
         progress: &mut dyn Progress,
     ) -> Result<State, BuildError> {
-        let total = stage.steps.len() + 1;
-        let info = |n: usize, step: &Step| StepInfo {
+        self.current = stage.index;
+        let info = |n: usize, total: usize, step: &Step| StepInfo {
             stage: label.clone(),
             n,
             total,
@@ -223,26 +259,22 @@ impl Executor<'_> {
                 Some(n) => format!("FROM {image} AS {n}"),
                 None => format!("FROM {image}"),
             },
-            ..info(1, &stage.from)
+            ..info(1, stage.steps.len() + 1, &stage.from)
         };
+        // shown before a pull starts; the base's triggers, known after, then count in
+        // the steps that follow
         progress.step(&from);
         let mut state = self.from(stage, image)?;
         progress.done(&from, started.elapsed());
-        if !state
-            .config
-            .config
-            .as_ref()
-            .is_none_or(|c| c.on_build.is_empty())
-        {
-            progress.warning(&format!(
-                "the ONBUILD triggers of {image} are not run (not supported yet)"
-            ));
-        }
+        // the base's ONBUILD triggers run first, and are not passed on (docker)
+        let triggers = self.triggers(stage, image, &mut state)?;
+        let steps: Vec<&Step> = triggers.iter().chain(&stage.steps).collect();
+        let total = steps.len() + 1;
         let image_env = state.config.config.clone().unwrap_or_default().env;
         let mut env = StageEnv::new(self.df, &image_env, self.args)?;
         let mut cmd_set = false;
-        for (i, step) in stage.steps.iter().enumerate() {
-            let info = info(i + 2, step);
+        for (i, step) in steps.into_iter().enumerate() {
+            let info = info(i + 2, total, step);
             progress.step(&info);
             let started = Instant::now();
             let expanded = env.step(step)?;
@@ -262,9 +294,7 @@ impl Executor<'_> {
                             from_fs = self.copy_source_fs(stage.index, f, step)?;
                             Source::Image(&from_fs)
                         }
-                        None => Source::Context(self.context.ok_or_else(|| {
-                            self.step_err(step, "the build context was not opened")
-                        })?),
+                        None => Source::Context(self.context.ok_or_else(|| self.no_context(step))?),
                     };
                     let plan = self.plan(step, source, c, add, &state.config, &lower)?;
                     let hash = plan
@@ -279,7 +309,13 @@ impl Executor<'_> {
                     (key, Some(self.copy_layer(step, &plan)?))
                 }
                 None => {
-                    let extra = self.key_extra(&expanded, &env);
+                    let mut extra = self.key_extra(&expanded, &env);
+                    self.mounts = self.run_mounts(step, &expanded, &env, &state.config)?;
+                    for m in &self.mounts.clone() {
+                        extra.push_str(&m.key_text());
+                        extra.push_str(&self.bind_hash(step, m)?);
+                        extra.push('\n');
+                    }
                     let key = cache::key(&state.key, &[&format!("{expanded:?}"), &extra]);
                     if let Some(config) = self.cached(&key) {
                         if matches!(expanded, Instruction::Cmd(_)) {
@@ -359,6 +395,175 @@ impl Executor<'_> {
             config,
             key: cache::key("image", &[id.hex()]),
         })
+    }
+
+    /// The ONBUILD triggers of the base `state` starts from, as steps at the FROM's line;
+    /// taken out of the state's config, so the image built does not pass them on.
+    fn triggers(
+        &self,
+        stage: &Stage,
+        image: &str,
+        state: &mut State,
+    ) -> Result<Vec<Step>, BuildError> {
+        let Some(rc) = state.config.config.as_mut() else {
+            return Ok(Vec::new());
+        };
+        if rc.on_build.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = std::mem::take(&mut rc.on_build);
+        let text = format!("FROM scratch\n{}\n", list.join("\n"));
+        let parsed = dockerfile::parse(&self.df.file, text.as_bytes()).map_err(|e| {
+            self.step_err(
+                &stage.from,
+                format!(
+                    "the ONBUILD trigger {:?} of {image}: {}",
+                    list.get(e.line.saturating_sub(2))
+                        .map_or("", |s| s.as_str()),
+                    e.kind
+                ),
+            )
+        })?;
+        let steps = parsed.stages.into_iter().flat_map(|s| s.steps);
+        Ok(steps
+            .map(|s| Step {
+                line: stage.from.line,
+                end_line: stage.from.line,
+                original: format!("ONBUILD {}", s.original),
+                instruction: s.instruction,
+            })
+            .collect())
+    }
+
+    /// The `--mount`s of a RUN, expanded with the stage's variables (relative targets
+    /// against the working dir); none for other instructions.
+    fn run_mounts(
+        &self,
+        step: &Step,
+        expanded: &Instruction,
+        env: &StageEnv,
+        config: &ImageConfig,
+    ) -> Result<Vec<RunMount>, BuildError> {
+        let Instruction::Run { mounts, .. } = expanded else {
+            return Ok(Vec::new());
+        };
+        let workdir = config
+            .config
+            .as_ref()
+            .map(|c| c.working_dir.as_str())
+            .filter(|w| !w.is_empty())
+            .unwrap_or("/");
+        mounts
+            .iter()
+            .map(|spec| {
+                let spec = env.expand(spec).map_err(|e| self.step_err(step, e))?;
+                RunMount::parse(&spec, workdir).map_err(|e| self.step_err(step, e))
+            })
+            .collect()
+    }
+
+    /// The files a bind mount (or a cache mount's `from`) reads, as a COPY of them to
+    /// `/m` would write them (`.dockerignore` applies to the context, as for COPY). Errors
+    /// are reasons, without the Dockerfile's name and line.
+    fn bind_plan<'s>(
+        &self,
+        step: &Step,
+        m: &RunMount,
+        from_fs: &'s mut Option<ImageFs>,
+    ) -> Result<Option<CopyPlan<'s>>, String>
+    where
+        'a: 's,
+    {
+        let (source, from) = match &m.kind {
+            runmount::Kind::Bind { source, from, .. } => (source, from),
+            runmount::Kind::Cache {
+                source,
+                from: from @ Some(_),
+                ..
+            } => (source, from),
+            _ => return Ok(None),
+        };
+        let why = |e: BuildError| format!("the bind mount at {}: {}", m.target, reason(e));
+        let src = match from {
+            Some(f) => {
+                let fs = self.copy_source_fs(self.current, f, step).map_err(why)?;
+                Source::Image(from_fs.insert(fs))
+            }
+            None => Source::Context(self.context.ok_or_else(|| why(self.no_context(step)))?),
+        };
+        let source = if source.is_empty() { "." } else { source };
+        let empty = ImageFs::empty("the mount");
+        plan_copy(
+            src,
+            &[source.to_owned()],
+            "/m",
+            "/",
+            &CopyOpts::default(),
+            &empty,
+        )
+        .map(Some)
+        .map_err(|e| why(e.into()))
+    }
+
+    /// A bind mount's (or a cache's `from`'s) content hash for the step's key (the files
+    /// it reads decide the result, as COPY's do); empty for other mounts.
+    fn bind_hash(&mut self, step: &Step, m: &RunMount) -> Result<String, BuildError> {
+        let mut from_fs = None;
+        let plan = self.bind_plan(step, m, &mut from_fs);
+        let Some(plan) = plan.map_err(|why| self.step_err(step, why))? else {
+            return Ok(String::new());
+        };
+        let hash = plan.cache_key_memo(&mut self.memo);
+        let hash =
+            hash.map_err(|e| self.step_err(step, format!("the bind mount at {}: {e}", m.target)))?;
+        Ok(hash.hex().to_owned())
+    }
+
+    /// Copies a bind mount's (or a cache's `from`'s) files under `into` (a fresh dir);
+    /// returns the copy's root.
+    fn materialize(&self, step: &Step, m: &RunMount, into: &Path) -> Result<PathBuf, String> {
+        let mut from_fs = None;
+        let Some(plan) = self.bind_plan(step, m, &mut from_fs)? else {
+            return Err(format!("{}: nothing to copy for this mount", m.target));
+        };
+        let why = |e: &dyn std::fmt::Display| format!("the bind mount at {}: {e}", m.target);
+        std::fs::create_dir_all(into).map_err(|e| why(&e))?;
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| why(&e))?;
+        let (written, extracted) = std::thread::scope(|s| {
+            let reader = s.spawn(move || {
+                crate::layer::extract(std::fs::File::from(r), into, &mut |_, _| {})
+                    .map_err(|e| e.to_string())
+            });
+            let mut out = std::io::BufWriter::with_capacity(256 << 10, std::fs::File::from(w));
+            let written = plan.write_layer(&mut out).and_then(|_| {
+                std::io::Write::flush(&mut out).map_err(|source| {
+                    super::context::ContextError::WriteLayer { op: "COPY", source }
+                })
+            });
+            drop(out);
+            let extracted = reader
+                .join()
+                .unwrap_or_else(|_| Err("the extracting thread panicked".into()));
+            (written, extracted)
+        });
+        match (written, extracted) {
+            (Ok(_), Ok(_)) => {}
+            (Err(e), _) if !is_broken_pipe(&e) => return Err(why(&e)),
+            (_, Err(e)) => return Err(why(&e)),
+            (Err(e), Ok(_)) => return Err(why(&e)),
+        }
+        let root = into.join("m");
+        if std::fs::symlink_metadata(&root).is_err() {
+            std::fs::create_dir(&root).map_err(|e| why(&e))?;
+        }
+        Ok(root)
+    }
+
+    fn no_context(&self, step: &Step) -> BuildError {
+        match Context::open(&self.req.context, self.req.dockerfile_path.as_deref()) {
+            Err(e) => self.copy_err(step, e),
+            Ok(_) => self.step_err(step, "the build context was not opened"),
+        }
     }
 
     /// What besides the expanded instruction decides a (non-COPY) step's result: for RUN
@@ -577,9 +782,24 @@ impl Executor<'_> {
         if let Instruction::Run {
             command: c,
             heredocs,
+            network,
+            security,
             ..
         } = expanded
         {
+            // RUN --network=default|none|host (BuildKit); default: the build's
+            self.run_network = match network.as_deref() {
+                None | Some("default") => self.req.network,
+                Some(n) => n
+                    .parse()
+                    .map_err(|e| self.step_err(step, format!("--network={n}: {e}")))?,
+            };
+            if let Some(s) = security.as_deref().filter(|s| *s != "sandbox") {
+                return Err(self.step_err(
+                    step,
+                    format!("--security={s} is not supported: every RUN runs rootless, sandboxed"),
+                ));
+            }
             let argv = match c {
                 Command::Shell(text) if !heredocs.is_empty() => {
                     let mut v = shell.clone();
@@ -714,7 +934,31 @@ impl Executor<'_> {
                 destination: format!("/{APT_CONF_DIR}/{APT_STUB}"),
                 readonly: true,
                 fill: false,
+                tmpfs: None,
             });
+        }
+        // RUN --mount: binds for this RUN only (materialised binds, secret copies and
+        // private caches live in the RUN's temp dir and go with it)
+        let mounts = std::mem::take(&mut self.mounts);
+        let prepared = runmount::prepare(
+            self.store.paths(),
+            &maps,
+            &mounts,
+            &self.secrets,
+            dir.path(),
+            &self.store.paths().run_dir(&format!("{id}-secrets")),
+            &mut |i, m| self.materialize(step, m, &dir.path().join(format!("bind-{i}"))),
+        )
+        .map_err(|why| self.step_err(step, why))?;
+        let targets: Vec<String> = prepared
+            .binds
+            .iter()
+            .map(|b| b.destination.clone())
+            .collect();
+        binds.extend(prepared.binds.iter().cloned());
+        for (k, v) in &prepared.env {
+            run_env.retain(|e| !e.starts_with(&format!("{k}=")));
+            run_env.push(format!("{k}={v}"));
         }
         let container = runtime::Container {
             id: id.clone(),
@@ -728,7 +972,7 @@ impl Executor<'_> {
                 tty: false,
             },
             hostname: id[..12].to_owned(),
-            network: self.req.network,
+            network: self.run_network,
             binds,
             init: false,
             io: if self.req.quiet {
@@ -743,7 +987,7 @@ impl Executor<'_> {
             fake_ids,
             ports: Vec::new(),
             // RUN reaches the network as docker build's does (pasta when usable)
-            outbound: runtime::netns::choose(self.req.network).0,
+            outbound: runtime::netns::choose(self.run_network).0,
         };
         let run_err = |source| BuildError::Run {
             command: shown.clone(),
@@ -751,6 +995,7 @@ impl Executor<'_> {
         };
         let result = runtime::start(container, None).and_then(|s| s.wait());
         let _ = std::fs::remove_dir_all(&run_dir);
+        drop(prepared); // the cache locks
         let code = result.map_err(run_err)?;
         if code != 0 {
             if self.req.quiet
@@ -766,6 +1011,14 @@ impl Executor<'_> {
             });
         }
         drop_mount_stubs(&opts.upper);
+        if !targets.is_empty() {
+            let lower = self.image_fs("the stage so far", config)?;
+            let lower_has = |rel: &str| {
+                use super::view::View;
+                lower.node(rel.as_bytes()).map_or(true, |n| n.is_some())
+            };
+            runmount::drop_mount_points(&opts.upper, &targets, &lower_has);
+        }
         let stub = opts.upper.join(APT_CONF_DIR).join(APT_STUB);
         if std::fs::symlink_metadata(&stub).is_ok_and(|m| m.is_file() && m.len() == 0) {
             let _ = std::fs::remove_file(&stub);
@@ -774,6 +1027,16 @@ impl Executor<'_> {
         self.backend
             .layer_from_upper(&opts)
             .map_err(|why| self.step_err(step, why))
+    }
+}
+
+/// A build error's reason without the Dockerfile's name and line (for a message that
+/// gets them once, from the step that wraps it).
+fn reason(e: BuildError) -> String {
+    match e {
+        BuildError::Step { why, .. } => why,
+        BuildError::Copy { source, .. } => source.to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -883,7 +1146,7 @@ fn show_command(argv: &[String]) -> String {
 }
 
 /// An absolute, normalised path: `w` against `base` when relative.
-fn join_path(base: &str, w: &str) -> String {
+pub(super) fn join_path(base: &str, w: &str) -> String {
     let full = if w.starts_with('/') {
         w.to_owned()
     } else {
@@ -994,6 +1257,12 @@ mod tests {
         .unwrap();
         assert_eq!(needed_stages(&df, 3), vec![0, 2, 3]);
         assert_eq!(needed_stages(&df, 1), vec![1]);
+        let df = dockerfile::parse(
+            "Dockerfile",
+            b"FROM busybox AS tools\nFROM busybox AS unused\nFROM busybox\nRUN --mount=from=tools,target=/t true\n",
+        )
+        .unwrap();
+        assert_eq!(needed_stages(&df, 2), vec![0, 2]);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!
 //! The context side (the context dir, `.dockerignore`, COPY/ADD planning and the layers
 //! they write) is in `context`, `ignore`, `glob`, `copy`, `archive`, `imagefs`, `view`,
-//! `memo`.
+//! `memo`; what a RUN mounts (`RUN --mount`, `--secret`) is in `runmount`. A base image's
+//! ONBUILD triggers run right after its FROM, and the child's config drops them.
 //!
 //! Invariant: nothing a build makes is named before the whole build succeeded: layers
 //! and configs are content-addressed and kept alive by the cache, tags move only at the
@@ -27,6 +28,7 @@ pub mod ignore;
 pub mod imagefs;
 pub mod memo;
 pub mod output;
+pub mod runmount;
 pub mod view;
 
 #[cfg(test)]
@@ -67,6 +69,8 @@ pub struct Request {
     pub network: Network,
     /// Capture RUN output instead of streaming it (shown only when a step fails).
     pub quiet: bool,
+    /// `--secret id=ID[,src=FILE|env=VAR]`, as given: what `RUN --mount=type=secret` sees.
+    pub secrets: Vec<String>,
 }
 
 /// A finished build.
@@ -131,6 +135,8 @@ pub enum BuildError {
     },
     #[error("{0}")]
     Context(#[from] context::ContextError),
+    #[error("{0}")]
+    Secret(#[from] runmount::RunMountError),
     #[error("RUN {command} exited with code {code}")]
     RunFailed { command: String, code: i32 },
     #[error("RUN {command}: {source}")]

@@ -89,6 +89,7 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
                 "label",
                 "network",
                 "compression",
+                "secret",
             ],
         ),
         ["image"] => s("", "", &[]),

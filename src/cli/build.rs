@@ -44,6 +44,10 @@ pub struct Build {
     /// compression of the image's new layers when pushed: gzip (default) or zstd
     #[argh(option)]
     pub compression: Option<String>,
+    /// a secret RUN --mount=type=secret can read (id=ID,src=FILE or id=ID,env=VAR);
+    /// repeatable
+    #[argh(option)]
+    pub secret: Vec<String>,
     /// the build context (a directory)
     #[argh(positional)]
     pub context: String,
@@ -128,6 +132,7 @@ pub fn build(engine: &Engine, a: &Build) -> Result<(), CliError> {
         network: a.network.clone(),
         quiet: a.quiet,
         compression: a.compression.clone(),
+        secrets: a.secret.clone(),
     };
     let built = if a.quiet {
         engine.build(&req, &mut Quiet)?

@@ -30,6 +30,8 @@ pub struct BuildRequest {
     pub quiet: bool,
     /// `--compression gzip|zstd`: how push compresses the new image's layers.
     pub compression: Option<String>,
+    /// `--secret id=ID[,src=FILE|env=VAR]`, checked by the build.
+    pub secrets: Vec<String>,
 }
 
 impl Engine {
@@ -104,6 +106,7 @@ impl Engine {
             labels: pairs(&req.labels, "label")?,
             network,
             quiet: req.quiet,
+            secrets: req.secrets.clone(),
         };
         // new layers and configs exist before any image names them: the cache does,
         // step by step, and GC must not sweep them in between

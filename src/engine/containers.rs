@@ -849,6 +849,7 @@ impl Engine {
                 source: m.source,
                 destination: m.destination,
                 readonly: !m.rw,
+                tmpfs: None,
             });
         }
         Ok(binds)

@@ -31,6 +31,10 @@ pub struct Bind {
     /// destination is first copied into it, with its owners and modes (docker's copy-up).
     #[serde(default)]
     pub fill: bool,
+    /// Not a bind: a fresh tmpfs with these mount options (`size=N` or empty) is mounted
+    /// at `destination`, and `source` is unused (build's `RUN --mount=type=tmpfs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs: Option<String>,
 }
 
 /// Why a mount step failed (the target is named as the container sees it).
@@ -412,6 +416,24 @@ fn bind(root: &OwnedFd, source: &Path, target: &str, recursive: bool) -> Result<
 /// recursively, and a read-only one made read-only with everything below it.
 fn user_binds(root: &OwnedFd, binds: &[Bind]) -> Result<(), MountError> {
     for b in binds {
+        if let Some(opts) = &b.tmpfs {
+            let data = if opts.is_empty() {
+                "mode=755".to_owned()
+            } else {
+                format!("mode=755,{opts}")
+            };
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+            mount_on(
+                root,
+                &b.destination,
+                Kind::Dir,
+                Some("tmpfs"),
+                Some("tmpfs"),
+                flags,
+                Some(&data),
+            )?;
+            continue;
+        }
         if b.fill {
             fill_volume(root, &b.source, &b.destination)?;
         }

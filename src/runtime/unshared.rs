@@ -23,7 +23,7 @@ use super::userns::IdMaps;
 pub fn as_mapped_root(
     maps: &IdMaps,
     path: &Path,
-    work: fn(&Path) -> io::Result<()>,
+    work: impl FnOnce(&Path) -> io::Result<()>,
 ) -> io::Result<()> {
     let (ready_r, ready_w) = nix::unistd::pipe()?;
     let (go_r, go_w) = nix::unistd::pipe()?;
