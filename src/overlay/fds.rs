@@ -93,3 +93,46 @@ impl Fds {
         i.orphans.remove(&ino);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    fn fd() -> OwnedFd {
+        OwnedFd::from(std::fs::File::open("/dev/null").unwrap())
+    }
+
+    #[test]
+    fn kept_fds_are_bounded_and_orphans_live_until_forget() {
+        let f = Fds::default();
+        for ino in 0..(MAX_OPEN as u64 + 10) {
+            f.insert(ino, fd());
+        }
+        let kept = (0..(MAX_OPEN as u64 + 10))
+            .filter(|&i| f.get(i).is_some())
+            .count();
+        assert_eq!(kept, MAX_OPEN);
+
+        // A kept fd becomes the orphan: no second open.
+        let some = (0..(MAX_OPEN as u64 + 10))
+            .find(|&i| f.get(i).is_some())
+            .unwrap();
+        let before = f.get(some).unwrap().as_raw_fd();
+        f.orphan(some, || panic!("must reuse the kept fd"));
+        assert!(f.is_orphan(some));
+        assert_eq!(f.get(some).unwrap().as_raw_fd(), before);
+        // Orphans are never evicted by new inserts.
+        for ino in 1000..(1000 + 2 * MAX_OPEN as u64) {
+            f.insert(ino, fd());
+        }
+        assert!(f.is_orphan(some));
+        // Without a kept fd, the opener gives it; forget drops it.
+        f.orphan(5000, || Some(fd()));
+        assert!(f.is_orphan(5000));
+        f.forget(5000);
+        f.forget(some);
+        assert!(f.get(5000).is_none() && f.get(some).is_none());
+    }
+}
