@@ -539,6 +539,38 @@ fn engine_error_wants_exit_125_and_one_error_line() {
 }
 
 #[test]
+fn error_line_allows_only_the_usage_hint_beside_the_error() {
+    let c = Camada::new();
+    let line = |script: &str| {
+        let mut cmd = c.command("sh");
+        cmd.args(["-c", script]);
+        let run = c.exec(cmd);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.error_line())).ok()
+    };
+    assert_eq!(
+        line("echo 'Error: no such image: x' >&2; exit 125").as_deref(),
+        Some("Error: no such image: x")
+    );
+    assert_eq!(
+        line(
+            "echo 'Error: unknown flag: -x' >&2; echo \"See 'camada images --help'.\" >&2; exit 125"
+        )
+        .as_deref(),
+        Some("Error: unknown flag: -x")
+    );
+    for bad in [
+        "echo 'Error: x' >&2; exit 1",
+        "echo 'Error: a' >&2; echo 'Error: b' >&2; exit 125",
+        "echo 'Error: a' >&2; echo 'warning: b' >&2; exit 125",
+        "echo \"See 'camada images --help'.\" >&2; echo 'Error: a' >&2; exit 125",
+        "echo 'Error: a' >&2; echo >&2; exit 125",
+        "exit 125",
+    ] {
+        assert_eq!(line(bad), None, "{bad}");
+    }
+}
+
+#[test]
 fn a_program_the_user_cannot_reach_is_run_from_a_copy() {
     let Some(c) = Camada::as_user() else { return };
     if c.user().is_none() {

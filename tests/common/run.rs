@@ -196,6 +196,26 @@ impl Run {
         self
     }
 
+    /// Any error as cli.md has it: exit 125, one line `Error: ...` on stderr and, for a usage
+    /// error, the hint `See 'camada CMD --help'.` after it; nothing else. Returns the
+    /// `Error: ` line (without its newline).
+    #[track_caller]
+    pub fn error_line(&self) -> String {
+        self.exit(125);
+        let err = self.stderr_checked();
+        let lines: Vec<&str> = err.lines().collect();
+        let hint = |l: &str| l.starts_with("See 'camada") && l.ends_with(" --help'.");
+        match lines[..] {
+            [e] | [e, _] if e.starts_with("Error: ") && lines[1..].iter().all(|l| hint(l)) => {
+                e.to_owned()
+            }
+            _ => self.fail(
+                "expected stderr to be one line starting \"Error: \" (and for a usage error \
+                 the hint \"See 'camada CMD --help'.\")",
+            ),
+        }
+    }
+
     /// Stdout equals `expected` exactly (a line diff on failure).
     #[track_caller]
     pub fn stdout_is(&self, expected: &str) -> &Self {
