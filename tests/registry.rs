@@ -131,11 +131,7 @@ fn client(addr: &str, scopes: &[Scope]) -> Client {
 }
 
 fn push(addr: &str, repo: &str, tag: &str, img: &Image) -> Vec<PushOutcome> {
-    let c = client(addr, &[Scope::Push(repo.into())]);
-    let out = push_blobs(&c, repo, &img.push_list(&[]), img, 3, &()).unwrap();
-    c.put_manifest(repo, tag, OCI_MANIFEST, &img.manifest)
-        .unwrap();
-    out
+    reg::push_image(&client(addr, &[Scope::Push(repo.into())]), repo, tag, img)
 }
 
 fn pull_into(
@@ -410,9 +406,7 @@ fn basic_auth_login_and_unauthorized() {
     });
     let c = Client::connect(cfg, &[Scope::Push("priv/app".into())]).unwrap();
     c.verify_login().unwrap();
-    push_blobs(&c, "priv/app", &img.push_list(&[]), &img, 3, &()).unwrap();
-    c.put_manifest("priv/app", "v1", OCI_MANIFEST, &img.manifest)
-        .unwrap();
+    reg::push_image(&c, "priv/app", "v1", &img);
     let sd = tempfile::tempdir().unwrap();
     let sink = FileSink::new(sd.path());
     pull_into(&c, "priv/app", &img, &sink, &()).unwrap();
@@ -741,9 +735,7 @@ fn token_auth_of_the_real_registry() {
     });
     let c = Client::connect(cfg, &[Scope::Push("tk/app".into())]).unwrap();
     c.verify_login().unwrap();
-    push_blobs(&c, "tk/app", &img.push_list(&[]), &img, 3, &()).unwrap();
-    c.put_manifest("tk/app", "v1", OCI_MANIFEST, &img.manifest)
-        .unwrap();
+    reg::push_image(&c, "tk/app", "v1", &img);
     let anon = client(&addr, &[Scope::Pull("tk/app".into())]);
     let m = anon.get_manifest("tk/app", "v1", "tk/app:v1").unwrap();
     assert_eq!(m.bytes, img.manifest);

@@ -766,7 +766,10 @@ fn serve_token(conn: TcpStream, key: &Path, x5c: &str, basic: &str) -> std::io::
 // ---- test images, made here ----
 
 use camada::digest::Digest;
-use camada::registry::{BlobRef, BlobSource, PushBlob};
+use camada::registry::{
+    BlobRef, BlobSource, Client, ClientConfig, Credentials, PushBlob, PushOutcome, Scope,
+    push_blobs,
+};
 use std::collections::HashMap;
 use std::io;
 
@@ -894,6 +897,24 @@ impl BlobSource for Image {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, digest.to_string()))?;
         Ok(Box::new(io::Cursor::new(b.clone())))
     }
+}
+
+/// Pushes `img` as `repo:tag` through `c`: its blobs (3 at a time), then its manifest.
+/// Returns what became of each blob.
+pub fn push_image(c: &Client, repo: &str, tag: &str, img: &Image) -> Vec<PushOutcome> {
+    let out = push_blobs(c, repo, &img.push_list(&[]), img, 3, &()).unwrap();
+    c.put_manifest(repo, tag, OCI_MANIFEST, &img.manifest)
+        .unwrap();
+    out
+}
+
+/// Puts `img` on the registry at `addr` (plain HTTP) as `repo:tag`, logged in with
+/// `credentials` when given.
+pub fn upload(addr: &str, repo: &str, tag: &str, img: &Image, credentials: Option<Credentials>) {
+    let mut cfg = ClientConfig::new(addr, addr, true, true);
+    cfg.credentials = credentials;
+    let c = Client::connect(cfg, &[Scope::Push(repo.into())]).unwrap();
+    push_image(&c, repo, tag, img);
 }
 
 /// Writes `img` as an OCI image layout at `dir` (what skopeo and umoci read), tagged `tag`.
