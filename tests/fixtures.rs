@@ -520,13 +520,18 @@ fn a_failing_command_is_reported_with_its_output_and_a_diff() {
     );
 }
 
+/// `sh -c SCRIPT` in `c`'s sandbox.
+fn sh(c: &Camada, script: &str) -> common::Run {
+    let mut cmd = c.command("sh");
+    cmd.args(["-c", script]);
+    c.exec(cmd)
+}
+
 #[test]
 fn engine_error_wants_exit_125_and_one_error_line() {
     let c = Camada::new();
     let ok = |script: &str| {
-        let mut cmd = c.command("sh");
-        cmd.args(["-c", script]);
-        let run = c.exec(cmd);
+        let run = sh(&c, script);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run.engine_error();
         }))
@@ -542,9 +547,7 @@ fn engine_error_wants_exit_125_and_one_error_line() {
 fn error_line_allows_only_the_usage_hint_beside_the_error() {
     let c = Camada::new();
     let line = |script: &str| {
-        let mut cmd = c.command("sh");
-        cmd.args(["-c", script]);
-        let run = c.exec(cmd);
+        let run = sh(&c, script);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.error_line())).ok()
     };
     assert_eq!(
