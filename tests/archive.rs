@@ -334,6 +334,14 @@ fn bad_archives_are_refused_and_leave_nothing() {
     // a config whose diff_ids are not the layer's (its name is its true digest)
     let (bytes, _, _) = old_archive(Some(Digest::of(b"another layer")));
     refused(&bytes, "but the image config says");
+    // a compressed archive (`docker save | gzip`) whose compressed stream is cut
+    let (good, _) = saved_archive(SaveFormat::DockerArchive);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&good).unwrap();
+    let gz = gz.finish().unwrap();
+    refused(&gz[..gz.len() / 2], "decompressing the archive (gzip): ");
+    let zst = zstd::encode_all(&good[..], 3).unwrap();
+    refused(&zst[..zst.len() / 2], "decompressing the archive (zstd): ");
 }
 
 #[test]
