@@ -202,35 +202,9 @@ fn push_is_read_by_skopeo_and_unpacked_by_umoci() {
 fn skopeo_push_then_pull_by_tag_and_digest() {
     let r = Registry::start(Auth::None);
     let img = make_image(2);
-    // a layout skopeo reads: write it by hand from our image
-    let d = tempfile::tempdir().unwrap();
-    let layout = d.path().join("oci");
-    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    for (dg, b) in &img.blobs {
-        fs::write(layout.join("blobs/sha256").join(dg.hex()), b).unwrap();
-    }
+    // pushed by skopeo from an OCI layout of our image
+    reg::skopeo_push(&img, &format!("{}/peer/img:v2", r.addr()));
     let md = Digest::of(&img.manifest);
-    fs::write(layout.join("blobs/sha256").join(md.hex()), &img.manifest).unwrap();
-    fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({"schemaVersion":2,"manifests":[{
-            "mediaType": OCI_MANIFEST, "digest": md.to_string(), "size": img.manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "v2"}}]}))
-        .unwrap(),
-    )
-    .unwrap();
-    let o = skopeo_out(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v2", layout.display()),
-        &format!("docker://{}/peer/img:v2", r.addr()),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let c = client(&r.addr(), &[Scope::Pull("peer/img".into())]);
     let m = c.get_manifest("peer/img", "v2", "peer/img:v2").unwrap();

@@ -20,14 +20,7 @@ use reg::{Auth, Fault, FaultProxy, OCI_MANIFEST, Registry, make_image, upload};
 fn pull_images_push_as_docker_prints_them() {
     let r = Registry::start(Auth::None);
     let img = make_image(31);
-    let d = tempfile::tempdir().unwrap();
-    reg::write_layout(&img, &d.path().join("oci"), "latest");
-    reg::skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:latest", d.path().join("oci").display()),
-        &format!("docker://{}/peer/app:latest", r.addr()),
-    ]);
+    reg::skopeo_push(&img, &format!("{}/peer/app:latest", r.addr()));
     let e = Camada::new();
     let name = format!("{}/peer/app", r.addr());
     let out = e.ok(["pull", &name]);

@@ -66,14 +66,8 @@ fn pull_stores_blobs_layers_and_tag_then_is_up_to_date() {
     let r = Registry::start(Auth::None);
     let img = make_image(21);
     // pushed by skopeo from an OCI layout
+    reg::skopeo_push(&img, &format!("{}/peer/app:v1", r.addr()));
     let d = tempfile::tempdir().unwrap();
-    reg::write_layout(&img, &d.path().join("oci"), "v1");
-    reg::skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", d.path().join("oci").display()),
-        &format!("docker://{}/peer/app:v1", r.addr()),
-    ]);
     let s = store_in(d.path());
     let name = format!("{}/peer/app:v1", r.addr());
     let p = do_pull(&s, &name).unwrap();

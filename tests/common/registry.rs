@@ -931,7 +931,21 @@ pub fn write_layout(img: &Image, dir: &Path, tag: &str) {
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
-/// `skopeo copy ARGS...`, asserting success.
+/// Puts `img` on a registry as a peer does: written as an OCI layout in a temp dir, then
+/// `skopeo copy oci:LAYOUT docker://DEST` over plain HTTP (`dest`: `HOST:PORT/REPO:TAG`).
+pub fn skopeo_push(img: &Image, dest: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let layout = d.path().join("oci");
+    write_layout(img, &layout, "latest");
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker://{dest}"),
+    ]);
+}
+
+/// `skopeo ARGS...`, asserting success; its stdout.
 pub fn skopeo(args: &[&str]) -> Vec<u8> {
     let o = Command::new("skopeo")
         .args(args)
