@@ -340,11 +340,7 @@ pub struct VolumePrune {
 }
 
 fn random_name() -> Result<String> {
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| io::Read::read_exact(&mut f, &mut b))
-        .map_err(VolumesError::Random)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    super::random_hex_id().map_err(VolumesError::Random)
 }
 
 fn now_rfc3339() -> String {
