@@ -8,6 +8,7 @@ mod reg;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -218,6 +219,19 @@ fn search_lists_the_catalog() {
     assert_eq!(out.lines().count(), 2, "{out}");
 }
 
+/// Waits (a minute at most: a hang guard) until the partial download `path` holds `bytes`.
+fn wait_for_partial(path: &Path, bytes: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fs::metadata(path).map_or(0, |m| m.len()) < bytes {
+        assert!(
+            Instant::now() < deadline,
+            "the pull never got its {bytes} bytes into {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn kill_9_mid_pull_then_the_next_pull_resumes() {
     let r = Registry::start(Auth::None);
@@ -241,11 +255,7 @@ fn kill_9_mid_pull_then_the_next_pull_resumes() {
         .spawn()
         .unwrap();
     let partial = e.root().join("partial").join(big.hex());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while fs::metadata(&partial).map_or(0, |m| m.len()) < 1_500_000 {
-        assert!(Instant::now() < deadline, "the pull never got its 1.5 MB");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_partial(&partial, 1_500_000);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     p.clear_seen();
@@ -294,11 +304,7 @@ fn ctrl_c_mid_pull_and_mid_run_keeps_the_partial_and_says_so() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while fs::metadata(&partial).map_or(0, |m| m.len()) < bytes as u64 {
-            assert!(Instant::now() < deadline, "the pull never got its bytes");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_partial(&partial, bytes);
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGINT,
@@ -313,7 +319,7 @@ fn ctrl_c_mid_pull_and_mid_run_keeps_the_partial_and_says_so() {
             ),
             "{args:?}: {err}"
         );
-        assert_eq!(fs::metadata(&partial).unwrap().len(), bytes as u64);
+        assert_eq!(fs::metadata(&partial).unwrap().len(), bytes);
     }
     p.clear_seen();
     let out = e.ok(["pull", &name]);
