@@ -24,7 +24,7 @@ use header::*;
 pub mod diff;
 pub mod extract;
 mod header;
-pub use diff::{Owner, diff, diff_with};
+pub use diff::{Entry, Owner, UpperDir, diff, diff_with};
 pub use extract::extract;
 
 /// `src` decompressed as `compression` says (a plain tar passes through as it is). Gzip

@@ -5,7 +5,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use common::engines::{ALL, Engine, Who, engines};
@@ -171,6 +171,85 @@ fn a_committed_image_holds_the_change_and_runs() {
         c.run(["commit", "-c", "RUN x", "same"])
             .engine_error()
             .stderr_has("RUN");
+        eprintln!("{who:?}: ok");
+    }
+}
+
+/// Every regular file under `dir` (symlinks not followed) whose bytes contain `needle`.
+fn files_holding(dir: &Path, needle: &[u8], out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            files_holding(&path, needle, out);
+        } else if meta.is_file()
+            && fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn a_symlink_planted_in_the_upper_dir_is_committed_as_a_link_never_followed() {
+    // a host directory the engine's user could read, with a file that must stay out
+    let host = tempfile::tempdir().unwrap();
+    let secret = b"host-only bytes 7d1c0a";
+    fs::set_permissions(host.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(host.path().join("secret"), secret).unwrap();
+    fs::set_permissions(
+        host.path().join("secret"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    for (who, c) in engines(ALL) {
+        let id = c.ok(["create", "--name", "planted", "base", "true"]);
+        let id = id.trim();
+        c.run(["start", "-a", "planted"]).success();
+        // planted straight in the upper dir, as nothing inside the container could
+        let upper = c.root().join("containers").join(id).join("upper");
+        let links = [
+            ("hostdir", host.path().to_path_buf()),
+            ("hostfile", host.path().join("secret")),
+        ];
+        for (name, to) in &links {
+            std::os::unix::fs::symlink(to, upper.join(name)).unwrap();
+            std::os::unix::fs::lchown(upper.join(name), Some(c.uid()), Some(c.uid())).unwrap();
+        }
+        c.run(["diff", "planted"])
+            .success()
+            .stdout_is("A /hostdir\nA /hostfile\n");
+        c.ok(["commit", "planted", "planted:1"]);
+        c.run([
+            "run",
+            "--rm",
+            "planted:1",
+            "sh",
+            "-c",
+            "readlink /hostdir; readlink /hostfile",
+        ])
+        .success()
+        .stdout_is(&format!(
+            "{}\n{}\n",
+            links[0].1.display(),
+            links[1].1.display()
+        ));
+        // the host file's bytes are nowhere in the store (committed layers are stored
+        // uncompressed, so a copy would show)
+        let mut holding = Vec::new();
+        files_holding(&c.root(), secret, &mut holding);
+        assert!(holding.is_empty(), "{who:?}: {holding:?}");
+        // and the search would see them: the same bytes written in a container, committed
+        let line = format!("printf '{}' > /copied", String::from_utf8_lossy(secret));
+        c.ok(["run", "--name", "control", "base", "sh", "-c", &line]);
+        c.ok(["commit", "control", "control:1"]);
+        files_holding(&c.root(), secret, &mut holding);
+        assert!(!holding.is_empty(), "{who:?}: the search finds nothing");
         eprintln!("{who:?}: ok");
     }
 }

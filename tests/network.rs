@@ -362,6 +362,85 @@ fn without_a_usable_tun_a_user_gets_loopback_and_one_warning() {
     assert_eq!(http_get(18085), "page-lo\n");
 }
 
+/// The loopback-only warning lines of `r`'s stderr.
+fn no_outbound_lines(r: &common::Run) -> Vec<String> {
+    r.stderr()
+        .lines()
+        .filter(|l| l.starts_with(common::NO_OUTBOUND))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_command_that_starts_a_loopback_only_container_warns_once() {
+    let _tun = TUN.lock().unwrap_or_else(|e| e.into_inner());
+    // as the user without a usable /dev/net/tun; as root and single-id without pasta or
+    // slirp4netns on PATH
+    let _mode = if common::is_root() {
+        TunMode::set(0o600)
+    } else {
+        None
+    };
+    for who in [Who::Root, Who::User, Who::SingleId] {
+        let Some(mut c) = engine(who) else { continue };
+        let hint = match who {
+            Who::User => "/dev/net/tun",
+            Who::Root | Who::SingleId => {
+                c.0.env("PATH", "/nonexistent");
+                "install pasta"
+            }
+        };
+        // (not root: this is the user, and /dev/net/tun is as the machine has it)
+        let tun_usable = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/net/tun")
+                .is_ok()
+        };
+        if who == Who::User && !common::is_root() && tun_usable() {
+            continue;
+        }
+        let once = |r: &common::Run, what: &str| {
+            let w = no_outbound_lines(r);
+            assert_eq!(w.len(), 1, "{who:?} {what}: {r}");
+            assert!(w[0].contains(hint), "{who:?} {what}: {r}");
+            // nothing else on stderr: the warning is the whole of it
+            assert_eq!(r.stderr(), format!("{}\n", w[0]), "{who:?} {what}");
+        };
+
+        let r = c.run(["create", "--name", "made", "base", "sleep", "100"]);
+        assert!(no_outbound_lines(r.success()).is_empty(), "{who:?}: {r}");
+        let r = c.run(["start", "made"]);
+        r.success().stdout_is("made\n");
+        once(&r, "start");
+        let r = c.run(["restart", "-t", "1", "made"]);
+        r.success().stdout_is("made\n");
+        once(&r, "restart");
+        c.ok(["stop", "-t", "1", "made"]);
+
+        c.ok(["create", "--name", "told", "base", "echo", "hi"]);
+        let r = c.run(["start", "-a", "told"]);
+        r.success().stdout_is("hi\n");
+        once(&r, "start -a");
+        let r = c.run(["run", "--rm", "base", "echo", "hi"]);
+        r.success().stdout_is("hi\n");
+        once(&r, "run");
+        let r = c.run(["run", "-d", "base", "true"]);
+        r.success();
+        once(&r, "run -d");
+
+        // a start refused before anything runs says only why
+        let held = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 18086)).unwrap();
+        c.ok(["create", "--name", "late", "-p", "18086:80", "base", "true"]);
+        c.run(["start", "late"])
+            .engine_error()
+            .stderr_has("host port 18086 is already in use");
+        drop(held);
+        eprintln!("{who:?}: ok");
+    }
+}
+
 /// Pids of `parent`'s children whose command (or argv[0]) is `name`.
 fn children_named(parent: i32, name: &str) -> Vec<i32> {
     let mut out = Vec::new();

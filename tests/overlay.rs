@@ -336,6 +336,12 @@ fn script(unprivileged: bool) -> Vec<Op> {
         // open across unlink and rename
         OpenUnlinkFstat(s("d2/x")),
         OpenUnlinkFstat(s("opq/new")),
+        // written after its last name went: a lower file, an upper one
+        OpenUnlinkWrite(s("d1/w")),
+        Write(s("d2/up"), b"upper bytes\n".to_vec()),
+        OpenUnlinkWrite(s("d2/up")),
+        List(s("d2")),
+        List(s("d1")),
         OpenRenameWrite(s("d1/g"), s("d1/g2")),
         List(s("d1")),
         // mmap of a lower and an upper file

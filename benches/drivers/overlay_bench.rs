@@ -54,11 +54,18 @@ fn main() -> ExitCode {
         }
         Some("mount") if args.len() >= 5 => {
             let dir = Path::new(&args[2]);
-            let opts = camada::overlay::Options::in_dir(
+            let mut opts = camada::overlay::Options::in_dir(
                 dir,
                 PathBuf::from(&args[1]),
                 args[4..].iter().map(PathBuf::from).collect(),
             );
+            // OVL_THREADS=N: worker threads (default: the server's own choice).
+            if let Some(n) = std::env::var("OVL_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                opts.threads = n;
+            }
             match camada::overlay::serve(&opts, Path::new(&args[3])) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

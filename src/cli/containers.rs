@@ -13,8 +13,8 @@ use argh::FromArgs;
 use super::format::{Table, human_duration, human_size, inspect_json, pruned};
 use super::{CliError, confirm};
 use crate::engine::containers::{
-    ContainerRow, ContainersError, CreateRequest, ExecRequest, LogLine, LogsRequest, StartMode,
-    Status, Stream,
+    ContainerRow, ContainersError, CreateRequest, ExecRequest, LogLine, LogsRequest, PreparedStart,
+    StartMode, Status, Stream,
 };
 use crate::engine::{Engine, EngineError};
 
@@ -368,23 +368,31 @@ fn create_pulling(engine: &Engine, req: &CreateRequest) -> Result<String, CliErr
     }
 }
 
+/// Starts a prepared container, after its warning (once, on stderr, as docker's
+/// `WARNING:` lines): every command that starts one goes through here.
+fn launch(start: PreparedStart<'_>) -> Result<Option<i32>, EngineError> {
+    if let Some(w) = start.warning() {
+        eprintln!("WARNING: {w}");
+    }
+    start.run()
+}
+
 pub fn run(engine: &Engine, a: &Run) -> Result<(), CliError> {
     require(!a.args.is_empty(), "IMAGE", "run")?;
     let id = create_pulling(engine, &request!(a))?;
-    if let Some(w) = engine.network_warning(&id) {
-        eprintln!("WARNING: {w}");
-    }
+    let mode = if a.detach {
+        StartMode::Detached
+    } else {
+        StartMode::Foreground
+    };
+    let code = engine
+        .prepare_start(&id, mode)
+        .and_then(launch)
+        .map_err(fail)?;
     if a.detach {
-        engine
-            .start_container(&id, StartMode::Detached)
-            .map_err(fail)?;
-        let mut out = io::stdout().lock();
-        writeln!(out, "{id}")?;
+        writeln!(io::stdout().lock(), "{id}")?;
         return Ok(());
     }
-    let code = engine
-        .start_container(&id, StartMode::Foreground)
-        .map_err(fail)?;
     exit_with(code.unwrap_or(0))
 }
 
@@ -439,18 +447,20 @@ pub fn start(engine: &Engine, a: &Start) -> Result<(), CliError> {
                 "start",
             ));
         }
+        let mode = StartMode::Attach {
+            stdin: a.interactive,
+        };
         let code = engine
-            .start_container(
-                &a.containers[0],
-                StartMode::Attach {
-                    stdin: a.interactive,
-                },
-            )
+            .prepare_start(&a.containers[0], mode)
+            .and_then(launch)
             .map_err(fail)?;
         return exit_with(code.unwrap_or(0));
     }
     each(&a.containers, "start", |w| {
-        engine.start_container(w, StartMode::Detached).map(drop)
+        engine
+            .prepare_start(w, StartMode::Detached)
+            .and_then(launch)
+            .map(drop)
     })
 }
 
@@ -466,7 +476,10 @@ pub fn stop(engine: &Engine, a: &Stop) -> Result<(), CliError> {
 
 pub fn restart(engine: &Engine, a: &Restart) -> Result<(), CliError> {
     each(&a.containers, "restart", |w| {
-        engine.restart_container(w, timeout(a.time))
+        engine
+            .restart_container(w, timeout(a.time))
+            .and_then(launch)
+            .map(drop)
     })
 }
 

@@ -11,12 +11,11 @@
 //! so a concurrent GC never sweeps a layer no image names yet (the guard is a parameter of
 //! each function, so this cannot be forgotten).
 
-use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, BufWriter, Read};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use nix::sys::stat::SFlag;
 
 use super::archive::apply_change;
 use super::{Engine, EngineError};
@@ -25,7 +24,7 @@ use crate::image::{
     Descriptor, History, ImageConfig, ImageError, Manifest, ManifestFormat, Platform, RunConfig,
     build_image, format_rfc3339, parse_manifest, uncompressed_layer,
 };
-use crate::layer::{self, LayerError, Owner, ingest};
+use crate::layer::{self, Entry, LayerError, Owner, ingest};
 use crate::overlay::mapping::{self, Ownership};
 use crate::reference::Reference;
 use crate::store::{Store, StoreError, WriteGuard, now};
@@ -84,13 +83,15 @@ pub fn layer_from_upper(
     upper: &Path,
     owners: &Ownership,
 ) -> Result<Option<NewLayer>> {
-    let owner = |rel: &[u8], meta: &fs::Metadata| -> Option<Owner> {
-        let host = upper.join(OsStr::from_bytes(rel));
-        let own = owners.get(&host, rel, meta.mode());
-        let xattrs = if meta.file_type().is_symlink() {
+    // owners and xattrs are read through the walk's dir fds (`Entry::at`), never by a
+    // path from the upper dir down
+    let owner = |e: &Entry<'_>| -> Option<Owner> {
+        let at = e.at();
+        let own = owners.get(&at, e.rel, e.stat.st_mode);
+        let xattrs = if e.is(SFlag::S_IFLNK) {
             Vec::new()
         } else {
-            mapping::container_xattrs(&host)
+            mapping::container_xattrs(&at)
         };
         Some(match own {
             Some(o) => Owner {
@@ -103,8 +104,8 @@ pub fn layer_from_upper(
             None => Owner {
                 uid: 0,
                 gid: 0,
-                mode: meta.mode(),
-                rdev: meta.rdev(),
+                mode: e.stat.st_mode,
+                rdev: e.stat.st_rdev,
                 xattrs,
             },
         })
@@ -118,7 +119,7 @@ pub fn layer_from_upper(
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map(|(r, w)| (fs::File::from(r), fs::File::from(w)))
         .map_err(|e| diff_err(LayerError::WriteTar(e.into())))?;
-    let keep = |rel: &[u8], meta: &fs::Metadata| !runtime_mount_point(upper, rel, meta);
+    let keep = |e: &Entry<'_>| !runtime_mount_point(e);
     let (entries, ingested) = std::thread::scope(|s| {
         let writer = s.spawn(move || layer::diff_with(upper, &owner, &keep, BufWriter::new(w)));
         let ingested = ingest(r, BufWriter::with_capacity(256 << 10, tar), idx);
@@ -146,16 +147,12 @@ pub fn layer_from_upper(
 /// `/etc/hostname`, `/etc/hosts` or `/etc/resolv.conf`, or an empty `/proc`, `/sys`,
 /// `/dev`, `/dev/pts`, `/dev/shm`. Where the image has them, the runtime mounts over them
 /// and the upper dir never holds them.
-pub fn runtime_mount_point(upper: &Path, rel: &[u8], meta: &fs::Metadata) -> bool {
-    match rel {
+pub fn runtime_mount_point(e: &Entry<'_>) -> bool {
+    match e.rel {
         b"etc/hostname" | b"etc/hosts" | b"etc/resolv.conf" => {
-            meta.file_type().is_file() && meta.len() == 0
+            e.is(SFlag::S_IFREG) && e.stat.st_size == 0
         }
-        b"proc" | b"sys" | b"dev" | b"dev/pts" | b"dev/shm" => {
-            meta.is_dir()
-                && fs::read_dir(upper.join(OsStr::from_bytes(rel)))
-                    .is_ok_and(|mut d| d.next().is_none())
-        }
+        b"proc" | b"sys" | b"dev" | b"dev/pts" | b"dev/shm" => e.dir.is_empty_dir(e.name, e.stat),
         _ => false,
     }
 }

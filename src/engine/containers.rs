@@ -138,6 +138,45 @@ pub enum StartMode {
     Attach { stdin: bool },
 }
 
+/// A start whose checks passed ([`Engine::prepare_start`]); nothing runs until
+/// [`PreparedStart::run`].
+#[must_use = "a prepared start does nothing until it is run"]
+pub struct PreparedStart<'e> {
+    engine: &'e Engine,
+    records: Records,
+    c: Container,
+    mode: StartMode,
+    ready: Ready,
+}
+
+enum Ready {
+    /// `start -a` of a running container: attach to it.
+    Attach { stdin: bool },
+    /// A created or exited container, ready to run (its host ports bound).
+    Run {
+        container: Box<runtime::Container>,
+        warning: Option<String>,
+    },
+}
+
+impl PreparedStart<'_> {
+    /// What to tell the user (once, before the container runs): its private network stays
+    /// loopback only, and what to install or change for outbound network.
+    pub fn warning(&self) -> Option<&str> {
+        match &self.ready {
+            Ready::Run { warning, .. } => warning.as_deref(),
+            Ready::Attach { .. } => None,
+        }
+    }
+
+    /// Starts the container. Returns the exit code in the foreground and attached modes,
+    /// `None` detached.
+    pub fn run(self) -> std::result::Result<Option<i32>, EngineError> {
+        let engine = self.engine;
+        Ok(engine.launch(self)?)
+    }
+}
+
 /// `exec` options.
 #[derive(Debug, Clone, Default)]
 pub struct ExecRequest {
@@ -299,6 +338,11 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
     name.parse::<Signal>().map_err(|_| bad())
 }
 
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn pid_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| !st.contains(") Z "))
+}
+
 fn now() -> (i64, u32) {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -353,15 +397,18 @@ impl Engine {
     /// connection for a moment after a `kill -9` of the monitor (the dying container
     /// process may hold the listening fd). The socket decides only before the pid is written.
     fn monitor_alive(&self, id: &str) -> bool {
-        let dir = self.run_dir(id);
-        match std::fs::read_to_string(dir.join("monitor.pid"))
+        match self.monitor_pid(id) {
+            Some(pid) => pid_alive(pid),
+            None => runtime::is_running(&self.run_dir(id)),
+        }
+    }
+
+    /// The pid its run directory gives for container `id`'s monitor.
+    fn monitor_pid(&self, id: &str) -> Option<i32> {
+        std::fs::read_to_string(self.run_dir(id).join("monitor.pid"))
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            Some(pid) if pid > 0 => std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|st| !st.contains(") Z ")),
-            _ => runtime::is_running(&dir),
-        }
+            .filter(|&pid| pid > 0)
     }
 
     /// After a `wait` answered: until the monitor has recorded the exit and gone (its
@@ -550,33 +597,66 @@ impl Engine {
         Ok(reference.familiar())
     }
 
-    /// Starts a created or exited container. Returns the exit code in the foreground and
-    /// attached modes, `None` detached.
-    pub fn start_container(
+    /// Readies a created or exited container to start (`start -a` of a running one: to
+    /// attach to it): every check that can fail before it runs is done here (its record, a
+    /// mount server, volumes, host ports bound), and what the user should be told first
+    /// comes with it ([`PreparedStart::warning`]). [`PreparedStart::run`] starts it.
+    pub fn prepare_start(
         &self,
         word: &str,
         mode: StartMode,
-    ) -> std::result::Result<Option<i32>, EngineError> {
-        Ok(self.start_inner(word, mode)?)
+    ) -> std::result::Result<PreparedStart<'_>, EngineError> {
+        Ok(self.prepare_inner(word, mode)?)
     }
 
-    fn start_inner(&self, word: &str, mode: StartMode) -> Result<Option<i32>> {
+    fn prepare_inner(&self, word: &str, mode: StartMode) -> Result<PreparedStart<'_>> {
         let (records, c) = self.find(word)?;
         let id = c.record.id.clone();
-        if !c.state.status.can_start() {
-            return match mode {
-                StartMode::Attach { stdin } => Ok(Some(runtime::attach(
+        let ready = if c.state.status.can_start() {
+            if runtime::mountsrv::server_pid(&self.paths.mount_dir(&id)).is_some() {
+                return Err(ContainersError::Mounted(c.record.name.clone()));
+            }
+            let (container, warning) = self.runtime_container(&records, &c, mode)?;
+            Ready::Run {
+                container: Box::new(container),
+                warning,
+            }
+        } else {
+            match mode {
+                StartMode::Attach { stdin } => Ready::Attach { stdin },
+                _ => return Err(ContainersError::AlreadyRunning(c.record.name.clone())),
+            }
+        };
+        Ok(PreparedStart {
+            engine: self,
+            records,
+            c,
+            mode,
+            ready,
+        })
+    }
+
+    /// Runs a prepared start. Returns the exit code in the foreground and attached modes,
+    /// `None` detached.
+    fn launch(&self, start: PreparedStart<'_>) -> Result<Option<i32>> {
+        let PreparedStart {
+            records,
+            c,
+            mode,
+            ready,
+            ..
+        } = start;
+        let id = c.record.id.clone();
+        let container = match ready {
+            Ready::Attach { stdin } => {
+                return Ok(Some(runtime::attach(
                     &self.run_dir(&id),
                     stdin,
                     c.record.config.tty,
-                )?)),
-                _ => Err(ContainersError::AlreadyRunning(c.record.name.clone())),
-            };
-        }
-        if runtime::mountsrv::server_pid(&self.paths.mount_dir(&id)).is_some() {
-            return Err(ContainersError::Mounted(c.record.name.clone()));
-        }
-        let container = self.runtime_container(&records, &c, mode)?;
+                )?));
+            }
+            Ready::Run { container, .. } => *container,
+        };
         let started_at = now();
         let auto_remove = c.record.host_config.auto_remove;
         let hook_records = records.clone();
@@ -683,12 +763,14 @@ impl Engine {
         Ok(opts)
     }
 
+    /// The runtime's container for record `c`, and the warning to show before it runs
+    /// (its private network stays loopback only: [`runtime::netns::choose`]).
     fn runtime_container(
         &self,
         records: &Records,
         c: &Container,
         mode: StartMode,
-    ) -> Result<runtime::Container> {
+    ) -> Result<(runtime::Container, Option<String>)> {
         let r = &c.record;
         let maps = IdMaps::for_current_user();
         let opts = self.overlay_options(records, c, &maps)?;
@@ -740,7 +822,8 @@ impl Engine {
             .network_mode
             .parse()
             .map_err(ContainersError::BadNetwork)?;
-        Ok(runtime::Container {
+        let (outbound, warning) = runtime::netns::choose(network);
+        let container = runtime::Container {
             id: r.id.clone(),
             rootfs: RootFs::Mount(mount),
             run_dir: self.run_dir(&r.id),
@@ -759,8 +842,9 @@ impl Engine {
             maps,
             fake_ids: false,
             ports: super::network::bind_ports(&r.host_config)?,
-            outbound: runtime::netns::choose(network).0,
-        })
+            outbound,
+        };
+        Ok((container, warning))
     }
 
     /// `stop`: the stop signal (SIGTERM unless the image says otherwise), then SIGKILL
@@ -782,8 +866,15 @@ impl Engine {
             .as_deref()
             .and_then(|s| parse_signal(s).ok())
             .unwrap_or(Signal::SIGTERM);
+        let monitor = self.monitor_pid(&c.record.id);
         let result = self.stop_running(&dir, sig, timeout);
         self.settle(&c.record.id, Duration::from_secs(10));
+        // and until the monitor has removed its run directory, which the next start of
+        // this container makes anew (`restart`, `stop && start`). Bounded.
+        let since = std::time::Instant::now();
+        while monitor.is_some_and(pid_alive) && since.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         result
     }
 
@@ -832,15 +923,14 @@ impl Engine {
         Ok(())
     }
 
-    /// `restart`: stop (if running), then start detached.
+    /// `restart`: stops it (if running), then readies its detached start.
     pub fn restart_container(
         &self,
         word: &str,
         timeout: Duration,
-    ) -> std::result::Result<(), EngineError> {
+    ) -> std::result::Result<PreparedStart<'_>, EngineError> {
         self.stop_container(word, timeout)?;
-        self.start_container(word, StartMode::Detached)?;
-        Ok(())
+        self.prepare_start(word, StartMode::Detached)
     }
 
     /// `wait`: blocks until the container stops; its exit code.

@@ -10,14 +10,17 @@
 //! serves a writable layer: `start` refuses a mounted container, `mount` reuses a live
 //! server and refuses nothing it cannot see.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use nix::sys::stat::SFlag;
 
 use super::commit::{runtime_mount_point, upper_owners};
 use super::{Engine, EngineError};
 use crate::digest::Digest;
+use crate::layer::{Entry, UpperDir};
 use crate::overlay;
 use crate::overlay::mapping::Ownership;
 use crate::runtime::{self, IdMaps, mountsrv};
@@ -104,42 +107,47 @@ pub fn changes(
     owners: &Ownership,
 ) -> std::io::Result<Vec<Change>> {
     let mut out = Vec::new();
-    walk_changes(upper, b"", lower, owners, &mut out)?;
+    walk_changes(&UpperDir::open(upper)?, lower, owners, &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
-/// The changes below directory `rel`; true when names were added to or deleted from it.
+/// The changes below directory `dir` (reached through its parents' fds, as the layer diff
+/// walks: never through a symlink); true when names were added to or deleted from it.
 fn walk_changes(
-    upper: &Path,
-    rel: &[u8],
+    dir: &UpperDir,
     lower: &Index<impl AsRef<[u8]>>,
     owners: &Ownership,
     out: &mut Vec<Change>,
 ) -> std::io::Result<bool> {
     use overlay_names::*;
     let mut direct = false;
-    for e in fs::read_dir(host(upper, rel))? {
-        let e = e?;
-        let name = e.file_name();
-        let name = name.as_bytes();
-        if name == OPAQUE {
+    for name in dir.names()? {
+        let name = name.as_os_str();
+        let bytes = name.as_bytes();
+        if bytes == OPAQUE {
             continue;
         }
-        let child = join(rel, name.strip_prefix(PREFIX).unwrap_or(name));
+        let child = dir.child_rel(bytes.strip_prefix(PREFIX).unwrap_or(bytes));
         let path = format!("/{}", String::from_utf8_lossy(&child));
         let push = |kind| out.push(Change { kind, path });
-        if name.starts_with(PREFIX) {
+        if bytes.starts_with(PREFIX) {
             push(ChangeKind::Deleted);
             direct = true;
             continue;
         }
-        let meta = fs::symlink_metadata(e.path())?;
-        if runtime_mount_point(upper, &child, &meta) {
+        let st = dir.stat(name)?;
+        let entry = Entry {
+            dir,
+            name,
+            rel: &child,
+            stat: &st,
+        };
+        if runtime_mount_point(&entry) {
             continue;
         }
         let below = lower.lookup(&child).and_then(|id| lower.get(id));
-        if !meta.is_dir() {
+        if !entry.is(SFlag::S_IFDIR) {
             direct |= below.is_none();
             push(match below {
                 None => ChangeKind::Added,
@@ -147,14 +155,14 @@ fn walk_changes(
             });
             continue;
         }
-        let opaque =
-            fs::symlink_metadata(e.path().join(std::ffi::OsStr::from_bytes(OPAQUE))).is_ok();
-        let gained_or_lost = walk_changes(upper, &child, lower, owners, out)?;
+        let sub = dir.open_dir(name, &st)?;
+        let opaque = sub.stat(OsStr::from_bytes(OPAQUE)).is_ok();
+        let gained_or_lost = walk_changes(&sub, lower, owners, out)?;
         let kind = match below {
             None => Some(ChangeKind::Added),
             Some(_) if opaque => Some(ChangeKind::Deleted),
             Some(l) => {
-                let own = owners.get(&e.path(), &child, meta.mode());
+                let own = owners.get(&entry.at(), &child, st.st_mode);
                 let attrs = own.is_some_and(|o| {
                     (o.mode & 0o7777, o.uid, o.gid) != (l.mode(), l.uid(), l.gid())
                 });
@@ -176,23 +184,6 @@ fn walk_changes(
 mod overlay_names {
     pub const PREFIX: &[u8] = b".wh.";
     pub const OPAQUE: &[u8] = b".wh..wh..opq";
-}
-
-fn host(root: &Path, rel: &[u8]) -> PathBuf {
-    if rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(std::ffi::OsStr::from_bytes(rel))
-    }
-}
-
-fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut v = rel.to_vec();
-    if !v.is_empty() {
-        v.push(b'/');
-    }
-    v.extend_from_slice(name);
-    v
 }
 
 impl Engine {

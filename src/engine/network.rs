@@ -124,14 +124,6 @@ impl Engine {
         Ok(self.published(&c))
     }
 
-    /// The one warning to show before starting container `word` when its private network
-    /// stays loopback only (what to install, or that /dev/net/tun is not usable).
-    pub fn network_warning(&self, word: &str) -> Option<String> {
-        let (_, c) = self.find(word).ok()?;
-        let network = c.record.host_config.network_mode.parse().ok()?;
-        crate::runtime::netns::choose(network).1
-    }
-
     /// What a record's monitor publishes right now.
     pub(crate) fn published(&self, c: &crate::state::Container) -> Vec<Published> {
         if c.state.status.is_running() {

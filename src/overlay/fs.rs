@@ -8,11 +8,10 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, IntoRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
@@ -39,9 +38,40 @@ type R<T> = Result<T, Errno>;
 /// Lower entries never change: the kernel may cache them for long.
 const TTL_LOWER: Duration = Duration::from_secs(86400);
 const TTL_UPPER: Duration = Duration::from_secs(1);
-/// File handles with this bit set name a lower entry, read from the mmapped tar.
-const LOWER_FH: u64 = 1 << 63;
 const NAME_MAX: usize = 255;
+/// Every open file: pages stay cached across opens (all changes go through this
+/// mount, which drops them itself), and a close sends no flush round trip.
+const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
+
+/// Where the bytes of a file are, for a read or write that names no handle.
+enum Data {
+    Lower(EntryId),
+    Upper(Arc<OwnedFd>),
+}
+
+/// Replies to a read from an upper fd, through one buffer per worker thread, reused:
+/// no allocation per read.
+fn read_upper(fd: i32, offset: u64, size: u32, reply: ReplyData) {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        if buf.len() < size as usize {
+            buf.resize(size as usize, 0);
+        }
+        let buf = &mut buf[..size as usize];
+        let mut got = 0usize;
+        while got < buf.len() {
+            match sys::pread(fd, &mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return reply.error(e.into()),
+            }
+        }
+        reply.data(&buf[..got]);
+    });
+}
 
 /// One name of a directory listing.
 #[derive(Clone, Debug)]
@@ -49,6 +79,19 @@ pub struct DirEnt {
     pub ino: u64,
     pub kind: FileType,
     pub name: Vec<u8>,
+}
+
+/// Xattrs this filesystem does not support, answered `EOPNOTSUPP` like a filesystem
+/// mounted without them: SELinux labels (a request for one reaches the server only
+/// when no LSM on the host answers it, so a label would mean nothing) and POSIX ACLs
+/// (the kernel answers those itself in a user namespace, and would not enforce them:
+/// ACLs are not negotiated). Tools such as `ls -l` then stop asking for the whole
+/// mount after the first answer, instead of asking once per file.
+fn unsupported_xattr(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"security.selinux" | b"system.posix_acl_access" | b"system.posix_acl_default"
+    )
 }
 
 fn errno(e: nix::errno::Errno) -> Errno {
@@ -132,9 +175,6 @@ impl Overlay {
     pub(crate) fn nodes_w(&self) -> RwLockWriteGuard<'_, Nodes> {
         self.nodes.write().unwrap_or_else(|p| p.into_inner())
     }
-    fn open_fds(&self) -> MutexGuard<'_, HashMap<u64, Vec<i32>>> {
-        self.open_fds.lock().unwrap_or_else(|p| p.into_inner())
-    }
     fn names(&self) -> MutexGuard<'_, ()> {
         self.names.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -151,10 +191,10 @@ impl Overlay {
         if node.upper { TTL_UPPER } else { TTL_LOWER }
     }
 
-    /// The attributes of a node; `fh` an open upper fd if the kernel gave one.
-    fn attr_of(&self, ino: u64, node: &Node, rel: &[u8], fh: Option<u64>) -> R<FileAttr> {
-        if let Some(fh) = fh.filter(|f| f & LOWER_FH == 0 && *f != 0) {
-            let st = sys::fstat(fh as i32)?;
+    /// The attributes of a node; `fd` an upper fd of it to stat (an unlinked file).
+    fn attr_of(&self, ino: u64, node: &Node, rel: &[u8], fd: Option<i32>) -> R<FileAttr> {
+        if let Some(fd) = fd {
+            let st = sys::fstat(fd)?;
             let own = if st.st_nlink > 0 {
                 let at = self.upper.at(rel).ok();
                 at.and_then(|at| self.upper.own.get(&at.proc(), rel, st.st_mode))
@@ -164,9 +204,8 @@ impl Overlay {
             return Ok(attr_from_stat(&st, ino, own));
         }
         if node.gone {
-            let fd = self.open_fds().get(&ino).and_then(|v| v.first().copied());
-            if let Some(fd) = fd {
-                return self.attr_of(ino, node, rel, Some(fd as u64));
+            if let Some(fd) = self.fds.get(ino) {
+                return self.attr_of(ino, node, rel, Some(fd.as_raw_fd()));
             }
             let e = node
                 .lower
@@ -180,13 +219,10 @@ impl Overlay {
             let found = self.upper.at(rel).and_then(|at| Ok((at.lstat()?, at)));
             let (st, at) = match found {
                 Ok(x) => x,
-                Err(e) => {
-                    let fd = self.open_fds().get(&ino).and_then(|v| v.first().copied());
-                    match fd {
-                        Some(fd) => return self.attr_of(ino, node, rel, Some(fd as u64)),
-                        None => return Err(e.into()),
-                    }
-                }
+                Err(e) => match self.fds.get(ino) {
+                    Some(fd) => return self.attr_of(ino, node, rel, Some(fd.as_raw_fd())),
+                    None => return Err(e.into()),
+                },
             };
             let mut a = self.upper.attr(&at, rel, &st, ino);
             if node.kind == FileType::Directory && node.lower.is_some() {
@@ -465,6 +501,9 @@ impl Overlay {
                 if dir {
                     upper::remove_tree(pdir.as_fd(), name)?;
                 } else {
+                    if f.attr.kind == FileType::RegularFile {
+                        self.keep_data(f.ino, pdir.as_fd(), name);
+                    }
                     nix::unistd::unlinkat(
                         pdir.as_fd(),
                         name,
@@ -607,6 +646,12 @@ impl Overlay {
         whiteout::remove(new.dir.as_fd(), nn)?;
         if let Some(d) = dst
             && d.node.upper
+            && d.attr.kind == FileType::RegularFile
+        {
+            self.keep_data(d.ino, new.dir.as_fd(), &new.name);
+        }
+        if let Some(d) = dst
+            && d.node.upper
             && d.attr.kind == FileType::Directory
         {
             // Only markers are left in it (it is empty in the merged view).
@@ -648,7 +693,6 @@ impl Overlay {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        fh: Option<u64>,
     ) -> R<FileAttr> {
         {
             let _g = self.names();
@@ -656,12 +700,10 @@ impl Overlay {
         }
         let (node, rel) = self.node(ino)?;
         let at = self.upper.at(&rel)?;
-        let upper_fd = fh
-            .filter(|f| f & LOWER_FH == 0 && *f != 0)
-            .map(|f| f as i32);
+        let upper_fd = self.fds.get(ino);
         if let Some(sz) = size {
             match upper_fd {
-                Some(fd) => sys::ftruncate(fd, sz)?,
+                Some(fd) => sys::ftruncate(fd.as_raw_fd(), sz)?,
                 None => {
                     let f = at.open_node(OFlag::O_WRONLY)?;
                     sys::ftruncate(std::os::fd::AsRawFd::as_raw_fd(&f), sz)?
@@ -717,7 +759,112 @@ impl Overlay {
             )
             .map_err(errno)?;
         }
-        self.attr_of(ino, &node, &rel, fh)
+        self.attr_of(ino, &node, &rel, None)
+    }
+
+    /// Where the bytes of `ino` are: its upper file (an fd kept in `fds`, opened on
+    /// first use) or its lower entry. An unlinked file is reached through the fd kept
+    /// when its last name went ([`Overlay::keep_data`]), or its lower entry.
+    fn data_of(&self, ino: u64) -> R<Data> {
+        let (upper, gone, lower) = {
+            let nodes = self.nodes_r();
+            let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
+            (n.upper, n.gone, n.lower)
+        };
+        if (upper || gone)
+            && let Some(fd) = self.fds.get(ino)
+        {
+            return Ok(Data::Upper(fd));
+        }
+        if !upper {
+            return lower.map(Data::Lower).ok_or(Errno::ENOENT);
+        }
+        if gone {
+            return Err(Errno::ESTALE);
+        }
+        let (_, rel) = self.node(ino)?;
+        let at = self.upper.at(&rel)?;
+        let fd = match at.open_node(OFlag::O_RDWR) {
+            Ok(f) => f,
+            Err(_) => at.open_node(OFlag::O_RDONLY)?,
+        };
+        Ok(Data::Upper(self.fds.insert(ino, fd)))
+    }
+
+    /// The upper fd a write to `ino` (through no handle) goes to: its upper file,
+    /// copied up first, on this first write (overlayfs copies up on open for writing;
+    /// there is no open here).
+    fn write_fd(&self, ino: u64) -> R<Arc<OwnedFd>> {
+        let (upper, gone) = {
+            let nodes = self.nodes_r();
+            let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
+            (n.upper, n.gone)
+        };
+        if !upper {
+            if gone {
+                if !self.fds.is_orphan(ino) {
+                    return self.orphan_copy(ino);
+                }
+            } else {
+                let _g = self.names();
+                self.copy_up(ino, true)?;
+            }
+        }
+        match self.data_of(ino)? {
+            Data::Upper(fd) => Ok(fd),
+            Data::Lower(_) => Err(Errno::EIO),
+        }
+    }
+
+    /// A write to a lower file whose last name is gone: its bytes are copied to an
+    /// unnamed file in the work dir, which serves it from now on.
+    fn orphan_copy(&self, ino: u64) -> R<Arc<OwnedFd>> {
+        let id = self
+            .nodes_r()
+            .get(ino)
+            .and_then(|n| n.lower)
+            .ok_or(Errno::ENOENT)?;
+        let size = self.lower.get(id).ok_or(Errno::EIO)?.size();
+        let fd = upper::openat(
+            self.upper.work_fd(),
+            b".",
+            OFlag::O_TMPFILE | OFlag::O_RDWR,
+            0o600,
+        )?;
+        let mut off = 0u64;
+        while off < size {
+            let chunk = self.lower.read(id, off, 1 << 20);
+            if chunk.is_empty() {
+                break;
+            }
+            let mut done = 0;
+            while done < chunk.len() {
+                done += sys::pwrite(fd.as_raw_fd(), &chunk[done..], off + done as u64)?;
+            }
+            off += chunk.len() as u64;
+        }
+        Ok(self.fds.insert_orphan(ino, fd))
+    }
+
+    /// The last name of upper file `ino` is about to go (`name` in `dir`): keep an fd,
+    /// so a process that has it open goes on reading and writing it, as it would on
+    /// any filesystem, until the kernel forgets the inode.
+    fn keep_data(&self, ino: u64, dir: std::os::fd::BorrowedFd<'_>, name: &[u8]) {
+        let last = self
+            .nodes_r()
+            .get(ino)
+            .is_some_and(|n| n.alt.is_empty() && n.nlookup > 0);
+        if last {
+            self.fds.orphan(ino, || {
+                upper::openat(
+                    dir,
+                    name,
+                    OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
+                    0,
+                )
+                .ok()
+            });
+        }
     }
 
     fn xattr_reply(data: &[u8], size: u32, reply: ReplyXattr) {
@@ -730,18 +877,19 @@ impl Overlay {
         }
     }
 
-    /// For a handle on a directory served straight from the lower index: its children
-    /// from directory offset `pos` (2 and up; 0 and 1 are `.` and `..`), each with the
-    /// offset of the entry after it. `None` for an upper or merged directory.
+    /// For a directory served straight from the lower index (a lower-only one): its
+    /// children from directory offset `pos` (2 and up; 0 and 1 are `.` and `..`), each
+    /// with the offset of the entry after it. `None` for an upper or merged directory.
     fn lower_children(
         &self,
-        fh: FileHandle,
+        dir: u64,
         pos: u64,
     ) -> Option<impl Iterator<Item = (u64, crate::tarindex::Entry<'_>)>> {
-        if fh.0 & LOWER_FH == 0 {
-            return None;
-        }
-        let kids = self.lower.index.children((fh.0 & !LOWER_FH) as EntryId);
+        let id = match self.nodes_r().get(dir) {
+            Some(n) if !n.upper => n.lower?,
+            _ => return None,
+        };
+        let kids = self.lower.index.children(id);
         let start = kids.start as u64 + (pos - 2);
         Some(
             (start..u64::from(kids.end))
@@ -753,14 +901,29 @@ impl Overlay {
         )
     }
 
-    /// The listing an opendir of a merged or upper directory made for handle `fh`.
-    fn dir_list(&self, fh: FileHandle) -> Result<std::sync::Arc<Vec<DirEnt>>, Errno> {
-        self.dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&fh.0)
-            .cloned()
-            .ok_or(Errno::EBADF)
+    /// The listing of a merged or upper directory that a readdir from directory offset
+    /// `pos` continues: made afresh when reading starts (`pos` 2 or less), else the one
+    /// made then, so the offsets of one pass through the directory stay stable. There
+    /// is no opendir (see [`Filesystem::opendir`]): listings are kept by inode until the
+    /// pass reaches the end ([`Overlay::listing_done`]) or the kernel forgets the inode.
+    fn listing(&self, dir: u64, pos: u64) -> R<Arc<Vec<DirEnt>>> {
+        if pos > 2
+            && let Some(l) = self.dirs_map().get(&dir)
+        {
+            return Ok(l.clone());
+        }
+        let l = Arc::new(self.list(dir)?);
+        self.dirs_map().insert(dir, l.clone());
+        Ok(l)
+    }
+
+    /// A pass through `dir` reached its end: its listing is made again by the next one.
+    fn listing_done(&self, dir: u64) {
+        self.dirs_map().remove(&dir);
+    }
+
+    fn dirs_map(&self) -> MutexGuard<'_, HashMap<u64, Arc<Vec<DirEnt>>>> {
+        self.dirs.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -771,8 +934,7 @@ impl Filesystem for Overlay {
         let want = InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_CACHE_SYMLINKS
-            | InitFlags::FUSE_ATOMIC_O_TRUNC;
+            | InitFlags::FUSE_CACHE_SYMLINKS;
         let _ = config.add_capabilities(want & config.capabilities());
         Ok(())
     }
@@ -801,13 +963,21 @@ impl Filesystem for Overlay {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.nodes_w().forget(ino.0, nlookup);
+        let gone = {
+            let mut nodes = self.nodes_w();
+            nodes.forget(ino.0, nlookup);
+            nodes.get(ino.0).is_none()
+        };
+        if gone {
+            self.fds.forget(ino.0);
+        }
+        self.listing_done(ino.0);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let r = self
             .node(ino.0)
-            .and_then(|(n, p)| Ok((self.attr_of(ino.0, &n, &p, fh.map(|f| f.0))?, n)));
+            .and_then(|(n, p)| Ok((self.attr_of(ino.0, &n, &p, None)?, n)));
         match r {
             Ok((a, n)) => reply.attr(&self.ttl(&n), &self.shown(&a)),
             Err(e) => reply.error(e),
@@ -825,14 +995,14 @@ impl Filesystem for Overlay {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        fh: Option<FileHandle>,
+        _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match self.setattr_inner(ino.0, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0)) {
+        match self.setattr_inner(ino.0, mode, uid, gid, size, atime, mtime) {
             Ok(a) => reply.attr(&TTL_UPPER, &self.shown(&a)),
             Err(e) => reply.error(e),
         }
@@ -1048,41 +1218,14 @@ impl Filesystem for Overlay {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let r = (|| -> R<(u64, FopenFlags)> {
-            let f = flags.0;
-            let acc = f & libc::O_ACCMODE;
-            let writes = acc != libc::O_RDONLY || f & libc::O_TRUNC != 0;
-            let (node, _) = self.node(ino.0)?;
-            if !node.upper {
-                if !writes {
-                    let id = node.lower.ok_or(Errno::ENOENT)?;
-                    return Ok((LOWER_FH | u64::from(id), FopenFlags::FOPEN_KEEP_CACHE));
-                }
-                let _g = self.names();
-                self.copy_up(ino.0, f & libc::O_TRUNC == 0)?;
-            }
-            let (_, rel) = self.node(ino.0)?;
-            let keep = f & !(libc::O_CREAT
-                | libc::O_EXCL
-                | libc::O_NOCTTY
-                | libc::O_APPEND
-                | libc::O_DIRECT);
-            let at = self.upper.at(&rel)?;
-            let file = upper::openat(
-                at.dir.as_fd(),
-                &at.name,
-                OFlag::from_bits_truncate(keep) | OFlag::O_NOFOLLOW,
-                0,
-            )?;
-            let fd = file.into_raw_fd();
-            self.open_fds().entry(ino.0).or_default().push(fd);
-            Ok((fd as u64, FopenFlags::FOPEN_KEEP_CACHE))
-        })();
-        match r {
-            Ok((fh, fl)) => reply.opened(FileHandle(fh), fl),
-            Err(e) => reply.error(e),
-        }
+    /// Not implemented, on purpose: the kernel then never sends open or release for
+    /// a file again (a round trip saved on every open: tar, a compiler, a container's
+    /// start read thousands of files), keeps their pages cached across opens
+    /// (`FOPEN_KEEP_CACHE`, all changes go through this mount) and names the inode in
+    /// each read and write. A lower file is copied up on its first write, chmod,
+    /// chown or xattr change; O_TRUNC comes as a setattr (no `FUSE_ATOMIC_O_TRUNC`).
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn create(
@@ -1103,9 +1246,10 @@ impl Filesystem for Overlay {
             let file = new_file(&at, host_perm(mode, false))?;
             let own = self.new_own(req, parent.0, libc::S_IFREG | (mode & 0o7777))?;
             let f = self.fresh(parent.0, &at, &rel, own)?;
-            let fd = file.into_raw_fd();
-            self.open_fds().entry(f.ino).or_default().push(fd);
-            Ok((f, fd as u64))
+            // No handle (the kernel sends no release once open is not implemented):
+            // the new file's fd serves its reads and writes by inode.
+            self.fds.insert(f.ino, file);
+            Ok((f, 0))
         })();
         match r {
             Ok((f, fh)) => reply.created(
@@ -1113,7 +1257,7 @@ impl Filesystem for Overlay {
                 &self.shown(&f.attr),
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty(),
+                OPEN_FLAGS,
             ),
             Err(e) => reply.error(e),
         }
@@ -1122,46 +1266,26 @@ impl Filesystem for Overlay {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        if fh.0 & LOWER_FH != 0 {
-            let id = (fh.0 & !LOWER_FH) as EntryId;
-            reply.data(self.lower.read(id, offset, size));
-            return;
+        match self.data_of(ino.0) {
+            Ok(Data::Lower(id)) => reply.data(self.lower.read(id, offset, size)),
+            Ok(Data::Upper(fd)) => read_upper(fd.as_raw_fd(), offset, size, reply),
+            Err(e) => reply.error(e),
         }
-        // One buffer per worker thread, reused: no allocation per read.
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        BUF.with_borrow_mut(|buf| {
-            if buf.len() < size as usize {
-                buf.resize(size as usize, 0);
-            }
-            let buf = &mut buf[..size as usize];
-            let mut got = 0usize;
-            while got < buf.len() {
-                match sys::pread(fh.0 as i32, &mut buf[got..], offset + got as u64) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return reply.error(e.into()),
-                }
-            }
-            reply.data(&buf[..got]);
-        });
     }
 
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
@@ -1169,12 +1293,14 @@ impl Filesystem for Overlay {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        if fh.0 & LOWER_FH != 0 {
-            return reply.error(Errno::EBADF);
-        }
+        let kept = match self.write_fd(ino.0) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
+        };
+        let fd = kept.as_raw_fd();
         let mut done = 0usize;
         while done < data.len() {
-            match sys::pwrite(fh.0 as i32, &data[done..], offset + done as u64) {
+            match sys::pwrite(fd, &data[done..], offset + done as u64) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return reply.error(e.into()),
@@ -1183,6 +1309,9 @@ impl Filesystem for Overlay {
         reply.written(done as u32);
     }
 
+    /// Not implemented, on purpose (a close has nothing to report: data goes to the
+    /// host file on each write, locks are the kernel's own): the kernel then never
+    /// sends it again; [`OPEN_FLAGS`] already asks it not to.
     fn flush(
         &self,
         _req: &Request,
@@ -1191,84 +1320,40 @@ impl Filesystem for Overlay {
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        if fh.0 & LOWER_FH == 0 && fh.0 != 0 {
-            let mut fds = self.open_fds();
-            if let Some(v) = fds.get_mut(&ino.0) {
-                v.retain(|&f| f as u64 != fh.0);
-                if v.is_empty() {
-                    fds.remove(&ino.0);
-                }
-            }
-            drop(fds);
-            let _ = sys::close(fh.0 as i32);
-        }
-        reply.ok();
+        reply.error(Errno::ENOSYS);
     }
 
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        if fh.0 & LOWER_FH != 0 {
-            return reply.ok();
-        }
-        match sys::fsync(fh.0 as i32, datasync) {
+        let r = self.data_of(ino.0).and_then(|d| match d {
+            Data::Upper(fd) => Ok(sys::fsync(fd.as_raw_fd(), datasync)?),
+            Data::Lower(_) => Ok(()),
+        });
+        match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e.into()),
+            Err(e) => reply.error(e),
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let r = (|| -> R<(u64, FopenFlags)> {
-            let (node, _) = self.node(ino.0)?;
-            if node.kind != FileType::Directory {
-                return Err(Errno::ENOTDIR);
-            }
-            if !node.upper
-                && let Some(id) = node.lower
-            {
-                // A lower-only directory changes only through the kernel's own requests
-                // (create, unlink, rename in it), which drop its cached listing: the
-                // kernel may keep the listing across opens.
-                let cache = FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE;
-                return Ok((LOWER_FH | u64::from(id), cache));
-            }
-            let list = self.list(ino.0)?;
-            let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-            self.dirs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(fh, Arc::new(list));
-            Ok((fh, FopenFlags::empty()))
-        })();
-        match r {
-            Ok((fh, flags)) => reply.opened(FileHandle(fh), flags),
-            Err(e) => reply.error(e),
-        }
+    /// Not implemented, on purpose: the kernel then never sends opendir or releasedir
+    /// again (two round trips saved per directory opened) and caches every directory's
+    /// listing (`FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE`), dropping it itself whenever a
+    /// name changes through this mount. Readdir finds the directory by its inode.
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
@@ -1286,7 +1371,7 @@ impl Filesystem for Overlay {
             }
             pos = 2;
         }
-        if let Some(kids) = self.lower_children(fh, pos) {
+        if let Some(kids) = self.lower_children(ino.0, pos) {
             for (next, e) in kids {
                 if reply.add(
                     INodeNo(ino_of(&e)),
@@ -1299,10 +1384,11 @@ impl Filesystem for Overlay {
             }
             return reply.ok();
         }
-        let list = match self.dir_list(fh) {
+        let list = match self.listing(ino.0, pos) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
+        let mut full = false;
         for (k, d) in list.iter().enumerate().skip((pos - 2) as usize) {
             if reply.add(
                 INodeNo(d.ino),
@@ -1310,8 +1396,12 @@ impl Filesystem for Overlay {
                 d.kind,
                 OsStr::from_bytes(&d.name),
             ) {
+                full = true;
                 break;
             }
+        }
+        if !full {
+            self.listing_done(ino.0);
         }
         reply.ok();
     }
@@ -1320,7 +1410,7 @@ impl Filesystem for Overlay {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
@@ -1355,7 +1445,7 @@ impl Filesystem for Overlay {
             }
             pos = 2;
         }
-        if let Some(kids) = self.lower_children(fh, pos) {
+        if let Some(kids) = self.lower_children(ino.0, pos) {
             for (next, e) in kids {
                 let cino = ino_of(&e);
                 let a = lower::attr(&e, cino);
@@ -1385,10 +1475,11 @@ impl Filesystem for Overlay {
             }
             return reply.ok();
         }
-        let list = match self.dir_list(fh) {
+        let list = match self.listing(ino.0, pos) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
+        let mut full = false;
         for (k, d) in list.iter().enumerate().skip((pos - 2) as usize) {
             let Ok(Some(f)) = self.resolve(ino.0, &d.name) else {
                 continue;
@@ -1402,26 +1493,13 @@ impl Filesystem for Overlay {
                 &self.shown(&f.attr),
                 Generation(0),
             ) {
+                full = true;
                 break;
             }
             self.remember(&f);
         }
-        reply.ok();
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        if fh.0 & LOWER_FH == 0 {
-            self.dirs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&fh.0);
+        if !full {
+            self.listing_done(ino.0);
         }
         reply.ok();
     }
@@ -1468,6 +1546,9 @@ impl Filesystem for Overlay {
             if n.starts_with(PRIVATE_PREFIX) {
                 return Err(Errno::EPERM);
             }
+            if unsupported_xattr(n) {
+                return Err(Errno::EOPNOTSUPP);
+            }
             {
                 let _g = self.names();
                 self.copy_up(ino.0, true)?;
@@ -1487,8 +1568,11 @@ impl Filesystem for Overlay {
         if n.starts_with(PRIVATE_PREFIX) {
             return reply.error(Errno::ENODATA);
         }
+        if unsupported_xattr(n) {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
         // A lower node needs no path: answered under the read lock, no allocation but the
-        // value (`ls -l` asks security.selinux of every file).
+        // value (writes ask security.capability).
         let lower = {
             let nodes = self.nodes_r();
             match nodes.get(ino.0) {
@@ -1532,7 +1616,7 @@ impl Filesystem for Overlay {
             if node.upper {
                 let all = sys::llistxattr(&self.upper.at(&rel)?.proc())?;
                 for k in all.split(|&b| b == 0).filter(|k| !k.is_empty()) {
-                    if !k.starts_with(PRIVATE_PREFIX) {
+                    if !k.starts_with(PRIVATE_PREFIX) && !unsupported_xattr(k) {
                         out.extend_from_slice(k);
                         out.push(0);
                     }
@@ -1542,7 +1626,7 @@ impl Filesystem for Overlay {
                     .lower
                     .and_then(|l| self.lower.get(l))
                     .ok_or(Errno::ENOENT)?;
-                for (k, _) in e.xattrs() {
+                for (k, _) in e.xattrs().filter(|(k, _)| !unsupported_xattr(k)) {
                     out.extend_from_slice(k);
                     out.push(0);
                 }
@@ -1560,6 +1644,9 @@ impl Filesystem for Overlay {
             let n = name.as_bytes();
             if n.starts_with(PRIVATE_PREFIX) {
                 return Err(Errno::ENODATA);
+            }
+            if unsupported_xattr(n) {
+                return Err(Errno::EOPNOTSUPP);
             }
             let (node, _) = self.node(ino.0)?;
             if !node.upper {
@@ -1595,43 +1682,49 @@ impl Filesystem for Overlay {
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        if fh.0 & LOWER_FH != 0 {
-            return reply.error(Errno::EBADF);
-        }
-        match sys::fallocate(fh.0 as i32, mode, offset, length) {
+        let r = self
+            .write_fd(ino.0)
+            .and_then(|fd| Ok(sys::fallocate(fd.as_raw_fd(), mode, offset, length)?));
+        match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e.into()),
+            Err(e) => reply.error(e),
         }
     }
 
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
-        if fh.0 & LOWER_FH != 0 {
-            let id = (fh.0 & !LOWER_FH) as EntryId;
-            let size = self.lower.get(id).map_or(0, |e| e.size()) as i64;
-            // A lower file is all data: one extent, then the hole at EOF.
-            return match whence {
-                libc::SEEK_DATA if offset < size => reply.offset(offset),
-                libc::SEEK_HOLE if offset < size => reply.offset(size),
-                libc::SEEK_DATA | libc::SEEK_HOLE => reply.error(Errno::ENXIO),
-                _ => reply.error(Errno::EINVAL),
-            };
-        }
-        match sys::lseek(fh.0 as i32, offset, whence) {
+        let data = match self.data_of(ino.0) {
+            Ok(d) => d,
+            Err(e) => return reply.error(e),
+        };
+        let fd = match data {
+            Data::Upper(fd) => fd,
+            Data::Lower(id) => {
+                let size = self.lower.get(id).map_or(0, |e| e.size()) as i64;
+                // A lower file is all data: one extent, then the hole at EOF.
+                return match whence {
+                    libc::SEEK_DATA if offset < size => reply.offset(offset),
+                    libc::SEEK_HOLE if offset < size => reply.offset(size),
+                    libc::SEEK_DATA | libc::SEEK_HOLE => reply.error(Errno::ENXIO),
+                    _ => reply.error(Errno::EINVAL),
+                };
+            }
+        };
+        match sys::lseek(fd.as_raw_fd(), offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(e.into()),
         }

@@ -9,10 +9,11 @@
 //! server never panics on a request; every failure is an errno reply.
 //!
 //! Files: `lower` (index + tars), `node` (inode table), `upper` (host files reached
-//! only through dir fds, never by a joined path, and their attributes), `whiteout` (OCI markers), `copyup`, `mapping` (ownership), `fs` (the
+//! only through dir fds, never by a joined path, and their attributes), `whiteout` (OCI markers), `copyup`, `mapping` (ownership), `fds` (upper files by inode), `fs` (the
 //! FUSE operations), `mount` (mount/unmount), `sys` (all unsafe).
 
 mod copyup;
+mod fds;
 mod fs;
 mod lower;
 pub mod mapping;
@@ -34,6 +35,7 @@ use fuser::{Config, Session, SessionACL};
 
 use crate::tarindex::IndexError;
 
+pub use fds::MAX_OPEN as MAX_KEPT_FDS;
 pub use mapping::Own;
 
 /// What to serve.
@@ -114,8 +116,8 @@ pub(crate) struct Overlay {
     /// Serialises operations that change names in the upper dir (create, copy-up,
     /// unlink, rename): they check then act, and must not interleave.
     names: Mutex<()>,
-    /// Open upper fds by inode: an unlinked file still open is stat'ed through one.
-    open_fds: Mutex<HashMap<u64, Vec<i32>>>,
+    /// Upper files by inode, for reads and writes that name no handle.
+    fds: fds::Fds,
     /// With [`Options::squash_unmapped`]: the uid and gid ranges (first, count) of the
     /// mounting process's user namespace; ids outside them are shown as 0.
     squash: Option<(IdRanges, IdRanges)>,
@@ -149,7 +151,7 @@ impl Overlay {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             names: Mutex::new(()),
-            open_fds: Mutex::new(HashMap::new()),
+            fds: fds::Fds::default(),
             squash: opts.squash_unmapped.then(|| {
                 let read = |f| std::fs::read_to_string(f).unwrap_or_default();
                 (

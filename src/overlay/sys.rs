@@ -120,13 +120,6 @@ pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     check(r as libc::ssize_t).map(|_| st)
 }
 
-/// `close` of a raw fd the file-handle table owned.
-pub fn close(fd: RawFd) -> io::Result<()> {
-    // SAFETY: the caller gives up ownership of fd; closing a bad fd gives EBADF.
-    let r = unsafe { libc::close(fd) };
-    check(r as libc::ssize_t).map(|_| ())
-}
-
 /// `fsync` / `fdatasync`.
 pub fn fsync(fd: RawFd, datasync: bool) -> io::Result<()> {
     // SAFETY: plain syscalls on an integer fd.
