@@ -145,7 +145,7 @@ impl Run {
     /// Stderr without the machine's note that a private network stays loopback only
     /// ([`NO_OUTBOUND`]: /dev/net/tun not usable by the test user, or no pasta), which
     /// `stderr_is` does not count; tests/network.rs checks it. (A start that fails shows
-    /// no such note, so `engine_error` counts every line.)
+    /// no such note, so `engine_error` and `error_line` count every line.)
     fn stderr_checked(&self) -> String {
         self.stderr()
             .split_inclusive('\n')
@@ -203,7 +203,7 @@ impl Run {
     #[track_caller]
     pub fn error_line(&self) -> String {
         self.exit(125);
-        let err = self.stderr_checked();
+        let err = self.stderr();
         let lines: Vec<&str> = err.lines().collect();
         let hint = |l: &str| l.starts_with("See 'camada") && l.ends_with(" --help'.");
         match lines[..] {
