@@ -603,10 +603,13 @@ fn system_df_info_version() {
     let df = c.ok(["system", "df"]);
     let lines: Vec<&str> = df.lines().collect();
     assert!(
-        lines[0].starts_with("TYPE          TOTAL     ACTIVE    SIZE      RECLAIMABLE"),
+        lines[0].starts_with("TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE"),
         "{df}"
     );
-    assert!(lines[1].starts_with("Images        1         0  "), "{df}");
+    assert!(
+        lines[1].starts_with("Images          1         0  "),
+        "{df}"
+    );
     assert!(lines[1].ends_with("(100%)"), "{df}");
     let info = c.ok(["info"]);
     assert!(

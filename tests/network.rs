@@ -2,10 +2,11 @@
 //! unprivileged user `camadatest` (with its subuid range, and in single-id mode):
 //! two httpd containers of one image answer on their own host ports, a busy port is a
 //! one-line error before anything runs, ports are free again after `stop`, `ps`/`port`/
-//! `inspect` show them; a container reaches a server on the host's loopback through pasta,
-//! and without a usable /dev/net/tun it runs with loopback only after one warning.
+//! `inspect` show them, `-P` puts every exposed port on a free host port; a container
+//! reaches a server on the host's loopback through pasta, or slirp4netns when pasta is not
+//! found, and without a usable /dev/net/tun it runs with loopback only after one warning.
 //!
-//! Host ports used here: 18081-18089 (one test at a time touches each).
+//! Host ports used here: 18081-18089 (one test at a time touches each), and free ones.
 
 mod common;
 
@@ -196,6 +197,99 @@ fn published_ports_answer_show_and_are_freed() {
     }
 }
 
+/// `(container port, host address)` of each `camada port` line (`80/tcp -> 0.0.0.0:32768`).
+fn port_lines(text: &str) -> Vec<(String, std::net::SocketAddr)> {
+    text.lines()
+        .map(|l| {
+            let (ctr, host) = l
+                .split_once(" -> ")
+                .unwrap_or_else(|| panic!("port printed {l:?}"));
+            let host = host
+                .parse()
+                .unwrap_or_else(|_| panic!("port printed {l:?}"));
+            (ctr.to_string(), host)
+        })
+        .collect()
+}
+
+#[test]
+fn publish_all_puts_every_exposed_port_on_a_free_host_port() {
+    for who in [Who::Root, Who::User] {
+        let Some(c) = engine(who) else { continue };
+        std::fs::write(
+            c.work().join("Dockerfile"),
+            "FROM base\nEXPOSE 80 8080/udp\n",
+        )
+        .unwrap();
+        c.ok(["build", "-q", "-t", "exposing", "."]);
+        let script =
+            "mkdir -p /www && echo page-all > /www/index.html && exec httpd -f -p 80 -h /www";
+        c.ok([
+            "run",
+            "-d",
+            "--name",
+            "all",
+            "-P",
+            "--expose",
+            "81",
+            "-p",
+            "127.0.0.1:18087:8080/udp",
+            "exposing",
+            "sh",
+            "-c",
+            script,
+        ]);
+        // the image's EXPOSE and --expose on free ports of every address; -p as given
+        let published = port_lines(&c.ok(["port", "all"]));
+        let names: Vec<&str> = published.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["80/tcp", "81/tcp", "8080/udp"], "{who:?}");
+        for (ctr, host) in &published[..2] {
+            assert!(
+                host.ip().is_unspecified() && host.port() != 0,
+                "{who:?}: {ctr} on {host}"
+            );
+        }
+        assert_ne!(published[0].1.port(), published[1].1.port(), "{who:?}");
+        assert_eq!(published[2].1.to_string(), "127.0.0.1:18087", "{who:?}");
+        assert_eq!(http_get(published[0].1.port()), "page-all\n", "{who:?}");
+        let ps = c.ok(["ps"]);
+        assert!(
+            ps.contains(&format!("0.0.0.0:{}->80/tcp", published[0].1.port())),
+            "{who:?}: {ps}"
+        );
+        c.run([
+            "inspect",
+            "-f",
+            "{{json .Config.ExposedPorts}} {{.HostConfig.PublishAllPorts}} {{json .HostConfig.PortBindings}}",
+            "all",
+        ])
+        .success()
+        .stdout_is(
+            "{\"80/tcp\":{},\"8080/udp\":{},\"81/tcp\":{}} true \
+             {\"8080/udp\":[{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"18087\"}]}\n",
+        );
+
+        // commit keeps what the container exposes, --expose included (as docker's)
+        c.ok(["commit", "all", "committed"]);
+        c.run([
+            "inspect",
+            "-f",
+            "{{json .Config.ExposedPorts}}",
+            "committed",
+        ])
+        .success()
+        .stdout_is("{\"80/tcp\":{},\"8080/udp\":{},\"81/tcp\":{}}\n");
+
+        // without -P an exposed port stays private
+        c.ok(["run", "-d", "--name", "quiet", "exposing", "sleep", "100"]);
+        c.run(["port", "quiet"]).success().stdout_is("");
+        c.run(["run", "--rm", "--expose", "80-x", "base", "true"])
+            .engine_error()
+            .stderr_has("invalid --expose \"80-x\"");
+        eprintln!("{who:?}: ok");
+    }
+}
+
 #[test]
 fn low_ports_name_the_sysctl_for_a_user() {
     let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
@@ -360,6 +454,109 @@ fn without_a_usable_tun_a_user_gets_loopback_and_one_warning() {
     // loopback works; published ports work without any helper
     httpd(&c, "lo", "18085:80", "page-lo");
     assert_eq!(http_get(18085), "page-lo\n");
+}
+
+/// A directory for PATH holding `slirp4netns` (a link to the installed one, or a script),
+/// so that camada finds no pasta.
+fn path_with_slirp(c: &Camada, dir: &str, script: Option<&str>) -> std::path::PathBuf {
+    let bin = c.dir().join(dir);
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("slirp4netns");
+    match script {
+        None => std::os::unix::fs::symlink("/usr/bin/slirp4netns", &helper).unwrap(),
+        Some(text) => {
+            std::fs::write(&helper, text).unwrap();
+            std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+fn slirp_installed() -> Result<(), String> {
+    if Path::new("/usr/bin/slirp4netns").exists() {
+        Ok(())
+    } else {
+        Err("slirp4netns".into())
+    }
+}
+
+#[test]
+fn without_pasta_outbound_goes_through_slirp4netns() {
+    if !require("slirp4netns", slirp_installed()) {
+        return;
+    }
+    let _tun = TUN.lock().unwrap_or_else(|e| e.into_inner());
+    let port = host_server("via-slirp");
+    for who in [Who::Root, Who::User] {
+        let Some(mut c) = engine(who) else { continue };
+        let bin = path_with_slirp(&c, "slirp-only", None);
+        c.0.env("PATH", &bin);
+        // the user needs /dev/net/tun, as for pasta
+        let mode = if who == Who::User && common::is_root() {
+            TunMode::set(0o666)
+        } else {
+            None
+        };
+        let r = c.run(["run", "--rm", "base", "sh", "-c", &fetch_from_host(port)]);
+        r.success().stdout_is("via-slirp");
+        // slirp4netns says "sent tapfd=..." on each start: never on the container's output
+        assert_eq!(r.stderr(), "", "{who:?}: slirp4netns is usable, yet");
+        c.run(["run", "--rm", "base", "cat", "/etc/resolv.conf"])
+            .success()
+            .stdout_has("nameserver 10.0.2.3");
+
+        // the monitor's child, gone with it
+        let id = c.ok(["run", "-d", "base", "sleep", "100"]);
+        let id = id.trim();
+        let monitor: i32 = std::fs::read_to_string(c.runroot().join(id).join("monitor.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{who:?}: no monitor.pid"));
+        let helpers = children_named(monitor, "slirp4netns");
+        assert_eq!(
+            helpers.len(),
+            1,
+            "{who:?}: slirp4netns children: {helpers:?}"
+        );
+        c.ok(["stop", "-t", "0", id]);
+        assert!(
+            gone_soon(helpers[0]),
+            "{who:?}: slirp4netns {} outlived its container",
+            helpers[0]
+        );
+
+        // a helper that fails: what it said, in the one error line
+        let bad = path_with_slirp(
+            &c,
+            "slirp-broken",
+            Some("#!/bin/sh\necho starting >&2\necho 'boom: no tap device' >&2\nexit 3\n"),
+        );
+        c.0.env("PATH", &bad);
+        let r = c.run(["run", "--rm", "base", "true"]);
+        r.engine_error().stderr_has(
+            "slirp4netns exited with status 3 before the container's network was up (it said: boom: no tap device)",
+        );
+        assert_eq!(r.stderr().lines().count(), 1, "{who:?}: {}", r.stderr());
+        c.0.env("PATH", &bin);
+
+        // without a usable /dev/net/tun: loopback only, after one warning line
+        if who == Who::User && common::is_root() {
+            drop(mode);
+            let _closed = TunMode::set(0o600);
+            let r = c.run(["run", "--rm", "base", "sh", "-c", &fetch_from_host(port)]);
+            r.exit(9);
+            let stderr = r.stderr();
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{who:?}: {stderr}");
+            assert!(
+                lines[0].starts_with(common::NO_OUTBOUND) && lines[0].contains("/dev/net/tun"),
+                "{who:?}: {stderr}"
+            );
+        }
+
+        eprintln!("{who:?}: ok");
+    }
 }
 
 /// The loopback-only warning lines of `r`'s stderr.

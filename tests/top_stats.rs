@@ -180,6 +180,68 @@ fn stats_no_stream_prints_memory_and_pids() {
 }
 
 #[test]
+fn stats_format_prints_the_fields_asked_for() {
+    for (who, c) in engines(ALL) {
+        let id = c.ok([
+            "run",
+            "-d",
+            "--name",
+            "fmt",
+            "base",
+            "sh",
+            "-c",
+            "sleep 1000 & sleep 999 & wait",
+        ]);
+        let id = id.trim();
+        top_rows(&c, id);
+        let out = c.ok([
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.PIDs}} {{.MemUsage}}",
+        ]);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(words.len(), 5, "{who:?}: {out}");
+        assert_eq!(words[..2], ["fmt", "3"], "{who:?}: {out}");
+        assert!(
+            words[2].ends_with("iB") && words[2] != "0B" && words[3] == "/",
+            "{who:?}: {out}"
+        );
+        // a table: the header from docker's names; Container is the word typed
+        let out = c.ok([
+            "stats",
+            "--no-stream",
+            "--format",
+            "table {{.Container}}\t{{.ID}}\t{{.CPUPerc}}",
+            "fmt",
+        ]);
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| {
+                l.split("   ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(lines.len(), 2, "{who:?}: {out}");
+        assert_eq!(lines[0], ["CONTAINER", "CONTAINER ID", "CPU %"], "{out}");
+        assert_eq!(lines[1][..2], ["fmt", &id[..12]], "{out}");
+        assert!(lines[1][2].ends_with('%'), "{out}");
+        let json = c.ok(["stats", "--no-stream", "--format", "json", "fmt"]);
+        assert!(
+            json.starts_with('{')
+                && json.contains("\"Name\":\"fmt\"")
+                && json.contains("\"PIDs\":\"3\""),
+            "{who:?}: {json}"
+        );
+        c.run(["stats", "--no-stream", "--format", "{{.Name", "fmt"])
+            .engine_error();
+        eprintln!("{who:?}: ok");
+    }
+}
+
+#[test]
 fn stats_without_no_stream_redraws_until_interrupted() {
     use std::io::Read;
     use std::process::Stdio;

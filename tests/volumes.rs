@@ -418,3 +418,136 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm() {
         eprintln!("{who:?}: ok");
     }
 }
+
+/// The cells of `system df`'s `Local Volumes` row.
+fn df_volumes(c: &Camada) -> Vec<String> {
+    let df = c.ok(["system", "df"]);
+    let row = df
+        .lines()
+        .find(|l| l.starts_with("Local Volumes"))
+        .unwrap_or_else(|| panic!("no Local Volumes row: {df}"));
+    row.split("   ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn system_df_counts_volumes_used_and_reclaimable() {
+    for (who, c) in engines(ALL) {
+        assert_eq!(
+            df_volumes(&c),
+            ["Local Volumes", "0", "0", "0B", "0B"],
+            "{who:?}"
+        );
+        let fill = |name: &str, bytes: u32| {
+            c.ok([
+                "run",
+                "--rm",
+                "-v",
+                &format!("{name}:/v"),
+                "base",
+                "sh",
+                "-c",
+                &format!("head -c {bytes} /dev/zero > /v/data"),
+            ]);
+        };
+        fill("used", 100_000);
+        fill("spare", 30_000);
+        // a stopped container names it: in use, as for docker
+        c.ok([
+            "create", "--name", "holder", "-v", "used:/v", "base", "true",
+        ]);
+        assert_eq!(
+            df_volumes(&c),
+            ["Local Volumes", "2", "1", "130kB", "30kB (23%)"],
+            "{who:?}"
+        );
+        c.ok(["rm", "holder"]);
+        assert_eq!(
+            df_volumes(&c),
+            ["Local Volumes", "2", "0", "130kB", "130kB (100%)"],
+            "{who:?}"
+        );
+        eprintln!("{who:?}: ok");
+    }
+}
+
+#[test]
+fn cp_into_a_stopped_containers_volume_writes_the_volume() {
+    for (who, c) in engines(ALL) {
+        let host = c.work().join("hostdir");
+        std::fs::create_dir(&host).unwrap();
+        let file = c.work().join("in");
+        std::fs::write(&file, "copied in\n").unwrap();
+        if let Some(u) = c.user() {
+            u.chown_tree(&c.work());
+        }
+        let id = c.ok([
+            "create",
+            "--name",
+            "cv",
+            "-v",
+            "named:/data",
+            "-v",
+            &format!("{}:/hd", host.display()),
+            "-v",
+            "locked:/ro:ro",
+            "base",
+            "sh",
+            "-c",
+            "cat /data/in /hd/in",
+        ]);
+        let id = id.trim();
+        let file = file.to_str().unwrap();
+        c.ok(["cp", file, "cv:/data/in"]);
+        c.ok(["cp", file, "cv:/hd/"]);
+        // the volume and the bind got the files; the writable layer did not
+        let volume = c.root().join("volumes/named/_data/in");
+        assert_eq!(
+            std::fs::read_to_string(&volume).unwrap(),
+            "copied in\n",
+            "{who:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(host.join("in")).unwrap(),
+            "copied in\n",
+            "{who:?}"
+        );
+        let upper = c.root().join("containers").join(id).join("upper");
+        for p in ["data/in", "hd/in"] {
+            assert!(
+                !upper.join(p).exists(),
+                "{who:?}: {p} in the writable layer"
+            );
+        }
+        // a read-only volume stays so
+        c.run(["cp", file, "cv:/ro/in"])
+            .engine_error()
+            .stderr_has("Read-only file system");
+        c.run(["start", "-a", "cv"])
+            .success()
+            .stdout_is("copied in\ncopied in\n");
+        // another container of the volume sees it; cp out of a stopped one reads it
+        c.ok([
+            "run",
+            "--rm",
+            "-v",
+            "named:/data",
+            "base",
+            "sh",
+            "-c",
+            "echo more > /data/out",
+        ]);
+        let out = c.work().join("out");
+        c.ok(["cp", "cv:/data/out", out.to_str().unwrap()]);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "more\n", "{who:?}");
+        // the copy's mount server is gone, its volumes with it
+        assert!(
+            !c.runroot().join("mounts").join(id).exists(),
+            "{who:?}: a mount server was left"
+        );
+        eprintln!("{who:?}: ok");
+    }
+}

@@ -41,6 +41,7 @@ const RUN_LONG_VALUES: &[&str] = &[
     "network",
     "entrypoint",
     "hostname",
+    "expose",
 ];
 
 /// A command whose own arguments end at its first positional (the image, the container).
@@ -103,8 +104,8 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["logout"] => s("", "", &[]),
         ["search"] => s("", "", &["limit", "tls-verify"]),
         ["version"] => s("", "", &[]),
-        ["run"] => command_line("dit", RUN_VALUES, RUN_LONG_VALUES),
-        ["create"] => command_line("it", RUN_VALUES, RUN_LONG_VALUES),
+        ["run"] => command_line("ditP", RUN_VALUES, RUN_LONG_VALUES),
+        ["create"] => command_line("itP", RUN_VALUES, RUN_LONG_VALUES),
         ["exec"] => command_line("it", "ewu", &["env", "workdir", "user"]),
         ["start"] => s("ait", "", &[]),
         ["stop" | "restart"] => s("", "t", &["time"]),
@@ -121,7 +122,7 @@ pub fn spec(command: &[String]) -> Option<FlagSpec> {
         ["container", "inspect"] => s("", "f", &["format"]),
         ["container", "prune"] => s("f", "", &[]),
         ["top"] => command_line("", "", &[]),
-        ["stats"] => s("a", "", &[]),
+        ["stats"] => s("a", "", &["format"]),
         ["volume"] => s("", "", &[]),
         ["volume", "create"] => s("", "d", &["driver", "label"]),
         ["volume", "ls"] => s("q", "f", &["filter", "format"]),

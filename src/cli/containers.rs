@@ -60,6 +60,13 @@ macro_rules! create_flags {
             /// free host port
             #[argh(option, short = 'p')]
             pub publish: Vec<String>,
+            /// publish every exposed port (the image's EXPOSE and --expose) on a free host
+            /// port
+            #[argh(switch, short = 'P')]
+            pub publish_all: bool,
+            /// expose a port or a range of ports: PORT[/PROTO] or FIRST-LAST[/PROTO]
+            #[argh(option)]
+            pub expose: Vec<String>,
             /// network mode: private (default), host or none
             #[argh(option)]
             pub network: Option<String>,
@@ -343,6 +350,8 @@ macro_rules! request {
             volumes: $a.volume.clone(),
             mounts: $a.mount.clone(),
             publish: $a.publish.clone(),
+            publish_all: $a.publish_all,
+            expose: $a.expose.clone(),
             init: $a.init,
         }
     };

@@ -9,7 +9,10 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use super::CliError;
+use serde_json::{Map, Value};
+
 use super::format::{Table, binary_size, human_size};
+use super::template::{Template, format_rows};
 use crate::engine::Engine;
 use crate::engine::stats::{StatsRow, StatsSample, stats_row, ticks_per_second};
 
@@ -35,6 +38,10 @@ pub struct Stats {
     /// do not truncate output
     #[argh(switch)]
     pub no_trunc: bool,
+    /// format the output using a Go template: 'table {{.Name}}\t{{.CPUPerc}}', '{{.MemUsage}}'
+    /// or 'json' (fields: Container ID Name CPUPerc MemUsage MemPerc NetIO BlockIO PIDs)
+    #[argh(option)]
+    pub format: Option<String>,
     /// containers (name, ID or ID prefix); default: every running one
     #[argh(positional, arg_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -58,44 +65,75 @@ pub fn top(engine: &Engine, a: &Top) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The stats table for rows (docker's cells).
-pub fn stats_table(rows: &[StatsRow], no_trunc: bool) -> String {
-    let mut t = Table::new(&[
-        "CONTAINER ID",
-        "NAME",
-        "CPU %",
-        "MEM USAGE / LIMIT",
-        "MEM %",
-        "NET I/O",
-        "BLOCK I/O",
-        "PIDS",
-    ]);
-    for r in rows {
-        let id = if no_trunc {
-            r.id.clone()
-        } else {
-            r.id.chars().take(12).collect()
-        };
-        t.row(vec![
-            id,
-            r.name.clone(),
-            format!("{:.2}%", r.cpu_percent),
-            format!(
-                "{} / {}",
-                binary_size(r.memory),
-                binary_size(r.memory_limit)
-            ),
-            format!("{:.2}%", r.memory_percent),
-            format!("{} / {}", human_size(r.net_rx), human_size(r.net_tx)),
-            format!(
-                "{} / {}",
-                human_size(r.block_read),
-                human_size(r.block_write)
-            ),
-            r.pids.to_string(),
-        ]);
-    }
-    t.render()
+/// docker's column names for `stats --format`.
+const STATS_HEADERS: &[(&str, &str)] = &[
+    ("Container", "CONTAINER"),
+    ("ID", "CONTAINER ID"),
+    ("Name", "NAME"),
+    ("CPUPerc", "CPU %"),
+    ("MemUsage", "MEM USAGE / LIMIT"),
+    ("MemPerc", "MEM %"),
+    ("NetIO", "NET I/O"),
+    ("BlockIO", "BLOCK I/O"),
+    ("PIDs", "PIDS"),
+];
+
+/// docker's default `stats` table.
+const STATS_TABLE: &str = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
+
+/// The text of one refresh: each row's docker fields (`words`: the containers as named on
+/// the command line, each row's `Container`; without them, the full ID) through `format`
+/// (docker's `table ...`, a plain template, or `json`).
+pub fn stats_text(
+    rows: &[StatsRow],
+    words: &[String],
+    no_trunc: bool,
+    format: &str,
+) -> Result<String, CliError> {
+    let fields: Vec<Map<String, Value>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let id = if no_trunc {
+                r.id.clone()
+            } else {
+                r.id.chars().take(12).collect()
+            };
+            let cells = [
+                ("Container", words.get(i).unwrap_or(&r.id).clone()),
+                ("ID", id),
+                ("Name", r.name.clone()),
+                ("CPUPerc", format!("{:.2}%", r.cpu_percent)),
+                (
+                    "MemUsage",
+                    format!(
+                        "{} / {}",
+                        binary_size(r.memory),
+                        binary_size(r.memory_limit)
+                    ),
+                ),
+                ("MemPerc", format!("{:.2}%", r.memory_percent)),
+                (
+                    "NetIO",
+                    format!("{} / {}", human_size(r.net_rx), human_size(r.net_tx)),
+                ),
+                (
+                    "BlockIO",
+                    format!(
+                        "{} / {}",
+                        human_size(r.block_read),
+                        human_size(r.block_write)
+                    ),
+                ),
+                ("PIDs", r.pids.to_string()),
+            ];
+            cells
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v)))
+                .collect()
+        })
+        .collect();
+    Ok(format_rows(format, STATS_HEADERS, &fields)?)
 }
 
 fn rows(prev: &[StatsSample], cur: &[StatsSample], hz: u64) -> Vec<StatsRow> {
@@ -107,11 +145,17 @@ fn rows(prev: &[StatsSample], cur: &[StatsSample], hz: u64) -> Vec<StatsRow> {
 pub fn stats(engine: &Engine, a: &Stats) -> Result<(), CliError> {
     let hz = ticks_per_second();
     let interval = Duration::from_secs(1);
+    let format = match a.format.as_deref() {
+        None | Some("table") => STATS_TABLE,
+        Some(f) => f,
+    };
+    // a bad template is told before the first sample's second
+    Template::parse(format.strip_prefix("table").unwrap_or(format))?;
     let mut prev = engine.stats_sample(&a.containers, a.all)?;
     loop {
         std::thread::sleep(interval);
         let cur = engine.stats_sample(&a.containers, a.all)?;
-        let table = stats_table(&rows(&prev, &cur, hz), a.no_trunc);
+        let table = stats_text(&rows(&prev, &cur, hz), &a.containers, a.no_trunc, format)?;
         let mut out = io::stdout().lock();
         if a.no_stream {
             write!(out, "{table}")?;
@@ -128,12 +172,11 @@ pub fn stats(engine: &Engine, a: &Stats) -> Result<(), CliError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn stats_cells_use_dockers_units() {
-        let row = StatsRow {
+    fn web() -> StatsRow {
+        StatsRow {
             id: "0123456789abcdef".repeat(4),
             name: "web".into(),
-            cpu_percent: 0.5,
+            cpu_percent: 12.345,
             memory: 1_576_960,
             memory_limit: 25_125_558_272,
             memory_percent: 0.006276,
@@ -142,8 +185,58 @@ mod tests {
             block_read: 0,
             block_write: 4_100_000,
             pids: 2,
+        }
+    }
+
+    #[test]
+    fn stats_format_picks_dockers_fields() {
+        let rows = [web()];
+        let words = ["we".to_string()];
+        assert_eq!(
+            stats_text(
+                &rows,
+                &words,
+                false,
+                "{{.Name}}: {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}"
+            )
+            .unwrap(),
+            "web: 12.35% 1.504MiB / 23.4GiB 2\n"
+        );
+        assert_eq!(
+            stats_text(&rows, &words, false, "{{.Container}} {{.ID}}").unwrap(),
+            "we 0123456789ab\n"
+        );
+        // without names on the command line, Container is the full ID
+        assert_eq!(
+            stats_text(&rows, &[], false, "{{.Container}}").unwrap(),
+            format!("{}\n", "0123456789abcdef".repeat(4))
+        );
+        let table = stats_text(
+            &rows,
+            &words,
+            false,
+            "table {{.Name}}\\t{{.MemPerc}}\\t{{.NetIO}}\\t{{.BlockIO}}",
+        )
+        .unwrap();
+        assert_eq!(
+            table,
+            "NAME      MEM %     NET I/O       BLOCK I/O\nweb       0.01%     1.23kB / 0B   0B / 4.1MB\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&stats_text(&rows, &words, false, "json").unwrap()).unwrap();
+        assert_eq!(json["CPUPerc"], "12.35%");
+        assert_eq!(json["MemUsage"], "1.504MiB / 23.4GiB");
+        assert_eq!(json["Container"], "we");
+        assert!(stats_text(&rows, &words, false, "{{.Name").is_err());
+    }
+
+    #[test]
+    fn stats_cells_use_dockers_units() {
+        let row = StatsRow {
+            cpu_percent: 0.5,
+            ..web()
         };
-        let text = stats_table(&[row], false);
+        let text = stats_text(&[row], &[], false, STATS_TABLE).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0].split("   ").filter(|c| !c.is_empty()).count(),

@@ -120,6 +120,7 @@ pub fn df(engine: &Engine) -> Result<(), CliError> {
     for (name, u, pct) in [
         ("Images", &du.images, true),
         ("Containers", &du.containers, true),
+        ("Local Volumes", &du.volumes, true),
         ("Build Cache", &du.build_cache, false),
     ] {
         t.row(vec![

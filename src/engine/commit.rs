@@ -404,9 +404,10 @@ impl Engine {
 }
 
 /// The image's run config with what the container runs (docker commits the container's
-/// config: its command, env, user, workdir, labels).
+/// config: its command, env, user, workdir, labels, exposed ports).
 fn container_run_config(mut run: RunConfig, r: &crate::state::Record) -> RunConfig {
     let c = &r.config;
+    run.exposed_ports.extend(c.exposed_ports.keys().cloned());
     run.env = c.env.clone();
     run.cmd = Some(c.cmd.clone()).filter(|v| !v.is_empty());
     if !c.entrypoint.is_empty() {

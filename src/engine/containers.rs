@@ -12,6 +12,7 @@
 //! too), so a fast exit is never overwritten by a late "running"; `runtime::start` is called
 //! with no lock held (the monitor is a fork and would keep it).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,6 +61,8 @@ pub enum ContainersError {
     Ports(#[from] crate::runtime::ports::PortsError),
     #[error("invalid signal: {0}")]
     BadSignal(String),
+    #[error("invalid --expose {0:?}: give PORT[/tcp|udp] or FIRST-LAST[/tcp|udp]")]
+    BadExpose(String),
     #[error(
         "cannot remove container {name}: container is running: stop the container before removing or force remove (rm -f)"
     )]
@@ -120,6 +123,10 @@ pub struct CreateRequest {
     pub network: Option<String>,
     /// `-p` as typed.
     pub publish: Vec<String>,
+    /// `-P`: every exposed port published on a free host port.
+    pub publish_all: bool,
+    /// `--expose PORT[/PROTO]` or `FIRST-LAST[/PROTO]`, as typed.
+    pub expose: Vec<String>,
     pub volumes: Vec<String>,
     /// `--mount type=bind|volume,...`.
     pub mounts: Vec<String>,
@@ -290,6 +297,56 @@ pub fn parse_env_file(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Re
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
     expand_env(&lines, lookup)
+}
+
+/// `PORT[/PROTO]` or `FIRST-LAST[/PROTO]` as docker's `CTR/PROTO` keys (`None`: not that).
+fn port_keys(word: &str) -> Option<Vec<String>> {
+    let (ports, proto) = word.split_once('/').unwrap_or((word, "tcp"));
+    let proto: runtime::ports::Proto = proto.to_ascii_lowercase().parse().ok()?;
+    let (first, last) = ports.split_once('-').unwrap_or((ports, ports));
+    let (first, last): (u16, u16) = (first.parse().ok()?, last.parse().ok()?);
+    if first == 0 || last < first {
+        return None;
+    }
+    Some((first..=last).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// docker's `ExposedPorts` of a new container: the image's (`80` read as `80/tcp`; an entry
+/// that is no port is left out), every port of each `--expose`, and each `-p`'s container
+/// port.
+pub fn exposed_ports(
+    image: &BTreeSet<String>,
+    expose: &[String],
+    bindings: &BTreeMap<String, Vec<state::PortBinding>>,
+) -> Result<BTreeMap<String, serde_json::Value>> {
+    let mut keys: BTreeSet<String> = image
+        .iter()
+        .filter_map(|p| port_keys(p))
+        .flatten()
+        .collect();
+    for e in expose {
+        keys.extend(port_keys(e).ok_or_else(|| ContainersError::BadExpose(e.clone()))?);
+    }
+    keys.extend(bindings.keys().cloned());
+    Ok(keys
+        .into_iter()
+        .map(|k| (k, serde_json::Value::Object(serde_json::Map::new())))
+        .collect())
+}
+
+/// What a start of record `r` publishes: its `-p` bindings and, with `-P` on the private
+/// network, a free host port on every address for each exposed port that has no binding
+/// (docker's rule; the record keeps only the `-p` ones, so each start picks anew).
+pub fn start_bindings(r: &state::Record) -> state::HostConfig {
+    let mut host = r.host_config.clone();
+    if host.publish_all_ports && host.network_mode.parse::<Network>() == Ok(Network::Private) {
+        for port in r.config.exposed_ports.keys() {
+            host.port_bindings
+                .entry(port.clone())
+                .or_insert_with(|| vec![state::PortBinding::default()]);
+        }
+    }
+    host
 }
 
 fn host_env(key: &str) -> Option<String> {
@@ -493,6 +550,8 @@ impl Engine {
                 .map_err(ContainersError::BadNetwork)?,
         )?;
         let mount_flags = volumes::mount_flags(&req.volumes, &req.mounts)?;
+        // checked here too; the image's EXPOSE joins below
+        exposed_ports(&BTreeSet::new(), &req.expose, &port_bindings)?;
         let mut flag_env = Vec::new();
         for f in &req.env_files {
             let text = std::fs::read_to_string(f).map_err(|source| ContainersError::EnvFile {
@@ -526,6 +585,7 @@ impl Engine {
         }
         let mut env = rc.env.clone();
         merge_env(&mut env, flag_env);
+        let exposed_ports = exposed_ports(&rc.exposed_ports, &req.expose, &port_bindings)?;
         let mounts = self.container_mounts(mount_flags, &rc.volumes)?;
         let id = new_id()?;
         let short: String = id.chars().take(12).collect();
@@ -543,6 +603,7 @@ impl Engine {
                 attach_stdin: req.interactive,
                 attach_stdout: true,
                 attach_stderr: true,
+                exposed_ports,
                 tty: req.tty,
                 open_stdin: req.interactive,
                 env,
@@ -559,6 +620,7 @@ impl Engine {
                 auto_remove: req.auto_remove,
                 init: req.init,
                 port_bindings,
+                publish_all_ports: req.publish_all,
             },
             mounts,
         };
@@ -763,22 +825,9 @@ impl Engine {
         Ok(opts)
     }
 
-    /// The runtime's container for record `c`, and the warning to show before it runs
-    /// (its private network stays loopback only: [`runtime::netns::choose`]).
-    fn runtime_container(
-        &self,
-        records: &Records,
-        c: &Container,
-        mode: StartMode,
-    ) -> Result<(runtime::Container, Option<String>)> {
-        let r = &c.record;
-        let maps = IdMaps::for_current_user();
-        let opts = self.overlay_options(records, c, &maps)?;
-        let mount: runtime::MountFn = Box::new(move |mp: &Path| {
-            overlay::mount(&opts, mp)
-                .map(|m| Box::new(m) as Box<dyn std::any::Any>)
-                .map_err(|e| e.to_string())
-        });
+    /// The host side of a record's mounts, made ready to bind: a volume gone missing made
+    /// again, a missing bind source made a directory (as docker's `-v` does).
+    pub(super) fn binds_of(&self, r: &state::Record) -> Result<Vec<Bind>> {
         let mut binds = Vec::new();
         for m in mounts_of(r) {
             self.ensure_mount_volume(&m)?;
@@ -798,6 +847,26 @@ impl Engine {
                 readonly: !m.rw,
             });
         }
+        Ok(binds)
+    }
+
+    /// The runtime's container for record `c`, and the warning to show before it runs
+    /// (its private network stays loopback only: [`runtime::netns::choose`]).
+    fn runtime_container(
+        &self,
+        records: &Records,
+        c: &Container,
+        mode: StartMode,
+    ) -> Result<(runtime::Container, Option<String>)> {
+        let r = &c.record;
+        let maps = IdMaps::for_current_user();
+        let opts = self.overlay_options(records, c, &maps)?;
+        let mount: runtime::MountFn = Box::new(move |mp: &Path| {
+            overlay::mount(&opts, mp)
+                .map(|m| Box::new(m) as Box<dyn std::any::Any>)
+                .map_err(|e| e.to_string())
+        });
+        let binds = self.binds_of(r)?;
         let stdin = r.config.open_stdin;
         // the foreground modes also log (docker's `logs` works after them), except with
         // --rm, where no one could read it
@@ -841,7 +910,7 @@ impl Engine {
             io,
             maps,
             fake_ids: false,
-            ports: super::network::bind_ports(&r.host_config)?,
+            ports: super::network::bind_ports(&start_bindings(r))?,
             outbound,
         };
         Ok((container, warning))
@@ -1324,6 +1393,64 @@ mod tests {
             expand_env(&v(&["A B=1"]), lookup),
             Err(ContainersError::BadEnv(_))
         ));
+    }
+
+    #[test]
+    fn exposed_ports_join_the_image_expose_and_p() {
+        let image: BTreeSet<String> = ["80".into(), "53/UDP".into(), "nonsense".into()].into();
+        let bindings =
+            super::super::network::port_bindings(&v(&["18080:8080"]), Network::Private).unwrap();
+        let got = exposed_ports(&image, &v(&["7000-7002/udp", "443"]), &bindings).unwrap();
+        assert_eq!(
+            got.keys().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "443/tcp", "53/udp", "7000/udp", "7001/udp", "7002/udp", "80/tcp", "8080/tcp"
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&got).unwrap(),
+            r#"{"443/tcp":{},"53/udp":{},"7000/udp":{},"7001/udp":{},"7002/udp":{},"80/tcp":{},"8080/tcp":{}}"#
+        );
+        for bad in ["0", "80-70", "x", "80/sctp", "70000", "1-"] {
+            assert!(
+                matches!(
+                    exposed_ports(&BTreeSet::new(), &v(&[bad]), &BTreeMap::new()),
+                    Err(ContainersError::BadExpose(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn publish_all_adds_a_free_port_for_each_exposed_port_without_one() {
+        let mut r = state::Record::default();
+        r.config.exposed_ports = exposed_ports(
+            &["80/tcp".to_string(), "53/udp".into()].into(),
+            &[],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        r.host_config.network_mode = "private".into();
+        r.host_config.port_bindings =
+            super::super::network::port_bindings(&v(&["127.0.0.1:18080:80"]), Network::Private)
+                .unwrap();
+        // without -P: only -p
+        assert_eq!(start_bindings(&r).port_bindings.len(), 1);
+        r.host_config.publish_all_ports = true;
+        let host = start_bindings(&r);
+        assert_eq!(
+            serde_json::to_string(&host.port_bindings).unwrap(),
+            r#"{"53/udp":[{"HostIp":"","HostPort":""}],"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"18080"}]}"#
+        );
+        // the record keeps only -p
+        assert_eq!(r.host_config.port_bindings.len(), 1);
+        // nothing to publish off the private network
+        r.host_config.network_mode = "host".into();
+        assert_eq!(
+            start_bindings(&r).port_bindings,
+            r.host_config.port_bindings
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! The container side runs in a forked child that joined the container's user namespace
 //! (the kernel admits only that namespace to a running container's mount; a stopped
-//! container is served by a mount server for the copy). Every container path is resolved
+//! container is served by a mount server for the copy, with its volumes and binds mounted
+//! where the container has them, so a volume's path reaches the volume as docker's does).
+//! Every container path is resolved
 //! by the kernel with `openat2(RESOLVE_IN_ROOT)` from an fd of the container's root, and
 //! walked below with `O_NOFOLLOW` opens relative to directory fds, so no component ever
 //! leads out: a symlink in the container is copied as a symlink. The two sides talk over

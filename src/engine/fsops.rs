@@ -3,8 +3,9 @@
 //!
 //! `diff` reads the writable layer (the upper dir, OCI whiteouts) against the image's merged
 //! lower index, running or not. `mount` of a stopped container starts a detached mount
-//! server (`runtime::mountsrv`) serving the same overlay an owner-only FUSE mount, which the
-//! user's own processes reach at `/proc/<server pid>/root/<mount point>`; a running
+//! server (`runtime::mountsrv`) serving the same overlay an owner-only FUSE mount, with the
+//! container's volumes and binds mounted where the container has them, which the user's
+//! own processes reach at `/proc/<server pid>/root/<mount point>`; a running
 //! container is served by its monitor, reachable as root of its user namespace (`unshare
 //! --container`). Never writes the writable layer itself. Invariant: at most one server
 //! serves a writable layer: `start` refuses a mounted container, `mount` reuses a live
@@ -266,10 +267,13 @@ impl Engine {
         let mut opts = self.overlay_options(records, c, &maps)?;
         // owner-only: the user's own processes, from any namespace, and nobody else
         opts.allow_other = false;
+        // its volumes and binds where the container has them, so that what is copied to
+        // or from a volume's path lands in the volume (docker's cp of a stopped container)
+        let binds = self.binds_of(&c.record)?;
         let mount: runtime::MountFn = Box::new(move |mp: &Path| {
-            overlay::mount(&opts, mp)
-                .map(|m| Box::new(m) as Box<dyn std::any::Any>)
-                .map_err(|e| e.to_string())
+            let root = overlay::mount(&opts, mp).map_err(|e| e.to_string())?;
+            runtime::mounts::bind_user_mounts(mp, &binds).map_err(|e| e.to_string())?;
+            Ok(Box::new(root) as Box<dyn std::any::Any>)
         });
         let pid = mountsrv::serve_detached(c.record.short_id(), &dir, &maps, mount)
             .map_err(FsopsError::from)?;

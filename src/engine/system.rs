@@ -137,6 +137,7 @@ pub struct UsageLine {
 pub struct DiskUsage {
     pub images: UsageLine,
     pub containers: UsageLine,
+    pub volumes: UsageLine,
     pub build_cache: UsageLine,
 }
 
@@ -241,6 +242,7 @@ impl Engine {
                 size: du.containers_size,
                 reclaimable: du.containers_size,
             },
+            volumes: self.volumes_usage()?,
             build_cache: {
                 let (entries, bytes) = crate::build::cache::usage(&self.store);
                 UsageLine {

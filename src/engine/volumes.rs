@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use super::system::UsageLine;
 use super::{Engine, EngineError};
 use crate::paths::Paths;
 // A local volume name follows docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
@@ -551,6 +552,25 @@ impl Engine {
             .records()
             .map_err(|e| VolumesError::Records(e.to_string()))?;
         volume_users(&records)
+    }
+
+    /// `system df`'s volumes: how many, how many a container (running or not) names, the
+    /// bytes of their content, and the bytes of those none names (what `volume prune -a`
+    /// would give back).
+    pub(super) fn volumes_usage(&self) -> std::result::Result<UsageLine, EngineError> {
+        let users = self.volume_users()?;
+        let mut u = UsageLine::default();
+        for v in self.list_volumes()? {
+            let size = super::containers::tree_size(&self.paths.volume_data(&v.name));
+            u.total += 1;
+            u.size += size;
+            if users.contains_key(&v.name) {
+                u.active += 1;
+            } else {
+                u.reclaimable += size;
+            }
+        }
+        Ok(u)
     }
 
     /// `volume rm NAME`: refused while a container (running or not) names it.

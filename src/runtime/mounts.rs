@@ -421,6 +421,38 @@ fn bind(root: &OwnedFd, source: &Path, target: &str, recursive: bool) -> Result<
     mount_on(root, target, kind, source.to_str(), None, flags, None)
 }
 
+/// The `-v`/`--mount` binds, in order: a volume filled first when it asks for it, each bound
+/// recursively, and a read-only one made read-only with everything below it.
+fn user_binds(root: &OwnedFd, binds: &[Bind]) -> Result<(), MountError> {
+    for b in binds {
+        if b.fill {
+            fill_volume(root, &b.source, &b.destination)?;
+        }
+        bind(root, &b.source, &b.destination, true)?;
+        if b.readonly {
+            remount_tree_readonly(root, &b.destination)?;
+        }
+    }
+    Ok(())
+}
+
+/// The container's binds and volumes mounted on a root filesystem that is not running (a
+/// mount server's, so that `cp` reaches a volume as the container would): as in
+/// a start, every target opened inside `rootfs`. Call as root of the user namespace that
+/// owns the mount namespace.
+pub fn bind_user_mounts(rootfs: &Path, binds: &[Bind]) -> Result<(), MountError> {
+    let root = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|source| MountError::OpenRoot {
+        path: rootfs.to_path_buf(),
+        source,
+    })?;
+    user_binds(&root, binds)
+}
+
 /// Mounts everything under `setup.rootfs` (run inside the container's mount namespace, as
 /// its root, before pivot_root).
 pub(crate) fn prepare(setup: &Setup<'_>) -> Result<(), MountError> {
@@ -567,15 +599,7 @@ pub(crate) fn prepare(setup: &Setup<'_>) -> Result<(), MountError> {
     }
     // user mounts first, so /etc/hosts and friends land on a volume bound over /etc; a
     // user mount of one of those files wins over the generated one
-    for b in setup.binds {
-        if b.fill {
-            fill_volume(&root, &b.source, &b.destination)?;
-        }
-        bind(&root, &b.source, &b.destination, true)?;
-        if b.readonly {
-            remount_tree_readonly(&root, &b.destination)?;
-        }
-    }
+    user_binds(&root, setup.binds)?;
     for (path, host) in setup.files {
         let under: Vec<&Bind> = setup
             .binds

@@ -6,7 +6,8 @@
 //! by the monitor while it is still in the host's namespaces, released once the
 //! container's namespaces exist, waited for until the network is configured), and the
 //! container's /etc/resolv.conf when a helper forwards DNS ([`resolv_conf`]). Never touches
-//! the container's processes or mounts.
+//! the container's processes or mounts. What the helper prints goes to a memfd, never to
+//! the container's output; a helper that fails has its last line in the start's error.
 //!
 //! Invariant: the helper is the monitor's child and dies with it (PR_SET_PDEATHSIG), and
 //! the container's first process starts only after the helper said the network is up
@@ -126,6 +127,9 @@ pub(crate) struct Helper {
     name: &'static str,
     go: Option<File>,
     ready: File,
+    /// The helper's stdout and stderr (a memfd): slirp4netns talks on every start, and what
+    /// a failing helper said belongs in the one error line, not on the container's output.
+    said: Option<File>,
 }
 
 fn cstr(s: &str) -> CString {
@@ -191,10 +195,17 @@ impl Helper {
             .collect(),
         };
         let program = CString::new(program.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        let said = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .ok()
+            .map(File::from);
         match sys::fork()? {
             ForkResult::Child => {
                 drop(go_w);
                 drop(ready_r);
+                if let Some(said) = &said {
+                    let _ = nix::unistd::dup2_stdout(said);
+                    let _ = nix::unistd::dup2_stderr(said);
+                }
                 let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
                 let mut b = [0u8; 1];
                 if File::from(go_r).read(&mut b).unwrap_or(0) == 0 {
@@ -214,6 +225,7 @@ impl Helper {
                     name,
                     go: Some(File::from(go_w)),
                     ready: File::from(ready_r),
+                    said,
                 }))
             }
         }
@@ -240,10 +252,32 @@ impl Helper {
             Ok(WaitStatus::Signaled(_, s, _)) => format!("was killed by {s}"),
             _ => "ended".to_string(),
         };
+        let said = self.last_words();
+        let why = if said.is_empty() {
+            "run it by hand to see why".to_string()
+        } else {
+            format!("it said: {said}")
+        };
         Err(format!(
-            "{} {how} before the container's network was up; run it by hand to see why, or use --network none",
+            "{} {how} before the container's network was up ({why}); use --network none to run without it",
             self.name
         ))
+    }
+
+    /// The last line the helper wrote, if any.
+    fn last_words(&mut self) -> String {
+        let Some(f) = self.said.as_mut() else {
+            return String::new();
+        };
+        let mut bytes = Vec::new();
+        let _ = std::io::Seek::rewind(f).and_then(|_| f.take(64 * 1024).read_to_end(&mut bytes));
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string()
     }
 }
 

@@ -141,6 +141,10 @@ pub struct RunConfig {
     pub attach_stdin: bool,
     pub attach_stdout: bool,
     pub attach_stderr: bool,
+    /// The ports it exposes (the image's EXPOSE, `--expose`, `-p`): docker's
+    /// `{"80/tcp": {}}`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub exposed_ports: std::collections::BTreeMap<String, serde_json::Value>,
     pub tty: bool,
     pub open_stdin: bool,
     pub env: Vec<String>,
@@ -170,6 +174,9 @@ pub struct HostConfig {
     /// `HostPort` is a port chosen at each start).
     #[serde(default)]
     pub port_bindings: std::collections::BTreeMap<String, Vec<PortBinding>>,
+    /// `-P`: every exposed port without a binding gets a free host port at each start.
+    #[serde(default)]
+    pub publish_all_ports: bool,
 }
 
 /// One host side of a published port, docker's `{"HostIp": "", "HostPort": "18081"}`.
