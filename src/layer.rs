@@ -17,6 +17,7 @@
 use std::io::{self, Read, Write};
 
 use crate::digest::{DiffId, Digest, Hasher, HashingReader};
+use crate::image::Compression;
 use crate::tarindex::{IndexBuilder, IndexError, Kind, NewEntry};
 use header::*;
 
@@ -26,60 +27,17 @@ mod header;
 pub use diff::{Entry, Owner, UpperDir, diff, diff_with};
 pub use extract::extract;
 
-/// How a layer blob is compressed, told by its first bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl From<Compression> for crate::image::Compression {
-    /// The same compression as the image model names it (media types).
-    fn from(c: Compression) -> crate::image::Compression {
-        match c {
-            Compression::None => crate::image::Compression::None,
-            Compression::Gzip => crate::image::Compression::Gzip,
-            Compression::Zstd => crate::image::Compression::Zstd,
-        }
-    }
-}
-
-impl Compression {
-    /// Detects the compression from the first bytes of a blob (4 are enough). Formats no
-    /// OCI layer uses (xz, bzip2) are named so that the error can say so.
-    pub fn detect(head: &[u8]) -> Result<Compression, LayerError> {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Ok(Compression::Gzip)
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Ok(Compression::Zstd)
-        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
-            Err(LayerError::UnsupportedCompression("xz"))
-        } else if head.starts_with(b"BZh") {
-            Err(LayerError::UnsupportedCompression("bzip2"))
-        } else {
-            Ok(Compression::None)
-        }
-    }
-
-    /// The name docker and OCI media types use (`tar`, `tar+gzip`, `tar+zstd`).
-    pub fn media_suffix(self) -> &'static str {
-        match self {
-            Compression::None => "tar",
-            Compression::Gzip => "tar+gzip",
-            Compression::Zstd => "tar+zstd",
-        }
-    }
-}
-
-impl std::fmt::Display for Compression {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Compression::None => "uncompressed",
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        })
-    }
+/// `src` decompressed as `compression` says (a plain tar passes through as it is). Gzip
+/// streams of several members are read to the last one, as docker and containerd do.
+pub fn decoder<'a, R: io::BufRead + 'a>(
+    compression: Compression,
+    src: R,
+) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::None => Box::new(src),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(src)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(src)?),
+    })
 }
 
 /// What one pass over a layer blob found.
@@ -173,20 +131,15 @@ pub fn ingest<R: Read, T: Write, I: Write>(
             }
         }
     }
-    let compression = Compression::detect(&head[..n])?;
+    let compression =
+        Compression::detect(&head[..n]).map_err(LayerError::UnsupportedCompression)?;
     let (feed_out, entries, idx) = {
         let src = io::BufReader::with_capacity(CHUNK, (&head[..n]).chain(&mut hr));
-        let dec: Box<dyn Read + '_> = match compression {
-            Compression::None => Box::new(src),
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(src)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(src).map_err(
-                |source| LayerError::Read {
-                    compression,
-                    offset: 0,
-                    source,
-                },
-            )?),
-        };
+        let dec = decoder(compression, src).map_err(|source| LayerError::Read {
+            compression,
+            offset: 0,
+            source,
+        })?;
         let mut feed = Feed::new(dec, tar_out, compression);
         let (entries, idx) = index_tar(&mut feed)?;
         feed.drain()?;

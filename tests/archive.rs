@@ -15,17 +15,8 @@ use camada::digest::{DiffId, Digest};
 use camada::engine::archive::{self, ArchiveError};
 use camada::engine::{ImportRequest, Input, LoadedImage, SaveFormat};
 use camada::image::ImageConfig;
-use camada::paths::{Env, Paths};
 use camada::store::Store;
-
-fn store_at(root: &Path) -> Store {
-    let env = Env {
-        home: Some(root.to_path_buf()),
-        ..Env::default()
-    };
-    let p = Paths::resolve(Some(&root.join("root")), Some(&root.join("run")), &env).unwrap();
-    Store::open(&p).unwrap()
-}
+use common::store_in;
 
 /// A small rootfs tar: a directory, files, a symlink pointing outside (kept as a symlink),
 /// and `extra` bytes of incompressible data in `big`.
@@ -144,7 +135,7 @@ fn contents(store: &Store) -> BTreeSet<PathBuf> {
 #[test]
 fn import_save_load_round_trips_in_both_formats() {
     let t = tempfile::tempdir().unwrap();
-    let a = store_at(&t.path().join("a"));
+    let a = store_in(&t.path().join("a"));
     let id = import_bytes(&a, t.path(), &rootfs_tar(1000), Some("example/app:v1"));
     let config = ImageConfig::parse(&a.read_blob(&id).unwrap()).unwrap();
     let run = config.config.unwrap();
@@ -160,7 +151,7 @@ fn import_save_load_round_trips_in_both_formats() {
     {
         let file = t.path().join(format!("saved-{n}.tar"));
         save_to(&a, &["example/app:v1"], format, &file);
-        let b = store_at(&t.path().join(format!("b{n}")));
+        let b = store_in(&t.path().join(format!("b{n}")));
         let loaded = archive::load(&b, Input::File(file.clone())).unwrap();
         assert_eq!(
             loaded,
@@ -181,7 +172,7 @@ fn import_save_load_round_trips_in_both_formats() {
 #[test]
 fn loads_compressed_archives_and_untagged_images() {
     let t = tempfile::tempdir().unwrap();
-    let a = store_at(&t.path().join("a"));
+    let a = store_in(&t.path().join("a"));
     let id = import_bytes(&a, t.path(), &rootfs_tar(50_000), None);
     let plain = t.path().join("plain.tar");
     save_to(&a, &[id.short()], SaveFormat::DockerArchive, &plain);
@@ -193,7 +184,7 @@ fn loads_compressed_archives_and_untagged_images() {
     let zst = t.path().join("a.tar.zst");
     fs::write(&zst, zstd::encode_all(&bytes[..], 3).unwrap()).unwrap();
     for (n, f) in [gz, zst].into_iter().enumerate() {
-        let b = store_at(&t.path().join(format!("b{n}")));
+        let b = store_in(&t.path().join(format!("b{n}")));
         let loaded = archive::load(&b, Input::File(f)).unwrap();
         assert_eq!(loaded, vec![LoadedImage::Id(id.clone())]);
         assert_eq!(b.resolve(&id.hex()[..6]).unwrap().id, id);
@@ -243,7 +234,7 @@ fn loads_the_old_docker_archive_layout_with_gzip_layers() {
     let (bytes, cid, diff) = old_archive(None);
     let file = t.path().join("old.tar");
     fs::write(&file, bytes).unwrap();
-    let s = store_at(&t.path().join("s"));
+    let s = store_in(&t.path().join("s"));
     let loaded = archive::load(&s, Input::File(file)).unwrap();
     assert_eq!(loaded, vec![LoadedImage::Named("old:one".into())]);
     let r = s.resolve("old:one").unwrap();
@@ -281,7 +272,7 @@ fn loads_the_old_docker_archive_layout_with_gzip_layers() {
 /// must fail with an error whose text contains `want`, and leave the store as it was.
 fn refused(bytes: &[u8], want: &str) {
     let t = tempfile::tempdir().unwrap();
-    let s = store_at(&t.path().join("s"));
+    let s = store_in(&t.path().join("s"));
     import_bytes(&s, t.path(), &rootfs_tar(0), Some("keep:me"));
     let before = contents(&s);
     let before_db = s.images().unwrap();
@@ -296,7 +287,7 @@ fn refused(bytes: &[u8], want: &str) {
 
 fn saved_archive(format: SaveFormat) -> (Vec<u8>, DiffId) {
     let t = tempfile::tempdir().unwrap();
-    let a = store_at(&t.path().join("a"));
+    let a = store_in(&t.path().join("a"));
     let id = import_bytes(&a, t.path(), &rootfs_tar(100_000), Some("victim:1"));
     let f = t.path().join("x.tar");
     save_to(&a, &["victim:1"], format, &f);
@@ -343,12 +334,20 @@ fn bad_archives_are_refused_and_leave_nothing() {
     // a config whose diff_ids are not the layer's (its name is its true digest)
     let (bytes, _, _) = old_archive(Some(Digest::of(b"another layer")));
     refused(&bytes, "but the image config says");
+    // a compressed archive (`docker save | gzip`) whose compressed stream is cut
+    let (good, _) = saved_archive(SaveFormat::DockerArchive);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&good).unwrap();
+    let gz = gz.finish().unwrap();
+    refused(&gz[..gz.len() / 2], "decompressing the archive (gzip): ");
+    let zst = zstd::encode_all(&good[..], 3).unwrap();
+    refused(&zst[..zst.len() / 2], "decompressing the archive (zstd): ");
 }
 
 #[test]
 fn import_refuses_non_tars_and_hostile_links() {
     let t = tempfile::tempdir().unwrap();
-    let s = store_at(&t.path().join("s"));
+    let s = store_in(&t.path().join("s"));
     let before = contents(&s);
     let check = |bytes: &[u8], want: &str| {
         let f = t.path().join("in");
@@ -387,7 +386,7 @@ fn import_refuses_non_tars_and_hostile_links() {
 #[test]
 fn import_normalises_dot_dot_and_absolute_paths_inside_the_root() {
     let t = tempfile::tempdir().unwrap();
-    let s = store_at(&t.path().join("s"));
+    let s = store_in(&t.path().join("s"));
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in [("/abs/file", &b"a"[..]), ("../../up/file", b"b")] {
         let mut h = tar::Header::new_gnu();
@@ -446,7 +445,7 @@ fn skopeo_reads_our_docker_archive_and_we_load_its_oci_layout() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let a = store_at(&t.path().join("a"));
+    let a = store_in(&t.path().join("a"));
     let id = import_bytes(&a, t.path(), &rootfs_tar(20_000), Some("peer/app:v1"));
     let saved = t.path().join("saved.tar");
     save_to(&a, &["peer/app:v1"], SaveFormat::DockerArchive, &saved);
@@ -475,7 +474,7 @@ fn skopeo_reads_our_docker_archive_and_we_load_its_oci_layout() {
     let manifest_json = fs::read(layout.join("blobs/sha256").join(manifest.hex())).unwrap();
     let m: serde_json::Value = serde_json::from_slice(&manifest_json).unwrap();
     let skopeo_id: Digest = m["config"]["digest"].as_str().unwrap().parse().unwrap();
-    let b = store_at(&t.path().join("b"));
+    let b = store_in(&t.path().join("b"));
     let loaded = archive::load(&b, Input::File(layout_tar)).unwrap();
     // skopeo names the entry `v1` only: no image name, so docker reports the ID
     assert_eq!(loaded, vec![LoadedImage::Id(skopeo_id.clone())]);
@@ -496,7 +495,7 @@ fn skopeo_reads_our_docker_archive_and_we_load_its_oci_layout() {
         .arg(format!("oci:{}:v1", layout2.display())));
     let layout2_tar = t.path().join("layout2.tar");
     tar_dir(&layout2, &layout2_tar);
-    let c = store_at(&t.path().join("c"));
+    let c = store_in(&t.path().join("c"));
     assert_eq!(
         archive::load(&c, Input::File(layout2_tar)).unwrap(),
         vec![LoadedImage::Id(id.clone())]
@@ -511,7 +510,7 @@ fn umoci_unpacks_our_oci_archive_rootless() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let a = store_at(&t.path().join("a"));
+    let a = store_in(&t.path().join("a"));
     import_bytes(&a, t.path(), &rootfs_tar(0), Some("peer/app:v2"));
     let saved = t.path().join("oci.tar");
     save_to(&a, &["peer/app:v2"], SaveFormat::OciArchive, &saved);
@@ -549,7 +548,7 @@ fn worker() {
     ) else {
         return;
     };
-    let s = store_at(Path::new(&root));
+    let s = store_in(Path::new(&root));
     println!("ready");
     std::io::stdout().flush().unwrap();
     archive::load(&s, Input::File(file.into())).unwrap();
@@ -571,7 +570,7 @@ fn wait_ready(child: &mut Child) {
 #[test]
 fn kill_9_during_a_large_load_leaves_a_usable_store() {
     let t = tempfile::tempdir().unwrap();
-    let a = store_at(&t.path().join("a"));
+    let a = store_in(&t.path().join("a"));
     let big = import_bytes(&a, t.path(), &rootfs_tar(40 << 20), Some("big:1"));
     let saved = t.path().join("big.tar");
     save_to(&a, &["big:1"], SaveFormat::OciArchive, &saved);
@@ -594,7 +593,7 @@ fn kill_9_during_a_large_load_leaves_a_usable_store() {
         child.kill().unwrap();
         child.wait().unwrap();
         // the next command works: no half layer or blob, no image without its layers
-        let s = store_at(&root);
+        let s = store_in(&root);
         assert_eq!(fs::read_dir(s.paths().tmp_dir()).unwrap().count(), 0);
         for e in fs::read_dir(s.paths().layers_dir()).unwrap() {
             let d = DiffId(Digest::from_hex(e.unwrap().file_name().to_str().unwrap()).unwrap());
@@ -624,21 +623,12 @@ fn kill_9_during_a_large_load_leaves_a_usable_store() {
         }
     }
     // and a load to the end still works
-    let s = store_at(&root);
+    let s = store_in(&root);
     archive::load(&s, Input::File(gz)).unwrap();
     assert_eq!(s.resolve("big:1").unwrap().id, big);
 }
 
 // ---- the same through the real binary: one `Error:` line, exit 125, nothing left ----
-
-/// The store of a [`common::Camada`], opened from the test (as root: read only here).
-fn camada_store(c: &common::Camada) -> Store {
-    let env = Env {
-        home: Some(c.home()),
-        ..Env::default()
-    };
-    Store::open(&Paths::resolve(Some(&c.root()), Some(&c.runroot()), &env).unwrap()).unwrap()
-}
 
 fn bad_input_through_the_binary(c: &common::Camada) {
     let src = tempfile::tempdir().unwrap();
@@ -655,7 +645,7 @@ fn bad_input_through_the_binary(c: &common::Camada) {
     assert!(out.trim().starts_with("sha256:"), "{out}");
     c.ok(["save", "-o", "saved.tar", "good:1"]);
     let good = fs::read(c.work().join("saved.tar")).unwrap();
-    let before = contents(&camada_store(c));
+    let before = contents(&c.store());
 
     let mut cut_digest = good.clone();
     let at = find(&cut_digest, b"echo hello");
@@ -677,7 +667,7 @@ fn bad_input_through_the_binary(c: &common::Camada) {
         c.run(["load", "-i", f.to_str().unwrap()])
             .engine_error()
             .stderr_has(want);
-        assert_eq!(contents(&camada_store(c)), before, "{name} left something");
+        assert_eq!(contents(&c.store()), before, "{name} left something");
     }
     let text = src.path().join("notes.txt");
     fs::write(&text, "not a tarball\n").unwrap();
@@ -685,7 +675,7 @@ fn bad_input_through_the_binary(c: &common::Camada) {
     c.run(["import", text.to_str().unwrap(), "bad:1"])
         .engine_error()
         .stderr_has("is not a tar archive");
-    assert_eq!(contents(&camada_store(c)), before, "import left something");
+    assert_eq!(contents(&c.store()), before, "import left something");
     // and the store still works: a gzip archive through stdin
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(&good).unwrap();
@@ -734,7 +724,7 @@ fn kill_9_during_camada_load_as_the_unprivileged_user() {
         // every command works, the next one cleans up, nothing half made is listed
         c.run(["images", "-q"]).success();
         assert_eq!(fs::read_dir(c.root().join("tmp")).unwrap().count(), 0);
-        let s = camada_store(&c);
+        let s = c.store();
         for e in fs::read_dir(s.paths().layers_dir()).unwrap() {
             let d = DiffId(Digest::from_hex(e.unwrap().file_name().to_str().unwrap()).unwrap());
             assert!(s.has_layer(&d), "half layer {d}");
@@ -753,7 +743,7 @@ fn kill_9_during_camada_load_as_the_unprivileged_user() {
 #[test]
 fn images_sharing_a_layer_save_and_load_together() {
     let t = tempfile::tempdir().unwrap();
-    let a = store_at(&t.path().join("a"));
+    let a = store_in(&t.path().join("a"));
     let rootfs = rootfs_tar(5000);
     let one = import_bytes(&a, t.path(), &rootfs, Some("pair:one"));
     let f = t.path().join("same.tar");
@@ -782,7 +772,7 @@ fn images_sharing_a_layer_save_and_load_together() {
             .filter(|e| e.as_ref().unwrap().path().unwrap().to_str() == Some(layer_name.as_str()))
             .count();
         assert_eq!(entries, 1, "{format:?}");
-        let b = store_at(&t.path().join(format!("b-{format:?}")));
+        let b = store_in(&t.path().join(format!("b-{format:?}")));
         let mut loaded = archive::load(&b, Input::File(out)).unwrap();
         loaded.sort_by_key(|l| format!("{l:?}"));
         assert_eq!(

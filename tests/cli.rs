@@ -9,19 +9,13 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
 use camada::digest::Digest;
 use camada::image::{self, History, ImageConfig, ManifestFormat, Platform};
-use camada::paths::{Env, Paths};
 use camada::reference::Reference;
-use camada::store::Store;
-
-/// The binary with its own store in a temp dir.
-struct Camada {
-    dir: tempfile::TempDir,
-}
+use common::Camada;
 
 /// One entry of a layer tar.
 enum Item<'a> {
@@ -37,174 +31,82 @@ enum Step<'a> {
     Empty(&'a str),
 }
 
-impl Camada {
-    fn new() -> Camada {
-        Camada {
-            dir: tempfile::tempdir().unwrap(),
-        }
+/// Adds to `c`'s store an image made of `steps` (bottom first), tagged `tag`; returns its ID.
+fn seed(c: &Camada, tag: Option<&str>, created: &str, steps: Vec<Step>) -> Digest {
+    let store = c.store();
+    let mut config = ImageConfig::new(&Platform::host(), created);
+    if let Some(rc) = config.config.as_mut() {
+        rc.cmd = Some(vec!["sh".into()]);
+        rc.env = vec!["PATH=/bin".into()];
     }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    /// The environment every command gets: its own store, config and HOME.
-    fn envs(&self) -> Vec<(&'static str, std::ffi::OsString)> {
-        vec![
-            ("PATH", std::env::var_os("PATH").unwrap_or_default()),
-            ("HOME", self.dir.path().into()),
-            ("CAMADA_ROOT", self.root().into()),
-            ("CAMADA_RUNROOT", self.dir.path().join("run").into()),
-            ("CAMADA_CONFIG", self.dir.path().join("config").into()),
-        ]
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_camada"));
-        c.args(args)
-            .env_clear()
-            .envs(self.envs())
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "camada {} failed ({:?})\n--- stdout\n{}--- stderr\n{}",
-            args.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs a command that must fail with exit 125 and exactly one `Error:` line; returns
-    /// that line.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(125),
-            "camada {}: expected exit 125\n--- stdout\n{}--- stderr\n{stderr}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-        );
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("Error: "))
-            .collect();
-        assert_eq!(
-            errors.len(),
-            1,
-            "camada {}: expected one Error: line\n--- stderr\n{stderr}",
-            args.join(" ")
-        );
-        let other: Vec<&str> = stderr
-            .lines()
-            .filter(|l| !l.starts_with("Error: ") && !l.starts_with("See 'camada"))
-            .collect();
-        assert!(other.is_empty(), "unexpected stderr lines: {other:?}");
-        errors[0].to_string()
-    }
-
-    fn store(&self) -> Store {
-        let paths = Paths::resolve(
-            Some(&self.root()),
-            Some(&self.dir.path().join("run")),
-            &Env {
-                home: Some(self.dir.path().to_path_buf()),
-                ..Env::default()
-            },
-        )
-        .unwrap();
-        Store::open(&paths).unwrap()
-    }
-
-    /// Adds an image made of `steps` (bottom first), tagged `tag`; returns its ID.
-    fn seed(&self, tag: Option<&str>, created: &str, steps: Vec<Step>) -> Digest {
-        let store = self.store();
-        let mut config = ImageConfig::new(&Platform::host(), created);
-        if let Some(rc) = config.config.as_mut() {
-            rc.cmd = Some(vec!["sh".into()]);
-            rc.env = vec!["PATH=/bin".into()];
-        }
-        let mut layers = Vec::new();
-        for step in steps {
-            match step {
-                Step::Empty(by) => config.push_empty_step(History {
-                    created: Some(created.into()),
-                    created_by: Some(by.into()),
-                    ..History::default()
-                }),
-                Step::Layer(by, items) => {
-                    let tar = make_tar(&items);
-                    let stage = store.stage_layer().unwrap();
-                    let (t, i) = stage.create_files().unwrap();
-                    let got = camada::layer::ingest(&tar[..], t, i).unwrap();
-                    stage.commit(&got.diff_id).unwrap();
-                    store.link_layer_blob(&got.diff_id).unwrap();
-                    layers.push(image::uncompressed_layer(
-                        ManifestFormat::Oci,
-                        &got.diff_id,
-                        got.tar_size,
-                    ));
-                    config.push_layer(
-                        got.diff_id,
-                        History {
-                            created: Some(created.into()),
-                            created_by: Some(by.into()),
-                            ..History::default()
-                        },
-                    );
-                }
+    let mut layers = Vec::new();
+    for step in steps {
+        match step {
+            Step::Empty(by) => config.push_empty_step(History {
+                created: Some(created.into()),
+                created_by: Some(by.into()),
+                ..History::default()
+            }),
+            Step::Layer(by, items) => {
+                let tar = make_tar(&items);
+                let stage = store.stage_layer().unwrap();
+                let (t, i) = stage.create_files().unwrap();
+                let got = camada::layer::ingest(&tar[..], t, i).unwrap();
+                stage.commit(&got.diff_id).unwrap();
+                store.link_layer_blob(&got.diff_id).unwrap();
+                layers.push(image::uncompressed_layer(
+                    ManifestFormat::Oci,
+                    &got.diff_id,
+                    got.tar_size,
+                ));
+                config.push_layer(
+                    got.diff_id,
+                    History {
+                        created: Some(created.into()),
+                        created_by: Some(by.into()),
+                        ..History::default()
+                    },
+                );
             }
         }
-        let built = image::build_image(&config, &layers, ManifestFormat::Oci).unwrap();
-        store.put_blob(&built.config_json).unwrap();
-        store.put_blob(&built.manifest_json).unwrap();
-        let manifest = built.manifest.digest.clone();
-        let id = built.config.digest.clone();
-        store
-            .update(|db| {
-                db.add_image(&manifest, &id, None);
-                if let Some(t) = tag {
-                    db.tag(&Reference::parse(t).unwrap().to_string(), &manifest);
-                }
-                Ok::<_, camada::store::StoreError>(())
-            })
-            .unwrap();
-        id
     }
+    let built = image::build_image(&config, &layers, ManifestFormat::Oci).unwrap();
+    store.put_blob(&built.config_json).unwrap();
+    store.put_blob(&built.manifest_json).unwrap();
+    let manifest = built.manifest.digest.clone();
+    let id = built.config.digest.clone();
+    store
+        .update(|db| {
+            db.add_image(&manifest, &id, None);
+            if let Some(t) = tag {
+                db.tag(&Reference::parse(t).unwrap().to_string(), &manifest);
+            }
+            Ok::<_, camada::store::StoreError>(())
+        })
+        .unwrap();
+    id
+}
 
-    /// A small one-layer image.
-    fn simple(&self, tag: &str, content: &[u8]) -> Digest {
-        self.seed(
-            Some(tag),
-            "2020-01-01T00:00:00Z",
-            vec![Step::Layer(
-                "ADD file:x in /",
-                vec![Item::Dir("bin"), Item::File("bin/tool", content)],
-            )],
-        )
-    }
+/// A small one-layer image in `c`'s store.
+fn simple(c: &Camada, tag: &str, content: &[u8]) -> Digest {
+    seed(
+        c,
+        Some(tag),
+        "2020-01-01T00:00:00Z",
+        vec![Step::Layer(
+            "ADD file:x in /",
+            vec![Item::Dir("bin"), Item::File("bin/tool", content)],
+        )],
+    )
+}
 
-    /// Pretends a container uses image `id` (what `run` will record).
-    fn container_using(&self, id: &Digest) -> String {
-        let cid = "c0ffee0000000000000000000000000000000000000000000000000000000001";
-        let dir = self.root().join("containers").join(cid);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("config.json"), format!("{{\"Image\":\"{id}\"}}")).unwrap();
-        cid.to_string()
-    }
+/// Pretends a container of `c` uses image `id` (what `run` will record).
+fn container_using(c: &Camada, id: &Digest) -> String {
+    let cid = "c0ffee0000000000000000000000000000000000000000000000000000000001";
+    let dir = c.root().join("containers").join(cid);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("config.json"), format!("{{\"Image\":\"{id}\"}}")).unwrap();
+    cid.to_string()
 }
 
 fn make_tar(items: &[Item]) -> Vec<u8> {
@@ -244,28 +146,6 @@ fn make_tar(items: &[Item]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-/// Compares texts line by line and shows both in full on a mismatch.
-#[track_caller]
-fn assert_text(actual: &str, expected: &str) {
-    if actual == expected {
-        return;
-    }
-    let mut diff = String::new();
-    let (a, e): (Vec<&str>, Vec<&str>) = (actual.lines().collect(), expected.lines().collect());
-    for i in 0..a.len().max(e.len()) {
-        let (x, y) = (a.get(i).copied(), e.get(i).copied());
-        if x != y {
-            diff.push_str(&format!(
-                "line {}:\n  expected: {:?}\n  actual:   {:?}\n",
-                i + 1,
-                y.unwrap_or("<none>"),
-                x.unwrap_or("<none>")
-            ));
-        }
-    }
-    panic!("output differs\n{diff}--- expected\n{expected}--- actual\n{actual}");
-}
-
 /// Every file under `dir` (relative paths), to check what a command left behind.
 fn walk(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -290,21 +170,20 @@ fn walk(dir: &Path) -> Vec<String> {
 #[test]
 fn images_on_an_empty_store_prints_the_header() {
     let c = Camada::new();
-    assert_text(
-        &c.ok(&["images"]),
-        "REPOSITORY   TAG       IMAGE ID   CREATED   SIZE\n",
-    );
-    assert_text(&c.ok(&["image", "ls", "-q"]), "");
+    c.run(["images"])
+        .success()
+        .stdout_is("REPOSITORY   TAG       IMAGE ID   CREATED   SIZE\n");
+    c.run(["image", "ls", "-q"]).success().stdout_is("");
 }
 
 #[test]
 fn images_lists_tags_and_dangling_images_like_docker() {
     let c = Camada::new();
-    let old = c.simple("app:1", b"one");
+    let old = simple(&c, "app:1", b"one");
     let id = old.short().to_string();
-    c.ok(&["tag", "app:1", "app:latest"]);
-    c.ok(&["tag", &id, "localhost:5000/team/app:v2"]);
-    let out = c.ok(&["images"]);
+    c.ok(["tag", "app:1", "app:latest"]);
+    c.ok(["tag", &id, "localhost:5000/team/app:v2"]);
+    let out = c.ok(["images"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
     assert!(
@@ -319,12 +198,11 @@ fn images_lists_tags_and_dangling_images_like_docker() {
     }
     assert!(out.contains(" years ago "), "{out}");
     // a new image takes the tag: the old one is listed as <none>, as docker does
-    assert_text(
-        &c.ok(&["rmi", "app:latest", "localhost:5000/team/app:v2"]),
-        "Untagged: app:latest\nUntagged: localhost:5000/team/app:v2\n",
-    );
-    c.simple("app:1", b"two");
-    let out = c.ok(&["images"]);
+    c.run(["rmi", "app:latest", "localhost:5000/team/app:v2"])
+        .success()
+        .stdout_is("Untagged: app:latest\nUntagged: localhost:5000/team/app:v2\n");
+    simple(&c, "app:1", b"two");
+    let out = c.ok(["images"]);
     let none: Vec<&str> = out.lines().filter(|l| l.starts_with("<none>")).collect();
     assert_eq!(none.len(), 1, "{out}");
     assert!(
@@ -332,70 +210,68 @@ fn images_lists_tags_and_dangling_images_like_docker() {
         "{out}"
     );
     // -aq grouped, ids only (one per row); --no-trunc gives the full ID
-    let q = c.ok(&["images", "-aq"]);
+    let q = c.ok(["images", "-aq"]);
     assert_eq!(q.lines().count(), 2, "{q}");
     assert!(q.lines().all(|l| l.len() == 12), "{q}");
-    let full = c.ok(&["image", "list", "--no-trunc", "--quiet"]);
+    let full = c.ok(["image", "list", "--no-trunc", "--quiet"]);
     assert!(full.contains(&old.to_string()), "{full}");
     // a filter shows only that repository, and no dangling rows
-    let f = c.ok(&["images", "app"]);
+    let f = c.ok(["images", "app"]);
     assert_eq!(f.lines().count(), 2, "{f}");
     assert!(
         f.lines().nth(1).unwrap().starts_with("app          1  "),
         "{f}"
     );
     assert!(
-        c.ok(&["images", "--digests"])
+        c.ok(["images", "--digests"])
             .starts_with("REPOSITORY   TAG       DIGEST    IMAGE ID")
     );
     // docker's filters: the dangling one for `rmi $(images -f dangling=true -q)`
-    assert_text(
-        &c.ok(&["images", "-q", "-f", "dangling=true"]),
-        &format!("{}\n", old.short()),
-    );
+    c.run(["images", "-q", "-f", "dangling=true"])
+        .success()
+        .stdout_is(&format!("{}\n", old.short()));
     assert_eq!(
-        c.ok(&["images", "--filter=dangling=false", "-q"])
+        c.ok(["images", "--filter=dangling=false", "-q"])
             .lines()
             .count(),
         1
     );
-    assert_eq!(c.ok(&["images", "-qf", "reference=ap*"]).lines().count(), 1);
+    assert_eq!(c.ok(["images", "-qf", "reference=ap*"]).lines().count(), 1);
     assert_eq!(
-        c.ok(&["images", "-q", "-f", "reference=*:2"])
+        c.ok(["images", "-q", "-f", "reference=*:2"])
             .lines()
             .count(),
         0
     );
-    let e = c.fails(&["images", "-f", "label=x"]);
+    let e = c.fails(["images", "-f", "label=x"]);
     assert!(e.contains("invalid filter"), "{e}");
 }
 
 #[test]
 fn images_and_history_take_docker_formats() {
     let c = Camada::new();
-    let id = c.simple("app:1", b"x");
-    c.ok(&["tag", "app:1", "app:2"]);
-    assert_text(
-        &c.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]),
-        &format!("app:1 {0}\napp:2 {0}\n", id.short()),
-    );
-    assert_text(
-        &c.ok(&["images", "--format=table {{.Tag}}\\t{{.Size}}", "app:2"]),
-        "TAG       SIZE\n2         2.56kB\n",
-    );
-    let json = c.ok(&["images", "--format", "json", "app:1"]);
+    let id = simple(&c, "app:1", b"x");
+    c.ok(["tag", "app:1", "app:2"]);
+    c.run(["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
+        .success()
+        .stdout_is(&format!("app:1 {0}\napp:2 {0}\n", id.short()));
+    c.run(["images", "--format=table {{.Tag}}\\t{{.Size}}", "app:2"])
+        .success()
+        .stdout_is("TAG       SIZE\n2         2.56kB\n");
+    let json = c.ok(["images", "--format", "json", "app:1"]);
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(v["Repository"], "app");
     assert_eq!(v["CreatedAt"], "2020-01-01 00:00:00 +0000 UTC");
-    let raw = c.ok(&[
+    c.run([
         "history",
         "-H=false",
         "--format",
         "{{.CreatedSince}} {{.Size}}",
         "app:1",
-    ]);
-    assert_text(&raw, "2020-01-01T00:00:00Z 2560\n");
-    let e = c.fails(&["images", "--format", "{{.Nope"]);
+    ])
+    .success()
+    .stdout_is("2020-01-01T00:00:00Z 2560\n");
+    let e = c.fails(["images", "--format", "{{.Nope"]);
     assert!(e.starts_with("Error: template parsing error"), "{e}");
 }
 
@@ -403,31 +279,33 @@ fn images_and_history_take_docker_formats() {
 fn tag_errors() {
     let c = Camada::new();
     assert_eq!(
-        c.fails(&["tag", "nosuch", "x:1"]),
+        c.fails(["tag", "nosuch", "x:1"]),
         "Error: No such image: nosuch"
     );
-    c.simple("a:1", b"x");
-    let e = c.fails(&["tag", "a:1", "Bad:Name"]);
+    simple(&c, "a:1", b"x");
+    let e = c.fails(["tag", "a:1", "Bad:Name"]);
     assert!(e.starts_with("Error: invalid reference format"), "{e}");
-    let e = c.fails(&["tag", "a:1"]);
+    let e = c.fails(["tag", "a:1"]);
     assert!(e.contains("requires"), "{e}");
 }
 
 #[test]
 fn rmi_follows_dockers_rules() {
     let c = Camada::new();
-    let id = c.simple("busybox:latest", b"bb");
-    c.ok(&["tag", "busybox", "mine:1"]);
+    let id = simple(&c, "busybox:latest", b"bb");
+    c.ok(["tag", "busybox", "mine:1"]);
     // one of two names: only that name goes
-    assert_text(&c.ok(&["rmi", "mine:1"]), "Untagged: mine:1\n");
-    c.ok(&["tag", "busybox", "mine:2"]);
+    c.run(["rmi", "mine:1"])
+        .success()
+        .stdout_is("Untagged: mine:1\n");
+    c.ok(["tag", "busybox", "mine:2"]);
     // by ID with two names: refused unless forced
-    let e = c.fails(&["rmi", id.short()]);
+    let e = c.fails(["rmi", id.short()]);
     assert!(
         e.contains("must be forced") && e.contains(id.short()),
         "{e}"
     );
-    let out = c.ok(&["rmi", "-f", &id.short()[..6]]);
+    let out = c.ok(["rmi", "-f", &id.short()[..6]]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "Untagged: busybox:latest", "{out}");
     assert_eq!(lines[1], "Untagged: mine:2", "{out}");
@@ -442,12 +320,9 @@ fn rmi_follows_dockers_rules() {
         .filter(|p| p.starts_with("blobs/") || p.starts_with("layers/"))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(c.fails(["rmi", "busybox"]), "Error: No such image: busybox");
     assert_eq!(
-        c.fails(&["rmi", "busybox"]),
-        "Error: No such image: busybox"
-    );
-    assert_eq!(
-        c.fails(&["image", "rm", "nosuch:1"]),
+        c.fails(["image", "rm", "nosuch:1"]),
         "Error: No such image: nosuch:1"
     );
 }
@@ -455,43 +330,38 @@ fn rmi_follows_dockers_rules() {
 #[test]
 fn rmi_refuses_an_image_a_container_uses() {
     let c = Camada::new();
-    let id = c.simple("app:1", b"x");
-    let cid = c.container_using(&id);
-    let e = c.fails(&["rmi", "app:1"]);
+    let id = simple(&c, "app:1", b"x");
+    let cid = container_using(&c, &id);
+    let e = c.fails(["rmi", "app:1"]);
     assert!(e.contains("must force") && e.contains(&cid[..12]), "{e}");
-    let e = c.fails(&["rmi", id.short()]);
+    let e = c.fails(["rmi", id.short()]);
     assert!(
         e.contains("must be forced") && e.contains(&cid[..12]),
         "{e}"
     );
     // forced: the name goes, the content stays for the container
-    let out = c.ok(&["rmi", "-f", "app:1"]);
-    assert_text(&out, &format!("Untagged: app:1\nDeleted: {id}\n"));
+    c.run(["rmi", "-f", "app:1"])
+        .success()
+        .stdout_is(&format!("Untagged: app:1\nDeleted: {id}\n"));
     assert!(c.store().read_blob(&id).is_ok());
 }
 
 #[test]
 fn rmi_of_several_reports_each_and_fails_once() {
     let c = Camada::new();
-    c.simple("a:1", b"a");
-    let out = c.run(&["rmi", "a:1", "nosuch"]);
-    assert_eq!(out.status.code(), Some(125));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.starts_with("Untagged: a:1\nDeleted: sha256:"),
-        "{stdout}"
-    );
-    assert_text(
-        &String::from_utf8_lossy(&out.stderr),
-        "Error: No such image: nosuch\n",
-    );
+    simple(&c, "a:1", b"a");
+    let out = c.run(["rmi", "a:1", "nosuch"]);
+    out.exit(125).stderr_is("Error: No such image: nosuch\n");
+    if !out.stdout().starts_with("Untagged: a:1\nDeleted: sha256:") {
+        out.fail("expected stdout to start with the untagged and deleted lines");
+    }
 }
 
 #[test]
 fn inspect_prints_dockers_json_and_templates() {
     let c = Camada::new();
-    let id = c.simple("busybox:latest", b"bb");
-    let out = c.ok(&["inspect", "busybox"]);
+    let id = simple(&c, "busybox:latest", b"bb");
+    let out = c.ok(["inspect", "busybox"]);
     assert!(
         out.starts_with("[\n    {\n        \"Id\": \"sha256:"),
         "{out}"
@@ -503,30 +373,27 @@ fn inspect_prints_dockers_json_and_templates() {
     assert_eq!(img["Config"]["Cmd"][0], "sh");
     assert_eq!(img["RootFS"]["Type"], "layers");
     assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 1);
-    assert_text(
-        &c.ok(&["inspect", "--format", "{{.Config.Cmd}}", "busybox"]),
-        "[sh]\n",
-    );
-    assert_text(
-        &c.ok(&["image", "inspect", "--format={{.Id}}", "busybox"]),
-        &format!("{id}\n"),
-    );
-    assert_text(
-        &c.ok(&["inspect", "-f", "{{json .Config.Cmd}}", id.short()]),
-        "[\"sh\"]\n",
-    );
-    let layers = c.ok(&["inspect", "-f", "{{.RootFS.Layers}}", "busybox"]);
+    c.run(["inspect", "--format", "{{.Config.Cmd}}", "busybox"])
+        .success()
+        .stdout_is("[sh]\n");
+    c.run(["image", "inspect", "--format={{.Id}}", "busybox"])
+        .success()
+        .stdout_is(&format!("{id}\n"));
+    c.run(["inspect", "-f", "{{json .Config.Cmd}}", id.short()])
+        .success()
+        .stdout_is("[\"sh\"]\n");
+    let layers = c.ok(["inspect", "-f", "{{.RootFS.Layers}}", "busybox"]);
     assert!(
         layers.starts_with("[sha256:") && layers.ends_with("]\n"),
         "{layers}"
     );
     assert_eq!(
-        c.fails(&["inspect", "nosuch"]),
+        c.fails(["inspect", "nosuch"]),
         "Error: No such image: nosuch"
     );
     // "help" is a name here, not a request for help
-    assert_eq!(c.fails(&["inspect", "help"]), "Error: No such image: help");
-    let e = c.fails(&["inspect", "-f", "{{.Id", "busybox"]);
+    assert_eq!(c.fails(["inspect", "help"]), "Error: No such image: help");
+    let e = c.fails(["inspect", "-f", "{{.Id", "busybox"]);
     assert!(e.starts_with("Error: template parsing error"), "{e}");
 }
 
@@ -536,7 +403,11 @@ fn an_ambiguous_id_prefix_is_refused_with_the_candidates() {
     // 17 images: two of them share their first hex digit
     let mut ids = Vec::new();
     for i in 0..17 {
-        ids.push(c.simple(&format!("img:{i}"), format!("content {i}").as_bytes()));
+        ids.push(simple(
+            &c,
+            &format!("img:{i}"),
+            format!("content {i}").as_bytes(),
+        ));
     }
     let (a, b) = ids
         .iter()
@@ -549,12 +420,12 @@ fn an_ambiguous_id_prefix_is_refused_with_the_candidates() {
         })
         .unwrap();
     let prefix = common_prefix(a.hex(), b.hex());
-    let e = c.fails(&["inspect", prefix]);
+    let e = c.fails(["inspect", prefix]);
     assert!(
         e.contains("ambiguous") && e.contains(a.short()) && e.contains(b.short()),
         "{e}"
     );
-    let e = c.fails(&["rmi", prefix]);
+    let e = c.fails(["rmi", prefix]);
     assert!(e.contains("ambiguous"), "{e}");
 }
 
@@ -564,7 +435,8 @@ fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
 }
 
 fn three_step_image(c: &Camada) -> Digest {
-    c.seed(
+    seed(
+        c,
         Some("app:1"),
         "2021-06-01T10:00:00Z",
         vec![
@@ -601,7 +473,7 @@ fn three_step_image(c: &Camada) -> Digest {
 fn history_has_one_row_per_step_newest_first() {
     let c = Camada::new();
     let id = three_step_image(&c);
-    let out = c.ok(&["history", "app:1"]);
+    let out = c.ok(["history", "app:1"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "{out}");
     assert!(
@@ -630,22 +502,23 @@ fn history_has_one_row_per_step_newest_first() {
         lines[4].contains(" /bin/sh -c #(nop) ADD file:8e30b1ad0dfa2e2...   "),
         "{out}"
     );
-    let q = c.ok(&["image", "history", "-q", "app:1"]);
-    assert_text(
-        &q,
-        &format!("{}\n<missing>\n<missing>\n<missing>\n", id.short()),
-    );
-    let full = c.ok(&["history", "--no-trunc", "app:1"]);
+    c.run(["image", "history", "-q", "app:1"])
+        .success()
+        .stdout_is(&format!(
+            "{}\n<missing>\n<missing>\n<missing>\n",
+            id.short()
+        ));
+    let full = c.ok(["history", "--no-trunc", "app:1"]);
     assert!(
         full.contains("adduser ana && rm /etc/motd # buildkit"),
         "{full}"
     );
     assert!(full.contains(&id.to_string()), "{full}");
     assert_eq!(
-        c.fails(&["history", "nosuch"]),
+        c.fails(["history", "nosuch"]),
         "Error: No such image: nosuch"
     );
-    let e = c.fails(&["history"]);
+    let e = c.fails(["history"]);
     assert!(e.contains("\"camada history\" requires"), "{e}");
 }
 
@@ -653,7 +526,7 @@ fn history_has_one_row_per_step_newest_first() {
 fn image_tree_shows_what_each_layer_adds_changes_deletes() {
     let c = Camada::new();
     three_step_image(&c);
-    let out = c.ok(&["image", "tree", "--no-trunc", "app:1"]);
+    let out = c.ok(["image", "tree", "--no-trunc", "app:1"]);
     assert!(out.starts_with("app:1  "), "{out}");
     assert!(out.contains("2 layers"), "{out}");
     let top = out.find("layer 2").unwrap();
@@ -687,48 +560,47 @@ fn image_tree_shows_what_each_layer_adds_changes_deletes() {
         "{out}"
     );
     assert_eq!(
-        c.fails(&["image", "tree", "nosuch"]),
+        c.fails(["image", "tree", "nosuch"]),
         "Error: No such image: nosuch"
     );
-    let id = c.ok(&["images", "-q"]);
-    let by_id = c.ok(&["image", "tree", id.trim()]);
+    let id = c.ok(["images", "-q"]);
+    let by_id = c.ok(["image", "tree", id.trim()]);
     assert!(by_id.starts_with("app:1  "), "{by_id}");
 }
 
 #[test]
 fn image_prune_asks_and_removes_dangling_images() {
     let c = Camada::new();
-    let old = c.simple("app:1", b"one");
-    c.simple("app:1", b"two");
-    let e = c.fails(&["image", "prune"]);
+    let old = simple(&c, "app:1", b"one");
+    simple(&c, "app:1", b"two");
+    let e = c.fails(["image", "prune"]);
     assert!(e.contains("confirmation") && e.contains("-f"), "{e}");
-    let out = c.ok(&["image", "prune", "-f"]);
+    let out = c.ok(["image", "prune", "-f"]);
     assert!(
         out.starts_with(&format!("Deleted Images:\ndeleted: {old}\n")),
         "{out}"
     );
     assert!(out.contains("\nTotal reclaimed space: "), "{out}");
     assert!(!out.contains("Total reclaimed space: 0B"), "{out}");
-    assert_eq!(c.ok(&["images", "-q"]).lines().count(), 1);
-    assert_text(
-        &c.ok(&["image", "prune", "-f"]),
-        "Total reclaimed space: 0B\n",
-    );
+    assert_eq!(c.ok(["images", "-q"]).lines().count(), 1);
+    c.run(["image", "prune", "-f"])
+        .success()
+        .stdout_is("Total reclaimed space: 0B\n");
     // -a: every image no container uses; an interrupted download's kept part goes too
     let partial = c.root().join("partial").join("ab".repeat(32));
     std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
     std::fs::write(&partial, vec![0u8; 3000]).unwrap();
-    let out = c.ok(&["system", "prune", "-af"]);
+    let out = c.ok(["system", "prune", "-af"]);
     assert!(out.contains("untagged: app:1\n"), "{out}");
     assert!(!partial.exists(), "{out}");
-    assert_text(&c.ok(&["images", "-q"]), "");
+    c.run(["images", "-q"]).success().stdout_is("");
 }
 
 #[test]
 fn system_df_info_version() {
     let c = Camada::new();
-    c.simple("app:1", b"x");
-    let df = c.ok(&["system", "df"]);
+    simple(&c, "app:1", b"x");
+    let df = c.ok(["system", "df"]);
     let lines: Vec<&str> = df.lines().collect();
     assert!(
         lines[0].starts_with("TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE"),
@@ -739,7 +611,7 @@ fn system_df_info_version() {
         "{df}"
     );
     assert!(lines[1].ends_with("(100%)"), "{df}");
-    let info = c.ok(&["info"]);
+    let info = c.ok(["info"]);
     assert!(
         info.contains(&format!(" Root:              {}", c.root().display())),
         "{info}"
@@ -754,12 +626,11 @@ fn system_df_info_version() {
     ] {
         assert!(info.contains(want), "{want}: {info}");
     }
-    assert_eq!(c.ok(&["system", "info"]), info);
-    assert_text(
-        &c.ok(&["--version"]),
-        &format!("camada version {}\n", env!("CARGO_PKG_VERSION")),
-    );
-    let v = c.ok(&["version"]);
+    assert_eq!(c.ok(["system", "info"]), info);
+    c.run(["--version"])
+        .success()
+        .stdout_is(&format!("camada version {}\n", env!("CARGO_PKG_VERSION")));
+    let v = c.ok(["version"]);
     assert!(
         v.starts_with(&format!("Version:       {}\n", env!("CARGO_PKG_VERSION"))),
         "{v}"
@@ -769,22 +640,12 @@ fn system_df_info_version() {
 #[test]
 fn global_flags_choose_the_store() {
     let c = Camada::new();
-    let other = c.dir.path().join("other");
-    let mut cmd = c.command(&["--root", other.to_str().unwrap(), "info"]);
-    let out = cmd.output().unwrap();
-    assert!(out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains(&format!(" Root:              {}", other.display()))
-    );
+    let other = c.dir().join("other");
+    c.run(["--root", other.to_str().unwrap(), "info"])
+        .success()
+        .stdout_has(&format!(" Root:              {}", other.display()));
     let arg = format!("--root={}", other.display());
-    assert!(
-        c.command(&[&arg, "images"])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    c.run([arg.as_str(), "images"]).success();
     assert!(other.join("blobs").is_dir());
 }
 
@@ -792,39 +653,36 @@ fn global_flags_choose_the_store() {
 fn bad_command_lines_are_one_error_line_and_125() {
     let c = Camada::new();
     assert_eq!(
-        c.fails(&["frobnicate"]),
+        c.fails(["frobnicate"]),
         "Error: 'frobnicate' is not a camada command"
     );
     assert_eq!(
-        c.fails(&["image", "frob", "-x"]),
+        c.fails(["image", "frob", "-x"]),
         "Error: 'image frob' is not a camada command"
     );
     assert_eq!(
-        c.fails(&["images", "--bogus"]),
+        c.fails(["images", "--bogus"]),
         "Error: unknown flag: --bogus"
     );
-    assert_eq!(c.fails(&["images", "-x"]), "Error: unknown flag: -x");
+    assert_eq!(c.fails(["images", "-x"]), "Error: unknown flag: -x");
     assert_eq!(
-        c.fails(&["rmi"]),
+        c.fails(["rmi"]),
         "Error: \"camada rmi\" requires at least 1 argument"
     );
     assert_eq!(
-        c.fails(&["inspect"]),
+        c.fails(["inspect"]),
         "Error: \"camada inspect\" requires at least 1 argument"
     );
-    let e = c.fails(&["inspect", "-f"]);
+    let e = c.fails(["inspect", "-f"]);
     assert!(e.contains("--format") || e.contains("-f"), "{e}");
-    assert!(
-        c.ok(&["image"])
-            .starts_with("Usage: camada image <command>")
-    );
+    assert!(c.ok(["image"]).starts_with("Usage: camada image <command>"));
     // bare `camada` shows the help, as docker does
-    assert!(c.ok(&[]).starts_with("Usage: camada"));
-    let e = c.fails(&["tag", "a", "b", "c"]);
+    assert!(c.ok([""; 0]).starts_with("Usage: camada"));
+    let e = c.fails(["tag", "a", "b", "c"]);
     assert!(e.contains("unexpected argument: c"), "{e}");
     // the hint names the command's help
-    let out = c.run(&["images", "--bogus"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("See 'camada images --help'."));
+    c.run(["images", "--bogus"])
+        .stderr_has("See 'camada images --help'.");
 }
 
 #[test]
@@ -858,10 +716,11 @@ fn every_command_has_help() {
 #[test]
 fn concurrent_tags_are_never_lost() {
     let c = Camada::new();
-    c.simple("base:1", b"x");
+    simple(&c, "base:1", b"x");
     let children: Vec<_> = (0..8)
         .map(|i| {
-            c.command(&["tag", "base:1", &format!("t{i}:x")])
+            c.cmd(["tag", "base:1", &format!("t{i}:x")])
+                .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap()
@@ -870,12 +729,12 @@ fn concurrent_tags_are_never_lost() {
     for mut ch in children {
         assert!(ch.wait().unwrap().success());
     }
-    assert_eq!(c.ok(&["images", "-q"]).lines().count(), 9);
+    assert_eq!(c.ok(["images", "-q"]).lines().count(), 9);
 }
 
 #[test]
 fn image_commands_work_as_an_unprivileged_user() {
-    let Some(u) = common::Camada::as_user() else {
+    let Some(u) = Camada::as_user() else {
         return;
     };
     u.run(["images"])
@@ -913,60 +772,44 @@ fn image_commands_work_as_an_unprivileged_user() {
 fn save_load_import_round_trip() {
     let c = Camada::new();
     let id = three_step_image(&c);
-    let file = c.dir.path().join("app.tar");
-    c.ok(&["save", "-o", file.to_str().unwrap(), "app:1"]);
-    c.ok(&["rmi", "app:1"]);
-    assert_text(
-        &c.ok(&["load", "-i", file.to_str().unwrap()]),
-        "Loaded image: app:1\n",
-    );
-    assert_text(&c.ok(&["images", "-q", "--no-trunc"]), &format!("{id}\n"));
+    let file = c.dir().join("app.tar");
+    c.ok(["save", "-o", file.to_str().unwrap(), "app:1"]);
+    c.ok(["rmi", "app:1"]);
+    c.run(["load", "-i", file.to_str().unwrap()])
+        .success()
+        .stdout_is("Loaded image: app:1\n");
+    c.run(["images", "-q", "--no-trunc"])
+        .success()
+        .stdout_is(&format!("{id}\n"));
     // through a pipe, as `docker save x | docker load`
-    let saved = c.command(&["save", "app:1"]).output().unwrap();
-    assert!(
-        saved.status.success(),
-        "{:?} {}",
-        saved.status,
-        String::from_utf8_lossy(&saved.stderr)
-    );
+    let saved = c.run(["save", "app:1"]);
+    saved.success();
     let other = Camada::new();
-    let mut load = other.command(&["image", "load"]);
-    load.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = load.spawn().unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &saved.stdout).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_text(
-        &String::from_utf8_lossy(&out.stdout),
-        "Loaded image: app:1\n",
-    );
+    other
+        .run_stdin(["image", "load"], &saved.stdout_bytes)
+        .success()
+        .stdout_is("Loaded image: app:1\n");
     // the loaded image reads the same
-    assert_eq!(other.ok(&["history", "app:1"]), c.ok(&["history", "app:1"]));
+    assert_eq!(other.ok(["history", "app:1"]), c.ok(["history", "app:1"]));
     assert_eq!(
-        other.ok(&["image", "tree", "app:1"]),
-        c.ok(&["image", "tree", "app:1"])
+        other.ok(["image", "tree", "app:1"]),
+        c.ok(["image", "tree", "app:1"])
     );
 }
 
 #[test]
 fn import_makes_a_one_layer_image() {
     let c = Camada::new();
-    let rootfs = c.dir.path().join("rootfs.tar");
+    let rootfs = c.dir().join("rootfs.tar");
     fs::write(
         &rootfs,
         make_tar(&[Item::Dir("bin"), Item::File("bin/sh", b"#!shell")]),
     )
     .unwrap();
-    let out = c.ok(&["import", rootfs.to_str().unwrap(), "mine:1"]);
+    let out = c.ok(["import", rootfs.to_str().unwrap(), "mine:1"]);
     let id = out.trim();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{out}");
-    let list = c.ok(&["images", "mine"]);
+    let list = c.ok(["images", "mine"]);
     assert!(
         list.lines()
             .nth(1)
@@ -974,17 +817,16 @@ fn import_makes_a_one_layer_image() {
             .starts_with("mine         1         "),
         "{list}"
     );
-    assert_text(
-        &c.ok(&["inspect", "-f", "{{len .RootFS.Layers}}", "mine:1"]),
-        "1\n",
-    );
-    let tree = c.ok(&["image", "tree", "mine:1"]);
+    c.run(["inspect", "-f", "{{len .RootFS.Layers}}", "mine:1"])
+        .success()
+        .stdout_is("1\n");
+    let tree = c.ok(["image", "tree", "mine:1"]);
     assert!(
         tree.contains("+ bin/  (1 entry inside)") && tree.contains("1 layer "),
         "{tree}"
     );
     assert!(tree.contains("│  Imported from "), "{tree}");
-    let all = c.ok(&["image", "tree", "--no-trunc", "mine:1"]);
+    let all = c.ok(["image", "tree", "--no-trunc", "mine:1"]);
     assert!(
         all.contains("+ bin/\n") && all.contains("+ bin/sh\n"),
         "{all}"
@@ -994,7 +836,7 @@ fn import_makes_a_one_layer_image() {
 #[test]
 fn bad_archives_are_one_error_and_leave_nothing() {
     let c = Camada::new();
-    c.simple("app:1", b"x");
+    simple(&c, "app:1", b"x");
     // what a failed command could leave: content, records, temp files (lock files may appear)
     let store = |c: &Camada| -> Vec<String> {
         walk(&c.root())
@@ -1003,22 +845,22 @@ fn bad_archives_are_one_error_and_leave_nothing() {
             .collect()
     };
     let before = store(&c);
-    let junk = c.dir.path().join("junk");
+    let junk = c.dir().join("junk");
     fs::write(&junk, b"this is not a tar archive at all, just some text\n").unwrap();
-    let e = c.fails(&["load", "-i", junk.to_str().unwrap()]);
+    let e = c.fails(["load", "-i", junk.to_str().unwrap()]);
     assert!(e.starts_with("Error: "), "{e}");
-    let e = c.fails(&["import", junk.to_str().unwrap(), "x:1"]);
+    let e = c.fails(["import", junk.to_str().unwrap(), "x:1"]);
     assert!(e.contains("not a tar"), "{e}");
-    let e = c.fails(&["load", "-i", "/nonexistent/file.tar"]);
+    let e = c.fails(["load", "-i", "/nonexistent/file.tar"]);
     assert!(e.contains("/nonexistent/file.tar"), "{e}");
     // an unknown name fails before anything is written
-    let out = c.dir.path().join("out.tar");
+    let out = c.dir().join("out.tar");
     assert_eq!(
-        c.fails(&["save", "-o", out.to_str().unwrap(), "app:1", "nosuch"]),
+        c.fails(["save", "-o", out.to_str().unwrap(), "app:1", "nosuch"]),
         "Error: No such image: nosuch"
     );
     assert!(!out.exists(), "no half archive left");
-    let e = c.fails(&[
+    let e = c.fails([
         "save",
         "-o",
         out.to_str().unwrap(),
@@ -1028,7 +870,7 @@ fn bad_archives_are_one_error_and_leave_nothing() {
     ]);
     assert!(e.contains("docker-archive or oci-archive"), "{e}");
     assert_eq!(
-        c.fails(&["save"]),
+        c.fails(["save"]),
         "Error: \"camada save\" requires at least 1 argument"
     );
     assert_eq!(store(&c), before, "the store is as it was");
@@ -1038,51 +880,44 @@ fn bad_archives_are_one_error_and_leave_nothing() {
 fn prune_asks_on_a_terminal() {
     // `script` (util-linux, essential on Debian) gives the command a terminal
     let c = Camada::new();
-    let old = c.simple("app:1", b"one");
-    c.simple("app:1", b"two");
+    let old = simple(&c, "app:1", b"one");
+    simple(&c, "app:1", b"two");
     let on_tty = |answer: &str| {
-        let line = format!("{} image prune", env!("CARGO_BIN_EXE_camada"));
-        let mut cmd = Command::new("script");
-        cmd.args(["-q", "-e", "-c", &line, "/dev/null"])
-            .env_clear()
-            .envs(c.envs())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("running script (util-linux)");
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), answer.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+        let line = format!("{} image prune", common::BIN);
+        let mut cmd = c.command("script");
+        cmd.args(["-q", "-e", "-c", &line, "/dev/null"]);
+        let out = c.exec_stdin(cmd, answer.as_bytes());
+        out.success();
+        out.stdout().replace('\r', "")
     };
     let no = on_tty("n\n");
     assert!(no.contains("WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N]"), "{no}");
     assert!(!no.contains("Deleted Images"), "{no}");
-    assert_eq!(c.ok(&["images", "-q"]).lines().count(), 2);
+    assert_eq!(c.ok(["images", "-q"]).lines().count(), 2);
     let yes = on_tty("y\n");
     assert!(
         yes.contains(&format!("Deleted Images:\ndeleted: {old}\n")),
         "{yes}"
     );
-    assert_eq!(c.ok(&["images", "-q"]).lines().count(), 1);
+    assert_eq!(c.ok(["images", "-q"]).lines().count(), 1);
 }
 
 #[test]
 fn a_damaged_image_is_still_listed_and_removable() {
     let c = Camada::new();
-    let id = c.simple("app:1", b"x");
+    let id = simple(&c, "app:1", b"x");
     // its config blob lost (a disk error, a hand-made mess)
     fs::remove_file(c.root().join("blobs/sha256").join(id.hex())).unwrap();
-    let list = c.ok(&["images"]);
+    let list = c.ok(["images"]);
     assert!(
         list.contains(id.short()) && list.contains(" N/A "),
         "{list}"
     );
-    let e = c.fails(&["inspect", "app:1"]);
+    let e = c.fails(["inspect", "app:1"]);
     assert!(e.contains(&id.to_string()), "{e}");
-    let out = c.ok(&["rmi", "app:1"]);
+    let out = c.ok(["rmi", "app:1"]);
     assert!(out.starts_with("Untagged: app:1\n"), "{out}");
-    assert_text(&c.ok(&["images", "-q"]), "");
+    c.run(["images", "-q"]).success().stdout_is("");
 }
 
 /// Regression: `save -o FILE` truncated FILE before resolving the images, so a typo in an
@@ -1091,19 +926,19 @@ fn a_damaged_image_is_still_listed_and_removable() {
 fn a_failed_save_leaves_an_existing_output_file_alone() {
     let c = Camada::new();
     three_step_image(&c);
-    let out = c.dir.path().join("prod.tar");
+    let out = c.dir().join("prod.tar");
     fs::write(&out, b"the archive from yesterday").unwrap();
     let path = out.to_str().unwrap();
-    let err = c.fails(&["save", "-o", path, "app:1", "typo"]);
+    let err = c.fails(["save", "-o", path, "app:1", "typo"]);
     assert!(err.contains("typo"), "{err}");
     assert_eq!(fs::read(&out).unwrap(), b"the archive from yesterday");
-    let leftovers: Vec<_> = fs::read_dir(c.dir.path())
+    let leftovers: Vec<_> = fs::read_dir(c.dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     // and a good save replaces it with a real archive
-    c.ok(&["save", "-o", path, "app:1"]);
+    c.ok(["save", "-o", path, "app:1"]);
     assert!(fs::metadata(&out).unwrap().len() > 1024);
 }

@@ -520,13 +520,18 @@ fn a_failing_command_is_reported_with_its_output_and_a_diff() {
     );
 }
 
+/// `sh -c SCRIPT` in `c`'s sandbox.
+fn sh(c: &Camada, script: &str) -> common::Run {
+    let mut cmd = c.command("sh");
+    cmd.args(["-c", script]);
+    c.exec(cmd)
+}
+
 #[test]
 fn engine_error_wants_exit_125_and_one_error_line() {
     let c = Camada::new();
     let ok = |script: &str| {
-        let mut cmd = c.command("sh");
-        cmd.args(["-c", script]);
-        let run = c.exec(cmd);
+        let run = sh(&c, script);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run.engine_error();
         }))
@@ -536,6 +541,36 @@ fn engine_error_wants_exit_125_and_one_error_line() {
     assert!(!ok("echo 'Error: no such image: x' >&2; exit 1"));
     assert!(!ok("echo 'Error: a' >&2; echo 'Error: b' >&2; exit 125"));
     assert!(!ok("echo 'no such image' >&2; exit 125"));
+}
+
+#[test]
+fn error_line_allows_only_the_usage_hint_beside_the_error() {
+    let c = Camada::new();
+    let line = |script: &str| {
+        let run = sh(&c, script);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.error_line())).ok()
+    };
+    assert_eq!(
+        line("echo 'Error: no such image: x' >&2; exit 125").as_deref(),
+        Some("Error: no such image: x")
+    );
+    assert_eq!(
+        line(
+            "echo 'Error: unknown flag: -x' >&2; echo \"See 'camada images --help'.\" >&2; exit 125"
+        )
+        .as_deref(),
+        Some("Error: unknown flag: -x")
+    );
+    for bad in [
+        "echo 'Error: x' >&2; exit 1",
+        "echo 'Error: a' >&2; echo 'Error: b' >&2; exit 125",
+        "echo 'Error: a' >&2; echo 'warning: b' >&2; exit 125",
+        "echo \"See 'camada images --help'.\" >&2; echo 'Error: a' >&2; exit 125",
+        "echo 'Error: a' >&2; echo >&2; exit 125",
+        "exit 125",
+    ] {
+        assert_eq!(line(bad), None, "{bad}");
+    }
 }
 
 #[test]

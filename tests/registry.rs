@@ -131,11 +131,7 @@ fn client(addr: &str, scopes: &[Scope]) -> Client {
 }
 
 fn push(addr: &str, repo: &str, tag: &str, img: &Image) -> Vec<PushOutcome> {
-    let c = client(addr, &[Scope::Push(repo.into())]);
-    let out = push_blobs(&c, repo, &img.push_list(&[]), img, 3, &()).unwrap();
-    c.put_manifest(repo, tag, OCI_MANIFEST, &img.manifest)
-        .unwrap();
-    out
+    reg::push_image(&client(addr, &[Scope::Push(repo.into())]), repo, tag, img)
 }
 
 fn pull_into(
@@ -206,35 +202,9 @@ fn push_is_read_by_skopeo_and_unpacked_by_umoci() {
 fn skopeo_push_then_pull_by_tag_and_digest() {
     let r = Registry::start(Auth::None);
     let img = make_image(2);
-    // a layout skopeo reads: write it by hand from our image
-    let d = tempfile::tempdir().unwrap();
-    let layout = d.path().join("oci");
-    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    for (dg, b) in &img.blobs {
-        fs::write(layout.join("blobs/sha256").join(dg.hex()), b).unwrap();
-    }
+    // pushed by skopeo from an OCI layout of our image
+    reg::skopeo_push(&img, &format!("{}/peer/img:v2", r.addr()));
     let md = Digest::of(&img.manifest);
-    fs::write(layout.join("blobs/sha256").join(md.hex()), &img.manifest).unwrap();
-    fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({"schemaVersion":2,"manifests":[{
-            "mediaType": OCI_MANIFEST, "digest": md.to_string(), "size": img.manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "v2"}}]}))
-        .unwrap(),
-    )
-    .unwrap();
-    let o = skopeo_out(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v2", layout.display()),
-        &format!("docker://{}/peer/img:v2", r.addr()),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let c = client(&r.addr(), &[Scope::Pull("peer/img".into())]);
     let m = c.get_manifest("peer/img", "v2", "peer/img:v2").unwrap();
@@ -410,9 +380,7 @@ fn basic_auth_login_and_unauthorized() {
     });
     let c = Client::connect(cfg, &[Scope::Push("priv/app".into())]).unwrap();
     c.verify_login().unwrap();
-    push_blobs(&c, "priv/app", &img.push_list(&[]), &img, 3, &()).unwrap();
-    c.put_manifest("priv/app", "v1", OCI_MANIFEST, &img.manifest)
-        .unwrap();
+    reg::push_image(&c, "priv/app", "v1", &img);
     let sd = tempfile::tempdir().unwrap();
     let sink = FileSink::new(sd.path());
     pull_into(&c, "priv/app", &img, &sink, &()).unwrap();
@@ -741,9 +709,7 @@ fn token_auth_of_the_real_registry() {
     });
     let c = Client::connect(cfg, &[Scope::Push("tk/app".into())]).unwrap();
     c.verify_login().unwrap();
-    push_blobs(&c, "tk/app", &img.push_list(&[]), &img, 3, &()).unwrap();
-    c.put_manifest("tk/app", "v1", OCI_MANIFEST, &img.manifest)
-        .unwrap();
+    reg::push_image(&c, "tk/app", "v1", &img);
     let anon = client(&addr, &[Scope::Pull("tk/app".into())]);
     let m = anon.get_manifest("tk/app", "v1", "tk/app:v1").unwrap();
     assert_eq!(m.bytes, img.manifest);

@@ -2,43 +2,22 @@
 //! registry: layers streamed into blobs + tar + index, platform selection, resume after
 //! a cut across pulls, a tampered blob, push with cross-repository mount, login files.
 
+mod common;
 #[path = "common/registry.rs"]
 mod reg;
 
 use std::fs;
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use camada::digest::Digest;
 use camada::engine::pull::{PullOptions, pull};
 use camada::engine::push::push;
 use camada::engine::{login, pull::Pulled};
-use camada::paths::{Env, Paths};
 use camada::reference::Reference;
-use camada::registry::{Client, ClientConfig, Credentials, PushOutcome, Scope, push_blobs};
+use camada::registry::{Client, ClientConfig, Credentials, PushOutcome};
 use camada::store::Store;
-use reg::{Auth, Fault, FaultProxy, Image, OCI_MANIFEST, Registry, make_image};
-
-fn store(dir: &Path) -> Store {
-    let env = Env {
-        home: Some(dir.to_path_buf()),
-        camada_config: Some(dir.join("config")),
-        ..Default::default()
-    };
-    let paths = Paths::resolve(Some(&dir.join("root")), Some(&dir.join("run")), &env).unwrap();
-    Store::open(&paths).unwrap()
-}
-
-fn upload(addr: &str, repo: &str, tag: &str, img: &Image) {
-    let c = Client::connect(
-        ClientConfig::new(addr, addr, true, true),
-        &[Scope::Push(repo.into())],
-    )
-    .unwrap();
-    push_blobs(&c, repo, &img.push_list(&[]), img, 3, &()).unwrap();
-    c.put_manifest(repo, tag, OCI_MANIFEST, &img.manifest)
-        .unwrap();
-}
+use common::store_in;
+use reg::{Auth, Fault, FaultProxy, Image, OCI_MANIFEST, Registry, make_image, upload};
 
 fn do_pull(s: &Store, r: &str) -> Result<Pulled, camada::engine::pull::PullError> {
     pull(
@@ -87,15 +66,9 @@ fn pull_stores_blobs_layers_and_tag_then_is_up_to_date() {
     let r = Registry::start(Auth::None);
     let img = make_image(21);
     // pushed by skopeo from an OCI layout
+    reg::skopeo_push(&img, &format!("{}/peer/app:v1", r.addr()));
     let d = tempfile::tempdir().unwrap();
-    reg::write_layout(&img, &d.path().join("oci"), "v1");
-    reg::skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", d.path().join("oci").display()),
-        &format!("docker://{}/peer/app:v1", r.addr()),
-    ]);
-    let s = store(d.path());
+    let s = store_in(d.path());
     let name = format!("{}/peer/app:v1", r.addr());
     let p = do_pull(&s, &name).unwrap();
     assert_eq!(p.digest, Digest::of(&img.manifest));
@@ -126,12 +99,14 @@ fn pull_picks_the_platform_of_an_index() {
         "multi/app",
         &Digest::of(&host.manifest).to_string(),
         &host,
+        None,
     );
     upload(
         &r.addr(),
         "multi/app",
         &Digest::of(&other.manifest).to_string(),
         &other,
+        None,
     );
     let host_p = camada::image::Platform::host();
     let index = serde_json::json!({
@@ -155,7 +130,7 @@ fn pull_picks_the_platform_of_an_index() {
     )
     .unwrap();
     let d = tempfile::tempdir().unwrap();
-    let s = store(d.path());
+    let s = store_in(d.path());
     let name = Reference::parse(&format!("{}/multi/app:v1", r.addr())).unwrap();
     let p = do_pull(&s, &name.to_string()).unwrap();
     assert_eq!(p.digest, Digest::of(&index));
@@ -181,7 +156,7 @@ fn pull_picks_the_platform_of_an_index() {
 fn a_pull_cut_for_good_resumes_on_the_next_pull() {
     let r = Registry::start(Auth::None);
     let img = make_image(24);
-    upload(&r.addr(), "cut/app", "v1", &img);
+    upload(&r.addr(), "cut/app", "v1", &img, None);
     let big = img.layers[0].digest.clone();
     let p = FaultProxy::start("127.0.0.1", &r.addr());
     // more cuts than the retry policy's attempts: this pull fails
@@ -192,7 +167,7 @@ fn a_pull_cut_for_good_resumes_on_the_next_pull() {
         4,
     );
     let d = tempfile::tempdir().unwrap();
-    let s = store(d.path());
+    let s = store_in(d.path());
     let name = format!("{}/cut/app:v1", p.addr);
     let e = do_pull(&s, &name).unwrap_err().to_string();
     assert!(e.contains(&big.to_string()), "{e}");
@@ -210,7 +185,7 @@ fn a_pull_cut_for_good_resumes_on_the_next_pull() {
 fn a_tampered_layer_is_refused_and_nothing_kept() {
     let r = Registry::start(Auth::None);
     let img = make_image(25);
-    upload(&r.addr(), "bad/app", "v1", &img);
+    upload(&r.addr(), "bad/app", "v1", &img, None);
     let small = img.layers[1].digest.clone();
     let path = r.blob_path(small.hex());
     let mut bytes = fs::read(&path).unwrap();
@@ -218,7 +193,7 @@ fn a_tampered_layer_is_refused_and_nothing_kept() {
     bytes[n - 1] ^= 0x55;
     fs::write(&path, &bytes).unwrap();
     let d = tempfile::tempdir().unwrap();
-    let s = store(d.path());
+    let s = store_in(d.path());
     let name = format!("{}/bad/app:v1", r.addr());
     let e = do_pull(&s, &name).unwrap_err().to_string();
     assert!(e.contains(&small.to_string()), "{e}");
@@ -232,9 +207,9 @@ fn a_tampered_layer_is_refused_and_nothing_kept() {
 fn push_mounts_from_a_known_repository_and_repush_changes_nothing() {
     let r = Registry::start(Auth::None);
     let img = make_image(26);
-    upload(&r.addr(), "src/app", "v1", &img);
+    upload(&r.addr(), "src/app", "v1", &img, None);
     let d = tempfile::tempdir().unwrap();
-    let s = store(d.path());
+    let s = store_in(d.path());
     do_pull(&s, &format!("{}/src/app:v1", r.addr())).unwrap();
     // tag it into another repository of the same registry, then push
     let dst = Reference::parse(&format!("{}/dst/app:v2", r.addr())).unwrap();
@@ -274,7 +249,7 @@ fn login_saves_only_good_credentials_and_logout_removes_them() {
     });
     let addr = r.addr();
     let d = tempfile::tempdir().unwrap();
-    let s = store(d.path());
+    let s = store_in(d.path());
     let paths = s.paths().clone();
     let bad = Credentials {
         username: "dora".into(),
@@ -312,12 +287,7 @@ fn login_saves_only_good_credentials_and_logout_removes_them() {
         & 0o777;
     assert_eq!(mode, 0o600);
     // the stored credentials are used
-    let mut cfg = ClientConfig::new(&addr, &addr, true, true);
-    cfg.credentials = Some(good);
-    let c = Client::connect(cfg, &[Scope::Push("priv/app".into())]).unwrap();
-    push_blobs(&c, "priv/app", &img.push_list(&[]), &img, 3, &()).unwrap();
-    c.put_manifest("priv/app", "v1", OCI_MANIFEST, &img.manifest)
-        .unwrap();
+    upload(&addr, "priv/app", "v1", &img, Some(good));
     do_pull(&s, &name).unwrap();
     login::logout(&paths, &addr).unwrap();
     assert!(login::logout(&paths, &addr).is_err());

@@ -5,12 +5,15 @@
 //! The driver is a fresh, single-threaded process that calls `camada::runtime` exactly as
 //! the CLI does (a libtest thread could not: signals would reach the other threads).
 
+mod common;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use camada::runtime::{self, Bind, Network, ProcessSpec};
+use common::{STD_PATH, TestUser, require, test_user};
 
 // ----------------------------------------------------------------------------------------
 // The driver: tests/drivers/runtime_run.rs reads this job from CAMADA_RT_DRIVER
@@ -38,55 +41,11 @@ enum As {
     Single,
 }
 
-struct TestUser {
-    uid: u32,
-    gid: u32,
-}
-
-fn test_user() -> Option<TestUser> {
-    let u = nix::unistd::User::from_name("camadatest").ok().flatten();
-    let u = match u {
-        Some(u) => u,
-        None => {
-            let ok = Command::new("useradd")
-                .args([
-                    "--user-group",
-                    "--no-create-home",
-                    "--home-dir",
-                    "/nonexistent",
-                ])
-                .args([
-                    "-K",
-                    "SUB_UID_COUNT=0",
-                    "-K",
-                    "SUB_GID_COUNT=0",
-                    "camadatest",
-                ])
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                return None;
-            }
-            for f in ["/etc/subuid", "/etc/subgid"] {
-                let text = std::fs::read_to_string(f).unwrap_or_default();
-                if !text.lines().any(|l| l.starts_with("camadatest:")) {
-                    let _ = std::fs::write(f, format!("{text}camadatest:200000:65536\n"));
-                }
-            }
-            nix::unistd::User::from_name("camadatest").ok().flatten()?
-        }
-    };
-    Some(TestUser {
-        uid: u.uid.as_raw(),
-        gid: u.gid.as_raw(),
-    })
-}
-
 /// A sandbox: a busybox rootfs, a run dir, output files, all owned by whoever runs it.
 struct Sandbox {
     dir: tempfile::TempDir,
     who: As,
-    user: Option<TestUser>,
+    user: Option<&'static TestUser>,
 }
 
 /// The outcome of one driver run.
@@ -106,7 +65,13 @@ impl Sandbox {
         let user = if who == As::Root {
             None
         } else {
-            Some(test_user()?)
+            match test_user() {
+                Ok(u) => Some(u),
+                Err(why) => {
+                    require("the unprivileged test user camadatest", Err(why));
+                    return None;
+                }
+            }
         };
         let dir = tempfile::Builder::new()
             .prefix("camada-rt-")
@@ -115,13 +80,8 @@ impl Sandbox {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let s = Sandbox { dir, who, user };
         s.make_rootfs(&s.rootfs());
-        if let Some(u) = &s.user {
-            let st = Command::new("chown")
-                .args(["-R", "-h", &format!("{}:{}", u.uid, u.gid)])
-                .arg(s.dir.path())
-                .status()
-                .unwrap();
-            assert!(st.success());
+        if let Some(u) = s.user {
+            u.chown_tree(s.dir.path());
         }
         Some(s)
     }
@@ -184,11 +144,8 @@ impl Sandbox {
                 c
             }
             Some(u) => {
-                let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={}", u.uid))
-                    .arg(format!("--regid={}", u.gid))
-                    .args(["--init-groups", "--reset-env", "env"])
-                    .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+                let mut c = u.command("env");
+                c.arg(format!("PATH={STD_PATH}"));
                 for (k, v) in vars {
                     c.arg(format!("{k}={v}"));
                 }

@@ -13,16 +13,8 @@ use std::time::Duration;
 use std::{fs, thread};
 
 use camada::digest::Digest;
-use camada::paths::{Env, Paths};
 use camada::store::{Store, StoreError};
-
-fn paths(root: &Path) -> Paths {
-    let env = Env {
-        home: Some(root.to_path_buf()),
-        ..Env::default()
-    };
-    Paths::resolve(Some(&root.join("root")), Some(&root.join("run")), &env).unwrap()
-}
+use common::{paths_in, store_in};
 
 /// Runs this binary's `worker` test in a child process doing `job` on the store at `root`.
 fn spawn_worker(root: &Path, job: &str) -> Child {
@@ -42,7 +34,7 @@ fn worker() {
         return;
     };
     let root = PathBuf::from(std::env::var("CAMADA_STORE_WORKER_ROOT").unwrap());
-    let store = Store::open(&paths(&root)).unwrap();
+    let store = store_in(&root);
     let manifest = Digest::of(b"manifest");
     let config = Digest::of(b"config");
     let mut parts = job.splitn(2, ':');
@@ -122,14 +114,14 @@ fn kill9(child: &mut Child) {
 #[test]
 fn concurrent_processes_never_lose_a_tag() {
     let t = tempfile::tempdir().unwrap();
-    Store::open(&paths(t.path())).unwrap();
+    store_in(t.path());
     let mut children: Vec<Child> = (0..6)
         .map(|n| spawn_worker(t.path(), &format!("tag:p{n}:15")))
         .collect();
     for c in &mut children {
         assert!(c.wait().unwrap().success());
     }
-    let store = Store::open(&paths(t.path())).unwrap();
+    let store = store_in(t.path());
     let db = store.images().unwrap();
     assert_eq!(db.tags.len(), 6 * 15, "{:?}", db.tags.keys());
     assert_eq!(fs::read_dir(store.paths().tmp_dir()).unwrap().count(), 0);
@@ -138,7 +130,7 @@ fn concurrent_processes_never_lose_a_tag() {
 #[test]
 fn kill_9_mid_write_leaves_a_usable_store() {
     let t = tempfile::tempdir().unwrap();
-    let p = paths(t.path());
+    let p = paths_in(t.path());
     Store::open(&p).unwrap();
     for round in 0..4 {
         let mut child = spawn_worker(t.path(), "forever");
@@ -185,7 +177,7 @@ fn kill_9_mid_write_leaves_a_usable_store() {
 #[test]
 fn open_keeps_a_live_commands_temp_files_and_removes_a_dead_ones() {
     let t = tempfile::tempdir().unwrap();
-    let p = paths(t.path());
+    let p = paths_in(t.path());
     Store::open(&p).unwrap();
     let mut child = spawn_worker(t.path(), "hold");
     wait_ready(&mut child);
@@ -205,7 +197,7 @@ fn open_keeps_a_live_commands_temp_files_and_removes_a_dead_ones() {
 fn a_slow_update_does_not_lose_a_concurrent_one() {
     // one thread holds the lock inside update while another process writes
     let t = tempfile::tempdir().unwrap();
-    let p = paths(t.path());
+    let p = paths_in(t.path());
     let store = Store::open(&p).unwrap();
     let m = Digest::of(b"m");
     let mut child = None;
@@ -227,12 +219,7 @@ fn a_slow_update_does_not_lose_a_concurrent_one() {
 /// An imported one-layer image tagged `base` in the store of `c` (made as root, then
 /// handed to `c`'s user).
 fn store_with_image(c: &common::Camada) -> Digest {
-    let env = Env {
-        home: Some(c.home()),
-        ..Env::default()
-    };
-    let p = Paths::resolve(Some(&c.root()), Some(&c.runroot()), &env).unwrap();
-    let store = Store::open(&p).unwrap();
+    let store = c.store();
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
     h.set_size(2);
@@ -323,7 +310,7 @@ fn layer(store: &Store, files: &[(&str, &[u8])]) -> camada::digest::DiffId {
 #[test]
 fn chain_index_is_merged_once_and_cached() {
     let t = tempfile::tempdir().unwrap();
-    let store = Store::open(&paths(t.path())).unwrap();
+    let store = store_in(t.path());
     let l0 = layer(&store, &[("etc/a", b"a0"), ("etc/b", b"b0")]);
     let l1 = layer(&store, &[("etc/a", b"a1"), ("etc/.wh.b", b"")]);
     let chain = [l0.clone(), l1.clone()];

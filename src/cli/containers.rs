@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use super::format::{Table, human_duration, human_size, pruned};
+use super::format::{Table, human_duration, human_size, inspect_json, pruned};
 use super::{CliError, confirm};
 use crate::engine::containers::{
     ContainerRow, ContainersError, CreateRequest, ExecRequest, LogLine, LogsRequest, PreparedStart,
@@ -706,12 +706,8 @@ pub fn inspect(engine: &Engine, names: &[String], format: Option<&str>) -> Resul
             }
         }
         (None, _) => {
-            let mut buf = Vec::new();
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-            serde::Serialize::serialize(&found, &mut ser)
-                .map_err(|e| CliError::Output(io::Error::other(e)))?;
-            out.write_all(&buf)?;
+            let json = inspect_json(&found).map_err(|e| CliError::Output(io::Error::other(e)))?;
+            out.write_all(json.as_bytes())?;
             writeln!(out)?;
         }
     }

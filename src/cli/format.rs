@@ -24,6 +24,17 @@ pub fn pruned(sections: &[(&str, Vec<String>)], reclaimed: u64) -> String {
     out
 }
 
+/// JSON as docker's `inspect` prints it: indented by four spaces, keys in the order the
+/// value gives them.
+pub fn inspect_json<T: serde::Serialize>(v: &T) -> serde_json::Result<String> {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    v.serialize(&mut ser)?;
+    // serde_json writes only UTF-8
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// docker's `units.HumanSize`: decimal units, 3 significant digits, Go's `%g` form.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];

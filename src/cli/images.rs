@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use serde_json::{Map, Value};
 
 use super::commands::{History, Images, Inspect, Rmi, Tag};
-use super::format::{ago, ellipsis, human_size, pruned};
+use super::format::{ago, ellipsis, human_size, inspect_json, pruned};
 use super::template::{Template, format_rows};
 use super::{CliError, confirm};
 use crate::digest::Digest;
@@ -209,7 +209,11 @@ pub fn inspect(engine: &Engine, a: &Inspect) -> Result<(), CliError> {
                 writeln!(out, "{}", serde_json::to_string(v).unwrap_or_default())?;
             }
         }
-        (None, _) => writeln!(out, "{}", pretty(&found))?,
+        (None, _) => {
+            let json = inspect_json(&found)
+                .unwrap_or_else(|_| serde_json::to_string(&found).unwrap_or_default());
+            writeln!(out, "{json}")?
+        }
     }
     out.flush()?;
     match errors.len() {
@@ -224,17 +228,6 @@ pub fn inspect(engine: &Engine, a: &Inspect) -> Result<(), CliError> {
                 errors.len()
             )))
         }
-    }
-}
-
-/// JSON with docker's inspect indentation (four spaces), keys in docker's order.
-fn pretty<T: serde::Serialize>(v: &T) -> String {
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    match v.serialize(&mut ser) {
-        Ok(()) => String::from_utf8(buf).unwrap_or_default(),
-        Err(_) => serde_json::to_string(v).unwrap_or_default(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use argh::FromArgs;
 
-use super::format::pruned;
+use super::format::{inspect_json, pruned};
 use super::template::format_rows;
 use super::{CliError, confirm};
 use crate::engine::Engine;
@@ -223,12 +223,8 @@ pub fn inspect_names(
             writeln!(out, "{}", t.render(&value)?)?;
         }
     } else {
-        let mut buf = Vec::new();
-        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-        let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-        serde::Serialize::serialize(&found, &mut ser)
-            .map_err(|e| CliError::Output(io::Error::other(e)))?;
-        out.write_all(&buf)?;
+        let json = inspect_json(&found).map_err(|e| CliError::Output(io::Error::other(e)))?;
+        out.write_all(json.as_bytes())?;
         writeln!(out)?;
     }
     out.flush()?;

@@ -420,11 +420,7 @@ fn time_of(s: &str) -> Option<(i64, u32)> {
 }
 
 fn new_id() -> Result<String> {
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| io::Read::read_exact(&mut f, &mut b))
-        .map_err(ContainersError::Random)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    super::random_hex_id().map_err(ContainersError::Random)
 }
 
 /// Bytes under `path` (files' lengths), not following links: what `ps -s`, `container

@@ -232,6 +232,14 @@ pub struct ImportRequest {
     pub message: Option<String>,
 }
 
+/// 64 hex digits from the kernel's randomness (`/dev/urandom`): a new container's ID, an
+/// anonymous volume's name.
+pub(crate) fn random_hex_id() -> io::Result<String> {
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 /// Reads from `inner`, appending everything read to `copy` (a blob being written while a
 /// layer is ingested from the same bytes). It remembers which side failed, so a caller can
 /// tell the source (network, archive) from the store (a full disk) in what it keeps.

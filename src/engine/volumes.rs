@@ -24,6 +24,8 @@ use std::path::{Component, Path, PathBuf};
 use super::system::UsageLine;
 use super::{Engine, EngineError};
 use crate::paths::Paths;
+// A local volume name follows docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+use crate::state::valid_name;
 use crate::state::{self, MountKind, MountPoint, Records};
 
 /// docker's label on the volumes it makes for one container (`-v /path`, image VOLUMEs).
@@ -116,16 +118,6 @@ impl VolumeSpec {
             | VolumeSpec::Anonymous { destination } => destination,
         }
     }
-}
-
-/// Whether `name` is a valid local volume name (docker's `[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
-pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() >= 2
-        && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// `/a/./b/` -> `/a/b` (no `..` resolution beyond the root: `/..` is `/`).
@@ -349,11 +341,7 @@ pub struct VolumePrune {
 }
 
 fn random_name() -> Result<String> {
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| io::Read::read_exact(&mut f, &mut b))
-        .map_err(VolumesError::Random)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    super::random_hex_id().map_err(VolumesError::Random)
 }
 
 fn now_rfc3339() -> String {

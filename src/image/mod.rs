@@ -33,6 +33,7 @@ pub use platform::Platform;
 pub use time::{format_rfc3339, parse_rfc3339};
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -134,12 +135,42 @@ pub enum ImageError {
     LayoutVersion(String),
 }
 
-/// How a layer blob is compressed.
+/// How a layer blob is compressed: what its media type says
+/// ([`Descriptor::layer_compression`]), or what its first bytes say ([`Compression::detect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Compression {
     None,
     Gzip,
     Zstd,
+}
+
+impl Compression {
+    /// Tells the compression from the first bytes of a blob (4 are enough; fewer, or none,
+    /// read as uncompressed). Err names a compression no OCI layer uses (`xz`, `bzip2`), for
+    /// the caller's error to say so.
+    pub fn detect(head: &[u8]) -> Result<Compression, &'static str> {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Ok(Compression::Gzip)
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Ok(Compression::Zstd)
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
+            Err("xz")
+        } else if head.starts_with(b"BZh") {
+            Err("bzip2")
+        } else {
+            Ok(Compression::None)
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        })
+    }
 }
 
 /// Which media type family a manifest we write uses.

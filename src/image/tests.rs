@@ -340,6 +340,24 @@ fn layer_media_types() {
 }
 
 #[test]
+fn compression_is_told_by_the_first_bytes() {
+    let detect = Compression::detect;
+    assert_eq!(detect(&[0x1f, 0x8b, 8, 0]), Ok(Compression::Gzip));
+    assert_eq!(detect(&[0x28, 0xb5, 0x2f, 0xfd]), Ok(Compression::Zstd));
+    assert_eq!(detect(b"etc/\0\0\0\0"), Ok(Compression::None));
+    assert_eq!(detect(b""), Ok(Compression::None));
+    assert_eq!(
+        detect(&[0x28, 0xb5]),
+        Ok(Compression::None),
+        "half a zstd magic"
+    );
+    assert_eq!(detect(&[0xfd, b'7', b'z', b'X', b'Z', 0]), Err("xz"));
+    assert_eq!(detect(b"BZh9"), Err("bzip2"));
+    assert_eq!(Compression::Gzip.to_string(), "gzip");
+    assert_eq!(Compression::None.to_string(), "uncompressed");
+}
+
+#[test]
 fn media_types_agree_with_oci_spec() {
     use oci_spec::image::MediaType as M;
     assert_eq!(media_type::OCI_INDEX, M::ImageIndex.to_string());

@@ -24,7 +24,7 @@ use nix::sys::stat::{
 use nix::sys::time::TimeSpec;
 use nix::unistd::{UnlinkatFlags, linkat, symlinkat, unlinkat};
 
-use super::{Compression, LayerError, normalise};
+use super::{Compression, LayerError, decoder, normalise};
 use crate::tarindex::{Kind, NewEntry};
 
 fn ext_err(path: &[u8]) -> impl Fn(Errno) -> LayerError + '_ {
@@ -108,13 +108,8 @@ pub fn extract<R: Read>(
     let root: OwnedFd = File::open(dest).map_err(io_err(dest_b))?.into();
     let mut input = io::BufReader::new(input);
     let head = io::BufRead::fill_buf(&mut input).map_err(io_err(dest_b))?;
-    let reader: Box<dyn Read + '_> = match Compression::detect(head)? {
-        Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(io_err(dest_b))?)
-        }
-    };
+    let compression = Compression::detect(head).map_err(LayerError::UnsupportedCompression)?;
+    let reader = decoder(compression, input).map_err(io_err(dest_b))?;
     let mut archive = tar::Archive::new(reader);
     let mut dirs: Vec<(Vec<u8>, i64)> = Vec::new();
     let mut count = 0u64;

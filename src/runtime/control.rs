@@ -20,12 +20,7 @@ fn control(run_dir: &Path) -> Result<UnixStream, RuntimeError> {
     let path = run_dir.join("ctl.sock");
     UnixStream::connect(&path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-            RuntimeError::NotRunning {
-                what: run_dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            }
+            RuntimeError::not_running(run_dir)
         }
         _ => RuntimeError::Control { path, source },
     })
@@ -36,12 +31,7 @@ fn control(run_dir: &Path) -> Result<UnixStream, RuntimeError> {
 fn lost(run_dir: &Path, source: std::io::Error) -> RuntimeError {
     match source.kind() {
         std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
-            RuntimeError::NotRunning {
-                what: run_dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            }
+            RuntimeError::not_running(run_dir)
         }
         _ => RuntimeError::Control {
             path: run_dir.join("ctl.sock"),
@@ -60,12 +50,7 @@ fn request(run_dir: &Path, line: &str) -> Result<String, RuntimeError> {
     let reply = reply.trim().to_string();
     if reply.starts_with("error") || reply.is_empty() {
         if reply.is_empty() {
-            return Err(RuntimeError::NotRunning {
-                what: run_dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            });
+            return Err(RuntimeError::not_running(run_dir));
         }
         return Err(RuntimeError::Refused {
             path,

@@ -21,7 +21,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
-use super::monitor::Started;
+use super::monitor::{Started, forwarded_set};
 use super::process::{self, Failure, ProcessSpec};
 use super::pty::{self, RawMode};
 use super::{RuntimeError, sys, userns};
@@ -35,20 +35,10 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
+/// What exec waits for: the signals passed on to the process, and its end.
 fn signals() -> SigSet {
-    let mut s = SigSet::empty();
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-        Signal::SIGCHLD,
-    ] {
-        s.add(sig);
-    }
+    let mut s = forwarded_set();
+    s.add(Signal::SIGCHLD);
     s
 }
 

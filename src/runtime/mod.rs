@@ -216,4 +216,14 @@ impl RuntimeError {
             _ => 125,
         }
     }
+
+    /// `NotRunning` for the container whose run dir is `run_dir` (named by the dir's name).
+    pub(crate) fn not_running(run_dir: &Path) -> RuntimeError {
+        RuntimeError::NotRunning {
+            what: run_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
 }

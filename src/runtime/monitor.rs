@@ -499,14 +499,7 @@ fn run_monitor(
         flags |= CloneFlags::CLONE_NEWNET;
     }
     nix::sched::unshare(flags).map_err(|e| setup("creating namespaces", &e))?;
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| setup("making / private", &e))?;
+    mounts::make_rprivate().map_err(|e| setup("making / private", &e))?;
     if c.network != Network::Host {
         sys::loopback_up().map_err(|e| setup("bringing up lo", &e))?;
     }

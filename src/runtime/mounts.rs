@@ -19,6 +19,19 @@ use nix::sys::stat::{Mode, mkdirat};
 
 use super::Network;
 
+/// Makes every mount of the calling thread's (new) mount namespace private, recursively
+/// (`mount --make-rprivate /`): nothing mounted here propagates to the namespace it was
+/// copied from, nor from there to here.
+pub(crate) fn make_rprivate() -> nix::Result<()> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+}
+
 /// A `-v SRC:DST[:ro]` bind mount.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bind {

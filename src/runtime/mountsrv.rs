@@ -110,15 +110,9 @@ fn fork_in_new_userns(
             {
                 std::process::exit(125);
             }
-            if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNS).and_then(|()| {
-                nix::mount::mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )
-            }) {
+            if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+                .and_then(|()| super::mounts::make_rprivate())
+            {
                 say(&mut status, &format!("S creating a mount namespace: {e}"));
                 std::process::exit(125);
             }

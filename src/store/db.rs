@@ -2,13 +2,13 @@
 //! the rules that turn a user's word into an image.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, StoreError, publish};
+use super::{Result, Store, StoreError, publish, wait_for_lock};
 use crate::digest::Digest;
 use crate::reference::Reference;
 
@@ -240,19 +240,7 @@ impl Store {
 
     /// Takes the store's exclusive lock (blocks until other writers of `images.json` are done).
     pub fn lock(&self) -> Result<DbLock> {
-        let path = self.paths.lock_file();
-        let err = |source| StoreError::Lock {
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(err)?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| err(io::Error::from(errno)))?;
+        let lock = wait_for_lock(&self.paths.lock_file(), FlockArg::LockExclusive)?;
         Ok(DbLock { _lock: lock })
     }
 

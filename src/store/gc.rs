@@ -7,7 +7,7 @@
 //! runs, so it never removes content an image is about to name.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::Deserialize;
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store, StoreError, lock_file, wait_for_lock};
 use crate::digest::{ChainId, DiffId, Digest, chain_id};
 
 /// Held by a command that writes blobs/layers before recording them; see [`Store::writing`].
@@ -107,33 +107,8 @@ impl Store {
     /// Taken (shared) by a command from its first new blob or layer until the image
     /// naming them is recorded; blocks only while a GC sweeps.
     pub fn writing(&self) -> Result<WriteGuard> {
-        let lock = self.gc_lock(FlockArg::LockShared)?;
-        match lock {
-            Some(l) => Ok(WriteGuard { _lock: l }),
-            None => Err(StoreError::Lock {
-                path: self.paths.gc_lock_file(),
-                source: io::Error::from(io::ErrorKind::WouldBlock),
-            }),
-        }
-    }
-
-    fn gc_lock(&self, how: FlockArg) -> Result<Option<Flock<File>>> {
-        let path = self.paths.gc_lock_file();
-        let err = |source| StoreError::Lock {
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(err)?;
-        match Flock::lock(file, how) {
-            Ok(l) => Ok(Some(l)),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-            Err((_, errno)) => Err(err(io::Error::from(errno))),
-        }
+        let lock = wait_for_lock(&self.paths.gc_lock_file(), FlockArg::LockShared)?;
+        Ok(WriteGuard { _lock: lock })
     }
 
     /// The diff_ids of the image whose config is `config`, bottom first.
@@ -252,7 +227,8 @@ impl Store {
     /// Removes blobs, layers and chain indexes no image record or container needs. Runs
     /// under the store lock; skips the sweep while a writer holds [`Store::writing`].
     pub fn gc(&self) -> Result<GcReport> {
-        let Some(_gc) = self.gc_lock(FlockArg::LockExclusiveNonblock)? else {
+        let Some(_gc) = lock_file(&self.paths.gc_lock_file(), FlockArg::LockExclusiveNonblock)?
+        else {
             return Ok(GcReport {
                 skipped: true,
                 ..GcReport::default()

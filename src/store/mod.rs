@@ -41,6 +41,8 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nix::fcntl::{Flock, FlockArg};
+
 use crate::digest::{ChainId, DiffId, Digest};
 use crate::paths::Paths;
 
@@ -366,6 +368,34 @@ fn publish(tmp: &Path, dest: &Path) -> io::Result<()> {
         Some(dir) => sync_dir(dir),
         None => Ok(()),
     }
+}
+
+/// Opens (making it if needed) the lock file `path` and takes `how` on it; `None` when a
+/// non-blocking `how` finds it held. The lock goes with the returned handle.
+fn lock_file(path: &Path, how: FlockArg) -> Result<Option<Flock<File>>> {
+    let err = |source| StoreError::Lock {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(err)?;
+    match Flock::lock(file, how) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(err(io::Error::from(errno))),
+    }
+}
+
+/// [`lock_file`] with a blocking `how` (shared or exclusive): waits for the lock.
+fn wait_for_lock(path: &Path, how: FlockArg) -> Result<Flock<File>> {
+    lock_file(path, how)?.ok_or_else(|| StoreError::Lock {
+        path: path.to_path_buf(),
+        source: io::Error::from(io::ErrorKind::WouldBlock),
+    })
 }
 
 #[cfg(test)]

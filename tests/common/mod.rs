@@ -4,8 +4,9 @@
 //! CAMADA_RUNROOT, CAMADA_CONFIG and HOME in a fresh temp dir), either as the current user or
 //! as the unprivileged user `camadatest` ([`Camada::as_user`]); [`Run`], a finished command
 //! whose assertions print the command, its exit status, and a readable diff of its output;
-//! [`base_image`], the fixtures base image built once per test run; and [`require`], the
-//! skip-or-fail check for what the machine may lack.
+//! [`base_image`], the fixtures base image built once per test run; [`Camada::store`] and
+//! [`store_in`], the library's view of a test store (to seed or inspect it without the
+//! binary); and [`require`], the skip-or-fail check for what the machine may lack.
 //!
 //! Never touches the real user's store or config, and never skips on CI: with `CI=true` a
 //! missing prerequisite fails the test. Skips are only for what the machine truly lacks (not
@@ -51,6 +52,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use camada::paths::{Env, Paths};
+use camada::store::Store;
 
 /// The camada binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_camada");
@@ -107,6 +111,36 @@ pub fn require(what: &str, check: Result<(), String>) -> bool {
         let _ = writeln!(f, "{test}: needs {what}: {why}");
     }
     false
+}
+
+/// The store layout of a test directory `dir` as the library resolves it: CAMADA_ROOT
+/// `dir/root`, CAMADA_RUNROOT `dir/run`, CAMADA_CONFIG `dir/config`, HOME `dir`.
+pub fn paths_in(dir: &Path) -> Paths {
+    resolve_paths(
+        &dir.join("root"),
+        &dir.join("run"),
+        dir,
+        &dir.join("config"),
+    )
+}
+
+/// The store of [`paths_in`]`(dir)`, opened (and made) through the library.
+pub fn store_in(dir: &Path) -> Store {
+    open_store(&paths_in(dir))
+}
+
+fn resolve_paths(root: &Path, runroot: &Path, home: &Path, config: &Path) -> Paths {
+    let env = Env {
+        home: Some(home.to_path_buf()),
+        camada_config: Some(config.to_path_buf()),
+        ..Env::default()
+    };
+    Paths::resolve(Some(root), Some(runroot), &env)
+        .unwrap_or_else(|e| panic!("resolving the store paths at {}: {e}", root.display()))
+}
+
+fn open_store(paths: &Paths) -> Store {
+    Store::open(paths).unwrap_or_else(|e| panic!("opening the store {}: {e}", paths.root.display()))
 }
 
 /// The path of `tool` on [`STD_PATH`]; fails the test (with the Debian package to install)
@@ -269,6 +303,18 @@ impl Camada {
         self.uid() != 0
     }
 
+    /// The paths the binary resolves from this Camada's environment (root, runroot, config,
+    /// HOME), for a test that reads or seeds the store through the library.
+    pub fn paths(&self) -> Paths {
+        resolve_paths(&self.root(), &self.runroot(), &self.home(), &self.config())
+    }
+
+    /// This Camada's store opened through the library, by the test's own user: as root,
+    /// whatever it makes belongs to root (hand it over with [`TestUser::chown_tree`]).
+    pub fn store(&self) -> Store {
+        open_store(&self.paths())
+    }
+
     /// `program` (a test helper binary, say) at a path this Camada's user can execute.
     pub fn executable(&self, program: &Path) -> PathBuf {
         match self.user {
@@ -376,12 +422,17 @@ impl Camada {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        Run::exec(self.cmd(args), Some(stdin), self.timeout)
+        self.exec_stdin(self.cmd(args), stdin)
     }
 
     /// Runs any command (e.g. from [`Camada::command`]) with the same hang guard.
     pub fn exec(&self, cmd: Command) -> Run {
         Run::exec(cmd, None, self.timeout)
+    }
+
+    /// Runs any command with `stdin` as its standard input, with the same hang guard.
+    pub fn exec_stdin(&self, cmd: Command, stdin: &[u8]) -> Run {
+        Run::exec(cmd, Some(stdin), self.timeout)
     }
 
     /// `camada ARGS` must succeed; returns its stdout.
@@ -391,6 +442,16 @@ impl Camada {
         S: AsRef<OsStr>,
     {
         self.run(args).success().stdout()
+    }
+
+    /// `camada ARGS` must fail as cli.md says ([`Run::error_line`]); returns its `Error: `
+    /// line.
+    pub fn fails<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.run(args).error_line()
     }
 
     /// Copies `src` (file or directory tree) into [`Camada::work`] under its own name, owned

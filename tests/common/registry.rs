@@ -766,7 +766,10 @@ fn serve_token(conn: TcpStream, key: &Path, x5c: &str, basic: &str) -> std::io::
 // ---- test images, made here ----
 
 use camada::digest::Digest;
-use camada::registry::{BlobRef, BlobSource, PushBlob};
+use camada::registry::{
+    BlobRef, BlobSource, Client, ClientConfig, Credentials, PushBlob, PushOutcome, Scope,
+    push_blobs,
+};
 use std::collections::HashMap;
 use std::io;
 
@@ -896,6 +899,24 @@ impl BlobSource for Image {
     }
 }
 
+/// Pushes `img` as `repo:tag` through `c`: its blobs (3 at a time), then its manifest.
+/// Returns what became of each blob.
+pub fn push_image(c: &Client, repo: &str, tag: &str, img: &Image) -> Vec<PushOutcome> {
+    let out = push_blobs(c, repo, &img.push_list(&[]), img, 3, &()).unwrap();
+    c.put_manifest(repo, tag, OCI_MANIFEST, &img.manifest)
+        .unwrap();
+    out
+}
+
+/// Puts `img` on the registry at `addr` (plain HTTP) as `repo:tag`, logged in with
+/// `credentials` when given.
+pub fn upload(addr: &str, repo: &str, tag: &str, img: &Image, credentials: Option<Credentials>) {
+    let mut cfg = ClientConfig::new(addr, addr, true, true);
+    cfg.credentials = credentials;
+    let c = Client::connect(cfg, &[Scope::Push(repo.into())]).unwrap();
+    push_image(&c, repo, tag, img);
+}
+
 /// Writes `img` as an OCI image layout at `dir` (what skopeo and umoci read), tagged `tag`.
 pub fn write_layout(img: &Image, dir: &Path, tag: &str) {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
@@ -910,7 +931,21 @@ pub fn write_layout(img: &Image, dir: &Path, tag: &str) {
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
-/// `skopeo copy ARGS...`, asserting success.
+/// Puts `img` on a registry as a peer does: written as an OCI layout in a temp dir, then
+/// `skopeo copy oci:LAYOUT docker://DEST` over plain HTTP (`dest`: `HOST:PORT/REPO:TAG`).
+pub fn skopeo_push(img: &Image, dest: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let layout = d.path().join("oci");
+    write_layout(img, &layout, "latest");
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker://{dest}"),
+    ]);
+}
+
+/// `skopeo ARGS...`, asserting success; its stdout.
 pub fn skopeo(args: &[&str]) -> Vec<u8> {
     let o = Command::new("skopeo")
         .args(args)

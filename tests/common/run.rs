@@ -145,7 +145,7 @@ impl Run {
     /// Stderr without the machine's note that a private network stays loopback only
     /// ([`NO_OUTBOUND`]: /dev/net/tun not usable by the test user, or no pasta), which
     /// `stderr_is` does not count; tests/network.rs checks it. (A start that fails shows
-    /// no such note, so `engine_error` counts every line.)
+    /// no such note, so `engine_error` and `error_line` count every line.)
     fn stderr_checked(&self) -> String {
         self.stderr()
             .split_inclusive('\n')
@@ -195,6 +195,26 @@ impl Run {
             self.fail("expected stderr to be exactly one line starting \"Error: \"");
         }
         self
+    }
+
+    /// Any error as cli.md has it: exit 125, one line `Error: ...` on stderr and, for a usage
+    /// error, the hint `See 'camada CMD --help'.` after it; nothing else. Returns the
+    /// `Error: ` line (without its newline).
+    #[track_caller]
+    pub fn error_line(&self) -> String {
+        self.exit(125);
+        let err = self.stderr();
+        let lines: Vec<&str> = err.lines().collect();
+        let hint = |l: &str| l.starts_with("See 'camada") && l.ends_with(" --help'.");
+        match lines[..] {
+            [e] | [e, _] if e.starts_with("Error: ") && lines[1..].iter().all(|l| hint(l)) => {
+                e.to_owned()
+            }
+            _ => self.fail(
+                "expected stderr to be one line starting \"Error: \" (and for a usage error \
+                 the hint \"See 'camada CMD --help'.\")",
+            ),
+        }
     }
 
     /// Stdout equals `expected` exactly (a line diff on failure).

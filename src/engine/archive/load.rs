@@ -12,11 +12,11 @@ use crate::digest::{DiffId, Digest};
 use crate::engine::Tee;
 use crate::engine::{Input, LoadedImage};
 use crate::image::{
-    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, Descriptor, ImageConfig, ImageManifest, Index,
-    Manifest, ManifestFormat, Platform, media_type, parse_archive_manifest, parse_manifest,
-    parse_oci_layout, uncompressed_layer,
+    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, Compression, Descriptor, ImageConfig,
+    ImageManifest, Index, Manifest, ManifestFormat, Platform, media_type, parse_archive_manifest,
+    parse_manifest, parse_oci_layout, uncompressed_layer,
 };
-use crate::layer::{Compression, ingest};
+use crate::layer::{decoder, ingest};
 use crate::reference::Reference;
 use crate::store::{BlobWriter, LayerStage, Store, StoreError, TempFile};
 
@@ -103,24 +103,19 @@ fn spool(
 ) -> Result<(File, Option<TempFile>)> {
     let tmp = store.temp_file("load")?;
     let mut out = BufWriter::with_capacity(256 << 10, tmp.file());
-    let (res, what) = match compression {
-        Compression::None => (io::copy(&mut { input }, &mut out), ""),
-        Compression::Gzip => (
-            io::copy(
-                &mut flate2::read::MultiGzDecoder::new(io::BufReader::new(input)),
-                &mut out,
-            ),
-            "gzip",
-        ),
-        Compression::Zstd => (
-            zstd::stream::read::Decoder::new(input).and_then(|mut d| io::copy(&mut d, &mut out)),
-            "zstd",
-        ),
-    };
+    let res = decoder(compression, io::BufReader::new(input))
+        .and_then(|mut d| io::copy(&mut d, &mut out));
     match res {
         Ok(_) => {}
-        Err(source) if what.is_empty() => return Err(ArchiveError::ReadInput(source)),
-        Err(source) => return Err(ArchiveError::Decompress { what, source }),
+        Err(source) if compression == Compression::None => {
+            return Err(ArchiveError::ReadInput(source));
+        }
+        Err(source) => {
+            return Err(ArchiveError::Decompress {
+                compression,
+                source,
+            });
+        }
     }
     io::Write::flush(&mut out).map_err(|e| {
         ArchiveError::Store(StoreError::WriteTemp {
@@ -596,7 +591,7 @@ impl Loader<'_, '_> {
                 uncompressed_layer(ManifestFormat::Oci, diff_id, ingested.tar_size)
             }
             None => Descriptor::new(
-                ManifestFormat::Oci.layer_media_type(compression.into()),
+                ManifestFormat::Oci.layer_media_type(compression),
                 ingested.compressed.clone(),
                 ingested.compressed_size,
             ),

@@ -39,9 +39,9 @@ pub enum ArchiveError {
     },
     #[error("reading the archive: {0}")]
     ReadInput(io::Error),
-    #[error("decompressing the archive ({what}): {source}")]
+    #[error("decompressing the archive ({compression}): {source}")]
     Decompress {
-        what: &'static str,
+        compression: crate::image::Compression,
         source: io::Error,
     },
     #[error("the archive is empty")]
