@@ -16,6 +16,9 @@ use crate::tarindex::{Entry, EntryId, Index, Kind};
 
 use super::OverlayError;
 
+/// Reads at least this long ask the kernel to read the tar further ahead.
+const READAHEAD_HINT: u32 = 64 << 10;
+
 /// The merged lower index and the tars its entries point into (bottom layer first).
 pub struct Lower {
     pub index: Index<Mmap>,
@@ -82,6 +85,12 @@ impl Lower {
         let end = e.size().min(off.saturating_add(u64::from(len)));
         let start = (e.data_offset() + off) as usize;
         let stop = (e.data_offset() + end) as usize;
+        // A readahead-sized read (the kernel's are 128 KiB) is one of a sequential run:
+        // start reading the next ones from disk now, so their page faults find them.
+        if len >= READAHEAD_HINT && end < e.size() {
+            let ahead = (e.size() - end).min(u64::from(len) * 8) as usize;
+            let _ = tar.advise_range(memmap2::Advice::WillNeed, stop, ahead);
+        }
         tar.get(start..stop).unwrap_or(&[])
     }
 
