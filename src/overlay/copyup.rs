@@ -56,6 +56,10 @@ impl Overlay {
         if node.upper {
             return Ok(());
         }
+        // Its last name is gone: copying it up would bring the name back.
+        if node.gone {
+            return Err(Errno::ENOENT);
+        }
         if ino != ROOT {
             self.copy_up(node.parent, true)?;
         }

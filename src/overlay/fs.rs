@@ -49,6 +49,18 @@ enum Data {
     Upper(Arc<OwnedFd>),
 }
 
+/// A setattr time as `utimensat` takes it (absent: left as it is).
+fn timespec(t: Option<TimeOrNow>) -> TimeSpec {
+    match t {
+        None => TimeSpec::UTIME_OMIT,
+        Some(TimeOrNow::Now) => TimeSpec::UTIME_NOW,
+        Some(TimeOrNow::SpecificTime(t)) => {
+            let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            TimeSpec::new(d.as_secs() as i64, i64::from(d.subsec_nanos()))
+        }
+    }
+}
+
 /// Replies to a read from an upper fd, through one buffer per worker thread, reused:
 /// no allocation per read.
 fn read_upper(fd: i32, offset: u64, size: u32, reply: ReplyData) {
@@ -694,6 +706,9 @@ impl Overlay {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
     ) -> R<FileAttr> {
+        if self.nodes_r().get(ino).is_some_and(|n| n.gone) {
+            return self.setattr_unlinked(ino, mode, size, atime, mtime);
+        }
         {
             let _g = self.names();
             self.copy_up(ino, size != Some(0))?;
@@ -742,19 +757,11 @@ impl Overlay {
             self.upper.own.set(&xpath, &rel, st.st_mode, own)?;
         }
         if atime.is_some() || mtime.is_some() {
-            let ts = |t: Option<TimeOrNow>| match t {
-                None => TimeSpec::UTIME_OMIT,
-                Some(TimeOrNow::Now) => TimeSpec::UTIME_NOW,
-                Some(TimeOrNow::SpecificTime(t)) => {
-                    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-                    TimeSpec::new(d.as_secs() as i64, i64::from(d.subsec_nanos()))
-                }
-            };
             nix::sys::stat::utimensat(
                 at.dir.as_fd(),
                 at.name.as_slice(),
-                &ts(atime),
-                &ts(mtime),
+                &timespec(atime),
+                &timespec(mtime),
                 UtimensatFlags::NoFollowSymlink,
             )
             .map_err(errno)?;
@@ -824,12 +831,13 @@ impl Overlay {
             .get(ino)
             .and_then(|n| n.lower)
             .ok_or(Errno::ENOENT)?;
-        let size = self.lower.get(id).ok_or(Errno::EIO)?.size();
+        let e = self.lower.get(id).ok_or(Errno::EIO)?;
+        let size = e.size();
         let fd = upper::openat(
             self.upper.work_fd(),
             b".",
             OFlag::O_TMPFILE | OFlag::O_RDWR,
-            0o600,
+            host_perm(e.mode() & 0o7777, false),
         )?;
         let mut off = 0u64;
         while off < size {
@@ -865,6 +873,35 @@ impl Overlay {
                 .ok()
             });
         }
+    }
+
+    /// A setattr through an open file whose last name is gone (ftruncate, fchmod,
+    /// futimens after unlink): applied to the fd that keeps its data (a lower file is
+    /// copied to one first), never by a path, which may name another file by now.
+    /// Owner changes have nowhere to be recorded and are ignored.
+    fn setattr_unlinked(
+        &self,
+        ino: u64,
+        mode: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+    ) -> R<FileAttr> {
+        let fd = self.write_fd(ino)?;
+        let raw = fd.as_raw_fd();
+        if let Some(sz) = size {
+            sys::ftruncate(raw, sz)?;
+        }
+        if let Some(m) = mode {
+            nix::sys::stat::fchmod(fd.as_fd(), Mode::from_bits_truncate(host_perm(m, false)))
+                .map_err(errno)?;
+        }
+        if atime.is_some() || mtime.is_some() {
+            nix::sys::stat::futimens(fd.as_fd(), &timespec(atime), &timespec(mtime))
+                .map_err(errno)?;
+        }
+        let (node, rel) = self.node(ino)?;
+        self.attr_of(ino, &node, &rel, Some(raw))
     }
 
     fn xattr_reply(data: &[u8], size: u32, reply: ReplyXattr) {

@@ -49,6 +49,7 @@ pub fn standard() -> Vec<Layer> {
             File("d1/f", 0o644, b"lower f\n".to_vec()),
             File("d1/g", 0o600, b"lower g\n".to_vec()),
             File("d1/w", 0o644, b"lower w\n".to_vec()),
+            File("d1/t", 0o644, b"lower t, to truncate\n".to_vec()),
             Dir("d1/sub", 0o755),
             File("d1/sub/deep", 0o644, b"deep\n".to_vec()),
             Dir("d2", 0o700),

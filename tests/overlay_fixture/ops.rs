@@ -53,6 +53,8 @@ pub enum Op {
     OpenUnlinkFstat(String),
     /// Open for reading and writing, remove the name, write, then read it all back.
     OpenUnlinkWrite(String),
+    /// Open for reading and writing, remove the name, then ftruncate and fchmod it.
+    OpenUnlinkTruncate(String),
     /// Opens, renames, writes through the old fd, reads the new name.
     OpenRenameWrite(String, String),
     /// Reads through a shared mmap.
@@ -83,6 +85,8 @@ pub struct Runner<'a> {
     /// unmapped ids become the overflow id).
     pub map_id: fn(u32) -> u32,
     inos: HashMap<u64, usize>,
+    /// The next inode label (labels of freed inodes are never given again).
+    next_label: usize,
 }
 
 fn same(x: u32) -> u32 {
@@ -99,6 +103,7 @@ impl<'a> Runner<'a> {
             root,
             map_id,
             inos: HashMap::new(),
+            next_label: 0,
         }
     }
 
@@ -111,8 +116,12 @@ impl<'a> Runner<'a> {
     }
 
     fn ino(&mut self, ino: u64) -> usize {
-        let n = self.inos.len();
-        *self.inos.entry(ino).or_insert(n)
+        let n = self.next_label;
+        let l = *self.inos.entry(ino).or_insert(n);
+        if l == n {
+            self.next_label += 1;
+        }
+        l
     }
 
     fn stat_line(&mut self, m: &fs::Metadata) -> String {
@@ -149,10 +158,31 @@ impl<'a> Runner<'a> {
     pub fn run(&mut self, ops: &[Op]) -> Vec<String> {
         ops.iter()
             .map(|op| {
+                let freed = self.freed_by(op);
                 let r = self.one(op);
+                // The inode number of a file that is gone may be given to the next new
+                // file, or not: it depends on when the filesystem lets go of it (the
+                // kernel's overlayfs at the last close, ours when the kernel forgets the
+                // inode). Either way that is a new file: it gets a new label.
+                if let Some(ino) = freed {
+                    self.inos.remove(&ino);
+                }
                 format!("{op:?} -> {}", r.unwrap_or_else(|e| err(&e)))
             })
             .collect()
+    }
+
+    /// The inode that `op` removes the last name of, if it is a regular file.
+    fn freed_by(&self, op: &Op) -> Option<u64> {
+        let p = match op {
+            Op::Unlink(p)
+            | Op::OpenUnlinkFstat(p)
+            | Op::OpenUnlinkWrite(p)
+            | Op::OpenUnlinkTruncate(p) => p,
+            _ => return None,
+        };
+        let m = fs::symlink_metadata(self.p(p)).ok()?;
+        (m.is_file() && m.nlink() == 1).then(|| m.ino())
     }
 
     fn one(&mut self, op: &Op) -> std::io::Result<String> {
@@ -339,6 +369,25 @@ impl<'a> Runner<'a> {
                 let mut d = Vec::new();
                 f.read_to_end(&mut d)?;
                 format!("nlink={} {}", f.metadata()?.nlink(), digest(&d))
+            }
+            Op::OpenUnlinkTruncate(p) => {
+                let mut f = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(self.p(p))?;
+                fs::remove_file(self.p(p))?;
+                f.set_len(3)?;
+                f.set_permissions(fs::Permissions::from_mode(0o640))?;
+                let m = f.metadata()?;
+                let mut d = Vec::new();
+                f.read_to_end(&mut d)?;
+                format!(
+                    "nlink={} mode={:o} size={} {}",
+                    m.nlink(),
+                    m.mode(),
+                    m.len(),
+                    digest(&d)
+                )
             }
             Op::OpenRenameWrite(a, b) => {
                 let mut f = fs::OpenOptions::new().append(true).open(self.p(a))?;
