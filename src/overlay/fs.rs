@@ -875,6 +875,16 @@ impl Overlay {
         }
     }
 
+    /// For a node whose last name is gone, the fd that keeps its data (a lower file is
+    /// copied to one first): what a change to it must act on, never its old path.
+    /// `None` while it has a name.
+    fn unlinked_fd(&self, ino: u64) -> R<Option<Arc<OwnedFd>>> {
+        if self.nodes_r().get(ino).is_some_and(|n| n.gone) {
+            return Ok(Some(self.write_fd(ino)?));
+        }
+        Ok(None)
+    }
+
     /// A setattr through an open file whose last name is gone (ftruncate, fchmod,
     /// futimens after unlink): applied to the fd that keeps its data (a lower file is
     /// copied to one first), never by a path, which may name another file by now.
@@ -887,7 +897,7 @@ impl Overlay {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
     ) -> R<FileAttr> {
-        let fd = self.write_fd(ino)?;
+        let fd = self.unlinked_fd(ino)?.ok_or(Errno::EIO)?;
         let raw = fd.as_raw_fd();
         if let Some(sz) = size {
             sys::ftruncate(raw, sz)?;
@@ -1586,6 +1596,9 @@ impl Filesystem for Overlay {
             if unsupported_xattr(n) {
                 return Err(Errno::EOPNOTSUPP);
             }
+            if let Some(fd) = self.unlinked_fd(ino.0)? {
+                return Ok(sys::fsetxattr(fd.as_raw_fd(), n, value, flags)?);
+            }
             {
                 let _g = self.names();
                 self.copy_up(ino.0, true)?;
@@ -1702,6 +1715,9 @@ impl Filesystem for Overlay {
                 if !e.xattrs().any(|(k, _)| k == n) {
                     return Err(Errno::ENODATA);
                 }
+            }
+            if let Some(fd) = self.unlinked_fd(ino.0)? {
+                return Ok(sys::fremovexattr(fd.as_raw_fd(), n)?);
             }
             {
                 let _g = self.names();

@@ -88,6 +88,22 @@ pub fn lsetxattr(path: &Path, name: &[u8], value: &[u8], flags: i32) -> io::Resu
     check(r as libc::ssize_t).map(|_| ())
 }
 
+/// `fsetxattr` with `flags`, on the file open as `fd`.
+pub fn fsetxattr(fd: RawFd, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
+    let n = cname(name)?;
+    // SAFETY: n is NUL-terminated; value is valid for value.len() bytes; a bad fd is EBADF.
+    let r = unsafe { libc::fsetxattr(fd, n.as_ptr(), value.as_ptr().cast(), value.len(), flags) };
+    check(r as libc::ssize_t).map(|_| ())
+}
+
+/// `fremovexattr`, on the file open as `fd`.
+pub fn fremovexattr(fd: RawFd, name: &[u8]) -> io::Result<()> {
+    let n = cname(name)?;
+    // SAFETY: n is NUL-terminated; a bad fd is EBADF.
+    let r = unsafe { libc::fremovexattr(fd, n.as_ptr()) };
+    check(r as libc::ssize_t).map(|_| ())
+}
+
 /// `lremovexattr`.
 pub fn lremovexattr(path: &Path, name: &[u8]) -> io::Result<()> {
     let p = cpath(path)?;
