@@ -4,7 +4,11 @@
 //! Owns the overlay semantics (which layer a name comes from, when to copy up, where
 //! whiteouts go). Never panics: every failure is an errno reply. Invariant: operations
 //! that change names take `names` first, then the node table lock, never the reverse.
-
+//!
+//! The kernel opens nothing here: open, opendir and flush are not implemented, on
+//! purpose (each saves a round trip per file or directory opened; see there), so reads,
+//! writes and readdirs name an inode, and upper files are served from fds kept by
+//! inode (`fds`).
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;

@@ -1,5 +1,5 @@
 //! Every raw syscall of the overlay that nix does not wrap safely: extended attributes
-//! by path, I/O on the raw fds that serve as FUSE file handles, and mount(2) of a FUSE
+//! by path and by fd, I/O on the raw fds of upper files kept by inode, and mount(2) of a FUSE
 //! connection. Nothing else in `overlay` uses `unsafe`.
 //!
 //! Invariant: each function checks its return value and turns -1 into `io::Error`;
@@ -27,21 +27,21 @@ fn check(r: libc::ssize_t) -> io::Result<usize> {
     }
 }
 
-/// `lgetxattr`: the value of `name` on `path` (not following a final symlink).
-pub fn lgetxattr(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
-    let p = cpath(path)?;
-    let n = cname(name)?;
-    let mut buf = vec![0u8; 256];
+/// Calls `call` with a buffer that grows (from `start` bytes, up to `max`) while the
+/// kernel answers ERANGE: for the xattr calls, whose value or list size is not known.
+fn sized(
+    start: usize,
+    max: usize,
+    mut call: impl FnMut(&mut [u8]) -> libc::ssize_t,
+) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; start];
     loop {
-        // SAFETY: p and n are NUL-terminated strings; buf is valid for buf.len() bytes.
-        let r =
-            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        match check(r) {
+        match check(call(&mut buf)) {
             Ok(len) => {
                 buf.truncate(len);
                 return Ok(buf);
             }
-            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 20 => {
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < max => {
                 let len = buf.len() * 4;
                 buf.resize(len, 0);
             }
@@ -50,25 +50,23 @@ pub fn lgetxattr(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
+/// `lgetxattr`: the value of `name` on `path` (not following a final symlink).
+pub fn lgetxattr(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
+    let p = cpath(path)?;
+    let n = cname(name)?;
+    sized(256, 1 << 20, |buf| {
+        // SAFETY: p and n are NUL-terminated strings; buf is valid for buf.len() bytes.
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+    })
+}
+
 /// `fgetxattr`: the value of `name` on the file open as `fd`.
 pub fn fgetxattr(fd: RawFd, name: &[u8]) -> io::Result<Vec<u8>> {
     let n = cname(name)?;
-    let mut buf = vec![0u8; 256];
-    loop {
+    sized(256, 1 << 20, |buf| {
         // SAFETY: n is NUL-terminated; buf is valid for buf.len() bytes; a bad fd is EBADF.
-        let r = unsafe { libc::fgetxattr(fd, n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        match check(r) {
-            Ok(len) => {
-                buf.truncate(len);
-                return Ok(buf);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 20 => {
-                let len = buf.len() * 4;
-                buf.resize(len, 0);
-            }
-            Err(e) => return Err(e),
-        }
-    }
+        unsafe { libc::fgetxattr(fd, n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+    })
 }
 
 /// `lsetxattr` with `flags` (`XATTR_CREATE`, `XATTR_REPLACE` or 0).
@@ -116,32 +114,20 @@ pub fn lremovexattr(path: &Path, name: &[u8]) -> io::Result<()> {
 /// `llistxattr`: the names, each followed by a NUL, as the kernel returns them.
 pub fn llistxattr(path: &Path) -> io::Result<Vec<u8>> {
     let p = cpath(path)?;
-    let mut buf = vec![0u8; 1024];
-    loop {
+    sized(1024, 1 << 22, |buf| {
         // SAFETY: p is NUL-terminated; buf is valid for buf.len() bytes.
-        let r = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        match check(r) {
-            Ok(len) => {
-                buf.truncate(len);
-                return Ok(buf);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 22 => {
-                let len = buf.len() * 4;
-                buf.resize(len, 0);
-            }
-            Err(e) => return Err(e),
-        }
-    }
+        unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+    })
 }
 
-/// `pread` on a raw fd owned by the file-handle table.
+/// `pread` on a raw fd of an upper file the caller keeps open.
 pub fn pread(fd: RawFd, buf: &mut [u8], off: u64) -> io::Result<usize> {
     // SAFETY: buf is valid for buf.len() bytes; a bad fd gives EBADF, not UB.
     let r = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), off as libc::off_t) };
     check(r)
 }
 
-/// `pwrite` on a raw fd owned by the file-handle table.
+/// `pwrite` on a raw fd of an upper file the caller keeps open.
 pub fn pwrite(fd: RawFd, buf: &[u8], off: u64) -> io::Result<usize> {
     // SAFETY: buf is valid for buf.len() bytes; a bad fd gives EBADF, not UB.
     let r = unsafe { libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), off as libc::off_t) };
