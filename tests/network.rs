@@ -17,57 +17,35 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use common::engines::{Engine, Who, engines};
 use common::{Camada, require};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
-    Root,
-    User,
-    SingleId,
-}
-
-/// A Camada with the base image loaded whose containers are all removed when it goes.
-struct Engine(Camada);
-
-impl std::ops::Deref for Engine {
-    type Target = Camada;
-    fn deref(&self) -> &Camada {
-        &self.0
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let ids = self.0.run(["ps", "-aq", "--no-trunc"]).stdout();
-        for id in ids.lines().filter(|l| !l.is_empty()) {
-            self.0.run(["rm", "-f", id]);
-        }
-    }
-}
-
+/// One engine of `common::engines` (None when that user cannot run here).
 fn engine(who: Who) -> Option<Engine> {
-    let c = match who {
-        Who::Root => {
-            if !common::is_root() {
-                return None;
-            }
-            Camada::new()
-        }
-        Who::User | Who::SingleId => {
-            let mut c = Camada::as_user()?;
-            if !require("FUSE", common::fuse_usable())
-                || !require("user namespaces", c.userns_usable())
-            {
-                return None;
-            }
-            if who == Who::SingleId {
-                c.env("PATH", "/nonexistent");
-            }
-            c
-        }
-    };
-    c.load_base();
-    Some(Engine(c))
+    engines(&[who]).pop().map(|(_, e)| e)
+}
+
+/// The network helper `name` of a detached container is one child of its monitor, and
+/// is gone soon after `stop`.
+fn helper_goes_with_its_container(c: &Camada, who: Who, name: &str) {
+    let id = c.ok(["run", "-d", "base", "sleep", "100"]);
+    let id = id.trim();
+    let monitor: i32 = std::fs::read_to_string(c.runroot().join(id).join("monitor.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{who:?}: no monitor.pid"));
+    let helpers = children_named(monitor, name);
+    assert_eq!(
+        helpers.len(),
+        1,
+        "{who:?}: {name} children of the monitor: {helpers:?}"
+    );
+    c.ok(["stop", "-t", "0", id]);
+    assert!(
+        gone_soon(helpers[0]),
+        "{who:?}: {name} {} outlived its container",
+        helpers[0]
+    );
 }
 
 /// Serializes the tests that change or depend on /dev/net/tun's mode.
@@ -388,24 +366,7 @@ fn outbound_reaches_the_hosts_loopback_through_pasta() {
         assert!(!resolv.contains("nameserver 127."), "{who:?}: {resolv}");
 
         // pasta is the monitor's child and goes with it
-        let id = c.ok(["run", "-d", "base", "sleep", "100"]);
-        let id = id.trim();
-        let monitor: i32 = std::fs::read_to_string(c.runroot().join(id).join("monitor.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{who:?}: no monitor.pid"));
-        let helpers = children_named(monitor, "pasta");
-        assert_eq!(
-            helpers.len(),
-            1,
-            "{who:?}: pasta children of the monitor: {helpers:?}"
-        );
-        c.ok(["stop", "-t", "0", id]);
-        assert!(
-            gone_soon(helpers[0]),
-            "{who:?}: pasta {} outlived its container",
-            helpers[0]
-        );
+        helper_goes_with_its_container(&c, who, "pasta");
         // --network none: no helper, nothing said, no way out
         c.run([
             "run",
@@ -506,25 +467,8 @@ fn without_pasta_outbound_goes_through_slirp4netns() {
             .success()
             .stdout_has("nameserver 10.0.2.3");
 
-        // the monitor's child, gone with it
-        let id = c.ok(["run", "-d", "base", "sleep", "100"]);
-        let id = id.trim();
-        let monitor: i32 = std::fs::read_to_string(c.runroot().join(id).join("monitor.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{who:?}: no monitor.pid"));
-        let helpers = children_named(monitor, "slirp4netns");
-        assert_eq!(
-            helpers.len(),
-            1,
-            "{who:?}: slirp4netns children: {helpers:?}"
-        );
-        c.ok(["stop", "-t", "0", id]);
-        assert!(
-            gone_soon(helpers[0]),
-            "{who:?}: slirp4netns {} outlived its container",
-            helpers[0]
-        );
+        // slirp4netns is the monitor's child and goes with it
+        helper_goes_with_its_container(&c, who, "slirp4netns");
 
         // a helper that fails: what it said, in the one error line
         let bad = path_with_slirp(

@@ -10,6 +10,21 @@ use std::time::Duration;
 use common::Camada;
 use common::engines::{ALL, engines};
 
+/// Starts container `name` running two `sleep`s (and its shell); its full id.
+fn two_sleepers(c: &Camada, name: &str) -> String {
+    let id = c.ok([
+        "run",
+        "-d",
+        "--name",
+        name,
+        "base",
+        "sh",
+        "-c",
+        "sleep 1000 & sleep 999 & wait",
+    ]);
+    id.trim().to_string()
+}
+
 /// `top`'s rows once the container's shell has started both sleeps (bounded wait: the
 /// detached container is still starting them when `run -d` returns).
 fn top_rows(c: &Camada, id: &str) -> Vec<Vec<String>> {
@@ -36,17 +51,7 @@ fn top_rows(c: &Camada, id: &str) -> Vec<Vec<String>> {
 #[test]
 fn top_shows_the_processes_by_name_and_host_pid() {
     for (who, c) in engines(ALL) {
-        let id = c.ok([
-            "run",
-            "-d",
-            "--name",
-            "toptest",
-            "base",
-            "sh",
-            "-c",
-            "sleep 1000 & sleep 999 & wait",
-        ]);
-        let id = id.trim();
+        let id = &two_sleepers(&c, "toptest");
         let header = c.ok(["top", "toptest"]);
         let header = header.lines().next().unwrap();
         assert_eq!(
@@ -94,17 +99,7 @@ fn top_shows_the_processes_by_name_and_host_pid() {
 #[test]
 fn stats_no_stream_prints_memory_and_pids() {
     for (who, c) in engines(ALL) {
-        let id = c.ok([
-            "run",
-            "-d",
-            "--name",
-            "statstest",
-            "base",
-            "sh",
-            "-c",
-            "sleep 1000 & sleep 999 & wait",
-        ]);
-        let id = id.trim();
+        let id = &two_sleepers(&c, "statstest");
         top_rows(&c, id);
         let stopped = c.ok(["create", "--name", "idle", "base", "true"]);
         let out = c.ok(["stats", "--no-stream"]);
@@ -182,17 +177,7 @@ fn stats_no_stream_prints_memory_and_pids() {
 #[test]
 fn stats_format_prints_the_fields_asked_for() {
     for (who, c) in engines(ALL) {
-        let id = c.ok([
-            "run",
-            "-d",
-            "--name",
-            "fmt",
-            "base",
-            "sh",
-            "-c",
-            "sleep 1000 & sleep 999 & wait",
-        ]);
-        let id = id.trim();
+        let id = &two_sleepers(&c, "fmt");
         top_rows(&c, id);
         let out = c.ok([
             "stats",

@@ -44,7 +44,7 @@ fn type_bits(k: Kind) -> u32 {
 impl Overlay {
     /// A fresh name in the work dir for a copy being built.
     fn tmp_at(&self) -> R<At> {
-        let n = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let name = format!("copyup-{}-{n}", std::process::id());
         Ok(self.upper.work_at(name.as_bytes())?)
     }

@@ -64,18 +64,24 @@ impl Fds {
     /// `ino`'s last name is about to go: its fd (the kept one, else `open()`'s) becomes
     /// the way to its data until [`Fds::forget`].
     pub fn orphan(&self, ino: u64, open: impl FnOnce() -> Option<OwnedFd>) {
-        let mut i = self.inner();
-        if i.orphans.contains_key(&ino) {
-            return;
+        {
+            let mut i = self.inner();
+            if i.orphans.contains_key(&ino) {
+                return;
+            }
+            if let Some(f) = i.open.remove(&ino) {
+                i.orphans.insert(ino, f);
+                return;
+            }
         }
-        let fd = match i.open.remove(&ino) {
-            Some(f) => f,
-            None => match open() {
-                Some(f) => Arc::new(f),
-                None => return,
-            },
-        };
-        i.orphans.insert(ino, fd);
+        // Opened without the lock held (the caller holds the overlay's `names` lock,
+        // so the name cannot go meanwhile).
+        if let Some(f) = open() {
+            self.inner()
+                .orphans
+                .entry(ino)
+                .or_insert_with(|| Arc::new(f));
+        }
     }
 
     /// Keeps `fd` as the data of the unlinked `ino` (a lower file copied up after its

@@ -111,8 +111,10 @@ pub(crate) struct Overlay {
     lower: lower::Lower,
     upper: upper::Upper,
     nodes: RwLock<node::Nodes>,
+    /// Merged directory listings by inode, while a readdir pass goes through them.
     dirs: Mutex<HashMap<u64, std::sync::Arc<Vec<fs::DirEnt>>>>,
-    next_fh: AtomicU64,
+    /// Numbers the temporary names of copy-ups in the work dir.
+    next_tmp: AtomicU64,
     /// Serialises operations that change names in the upper dir (create, copy-up,
     /// unlink, rename): they check then act, and must not interleave.
     names: Mutex<()>,
@@ -149,7 +151,7 @@ impl Overlay {
             upper,
             nodes: RwLock::new(nodes),
             dirs: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
+            next_tmp: AtomicU64::new(1),
             names: Mutex::new(()),
             fds: fds::Fds::default(),
             squash: opts.squash_unmapped.then(|| {

@@ -458,12 +458,9 @@ fn user_binds(root: &OwnedFd, binds: &[Bind]) -> Result<(), MountError> {
     Ok(())
 }
 
-/// The container's binds and volumes mounted on a root filesystem that is not running (a
-/// mount server's, so that `cp` reaches a volume as the container would): as in
-/// a start, every target opened inside `rootfs`. Call as root of the user namespace that
-/// owns the mount namespace.
-pub fn bind_user_mounts(rootfs: &Path, binds: &[Bind]) -> Result<(), MountError> {
-    let root = nix::fcntl::open(
+/// An O_PATH fd of the root filesystem every mount target is opened beneath.
+fn open_root(rootfs: &Path) -> Result<OwnedFd, MountError> {
+    nix::fcntl::open(
         rootfs,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
@@ -471,22 +468,22 @@ pub fn bind_user_mounts(rootfs: &Path, binds: &[Bind]) -> Result<(), MountError>
     .map_err(|source| MountError::OpenRoot {
         path: rootfs.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+/// The container's binds and volumes mounted on a root filesystem that is not running (a
+/// mount server's, so that `cp` reaches a volume as the container would): as in
+/// a start, every target opened inside `rootfs`. Call as root of the user namespace that
+/// owns the mount namespace.
+pub fn bind_user_mounts(rootfs: &Path, binds: &[Bind]) -> Result<(), MountError> {
+    let root = open_root(rootfs)?;
     user_binds(&root, binds)
 }
 
 /// Mounts everything under `setup.rootfs` (run inside the container's mount namespace, as
 /// its root, before pivot_root).
 pub(crate) fn prepare(setup: &Setup<'_>) -> Result<(), MountError> {
-    let root = nix::fcntl::open(
-        setup.rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|source| MountError::OpenRoot {
-        path: setup.rootfs.to_path_buf(),
-        source,
-    })?;
+    let root = open_root(setup.rootfs)?;
     let secure = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_on(
         &root,
@@ -649,15 +646,7 @@ pub(crate) fn prepare(setup: &Setup<'_>) -> Result<(), MountError> {
 
 /// Shows the pty `slave` as /dev/console (after [`prepare`], before [`pivot`]).
 pub(crate) fn bind_console(rootfs: &Path, slave: &OwnedFd) -> Result<(), MountError> {
-    let root = nix::fcntl::open(
-        rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|source| MountError::OpenRoot {
-        path: rootfs.to_path_buf(),
-        source,
-    })?;
+    let root = open_root(rootfs)?;
     mount_on(
         &root,
         "/dev/console",
