@@ -303,6 +303,26 @@ fn stdin_dockerfile_quiet_tags_and_labels() {
         .success()
         .stdout_is("1777 root\n755 root\n755 root\n");
     }
+    // the context must exist even when no step reads it (as docker): one error line
+    // naming it, and no image
+    for (who, c) in engines(&[Who::Root, Who::User]) {
+        let gone = c.root().join("no-such-context");
+        let r = c.run_stdin(
+            [
+                "build",
+                "-t",
+                "never",
+                "-f",
+                "-",
+                &gone.display().to_string(),
+            ],
+            b"FROM base\nRUN true\n",
+        );
+        r.engine_error()
+            .stderr_has(&format!("opening the build context {}", gone.display()));
+        c.run(["inspect", "never"]).engine_error();
+        eprintln!("{who:?}: missing context refused");
+    }
 }
 
 #[test]

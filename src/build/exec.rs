@@ -62,19 +62,8 @@ pub fn build(
     };
     let needed = needed_stages(&df, target);
     let named = needed.len() > 1;
-    let reads_context = needed.iter().any(|&i| {
-        df.stages[i].steps.iter().any(|s| match &s.instruction {
-            Instruction::Copy(c) | Instruction::Add(c) => c.from.is_none(),
-            _ => false,
-        })
-    });
-    // opened even when no Dockerfile step reads it: a base's ONBUILD COPY or a RUN's bind
-    // mount may; it is an error only where one does
-    let context = match Context::open(&req.context, req.dockerfile_path.as_deref()) {
-        Ok(c) => Some(c),
-        Err(e) if reads_context => return Err(e.into()),
-        Err(_) => None,
-    };
+    // as docker: the context must be a readable directory, whether a step reads it or not
+    let context = Context::open(&req.context, req.dockerfile_path.as_deref())?;
     let mut secrets = std::collections::BTreeMap::new();
     for flag in &req.secrets {
         let (id, source) = runmount::parse_secret_flag(flag)?;
@@ -86,7 +75,7 @@ pub fn build(
         store,
         backend,
         req,
-        context: context.as_ref(),
+        context: &context,
         df: &df,
         args: &args,
         cache: Cache::load(store),
@@ -204,7 +193,7 @@ struct Executor<'a> {
     backend: &'a dyn Backend,
     req: &'a Request,
     /// Opened when a needed stage copies from it.
-    context: Option<&'a Context>,
+    context: &'a Context,
     df: &'a Dockerfile,
     args: &'a BuildArgs,
     cache: Cache,
@@ -294,7 +283,7 @@ impl<'a> Executor<'a> {
                             from_fs = self.copy_source_fs(stage.index, f, step)?;
                             Source::Image(&from_fs)
                         }
-                        None => Source::Context(self.context.ok_or_else(|| self.no_context(step))?),
+                        None => Source::Context(self.context),
                     };
                     let plan = self.plan(step, source, c, add, &state.config, &lower)?;
                     let hash = plan
@@ -489,7 +478,7 @@ impl<'a> Executor<'a> {
                 let fs = self.copy_source_fs(self.current, f, step).map_err(why)?;
                 Source::Image(from_fs.insert(fs))
             }
-            None => Source::Context(self.context.ok_or_else(|| why(self.no_context(step)))?),
+            None => Source::Context(self.context),
         };
         let source = if source.is_empty() { "." } else { source };
         let empty = ImageFs::empty("the mount");
@@ -557,13 +546,6 @@ impl<'a> Executor<'a> {
             std::fs::create_dir(&root).map_err(|e| why(&e))?;
         }
         Ok(root)
-    }
-
-    fn no_context(&self, step: &Step) -> BuildError {
-        match Context::open(&self.req.context, self.req.dockerfile_path.as_deref()) {
-            Err(e) => self.copy_err(step, e),
-            Ok(_) => self.step_err(step, "the build context was not opened"),
-        }
     }
 
     /// What besides the expanded instruction decides a (non-COPY) step's result: for RUN
